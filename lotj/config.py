@@ -1,0 +1,227 @@
+"""Typed configuration: dataclasses used as OmegaConf structured configs.
+
+``load_config(argv)`` reads ``conf=NAME`` (``conf/NAME.yaml``) and dotted overrides
+(``economy.eta=0.9``) and merges them in the order schema < preset < command line. Every
+config is validated before anything runs; bad input raises :class:`lotj.errors.ConfigError`
+naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from lotj.economy.params import EconomyParams
+from lotj.errors import ConfigError
+
+#: Where the presets live: ``conf/`` at the repository root (or ``$LOTJ_CONF_DIR``).
+CONF_DIR = Path(os.environ.get("LOTJ_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+
+
+@dataclass
+class NetConfig:
+    """The permutation-invariant value networks (``lotj.nets``)."""
+
+    embed_dim: int = 32  #: size of the pooled per-worker embedding φ
+    phi_width: int = 64  #: hidden width of φ
+    phi_depth: int = 2  #: hidden layers of φ
+    rho_width: int = 128  #: hidden width of the head ρ
+    rho_depth: int = 3  #: hidden layers of the head ρ
+    activation: str = "silu"  #: silu | tanh | gelu | softplus
+
+
+@dataclass
+class SolverConfig:
+    """Training of V (and W) on HJB residuals."""
+
+    stages: list[str] = field(default_factory=lambda: ["v"])  #: solve stages in order: v, w
+    lr: float = 1e-3
+    lr_decay: float = 0.98  #: multiplicative learning-rate decay per epoch
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    steps_per_epoch: int = 50
+    max_epochs: int = 40
+    m_n: int = 64  #: Monte Carlo draws from χ^N per integral
+    m_e: int = 64  #: Monte Carlo draws from χ^E per integral
+    unbiased: bool = False  #: product of two independent-draw residuals instead of the squared residual
+    n_omega: int = 4096  #: firm states in the Ω training pool per refresh
+    n_heldout: int = 1024  #: held-out Ω states for the scale-free residual
+    tol: float = 1e-3  #: target held-out scale-free residual
+    grad_clip: float = 1.0
+
+
+@dataclass
+class SimConfig:
+    """The simulated economy (``lotj.sim``)."""
+
+    n_firms: int = 2000  #: N_f firms standing for measure 1; N_w·N_f workers
+    dt: float = 0.02  #: time step in years
+    years_per_epoch: float = 2.0  #: years simulated at each epoch end
+    burn_in_years: float = 10.0  #: years simulated before training starts
+    tol: float = 0.02  #: relative change of the tracked statistics between refreshes
+    patience: int = 3  #: consecutive refreshes below tolerance to declare convergence
+    panel_years: int = 10  #: years in the exported annual panel
+    initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: n_w)
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to the Lightning Trainer."""
+
+    accelerator: str = "cpu"  #: cpu | gpu | auto
+    devices: Any = 1
+    precision: str = "64-true"  #: 64-true | 32-true
+    num_threads: int = 0  #: torch CPU threads (0: torch's default)
+
+
+@dataclass
+class LoggingConfig:
+    logger: str = "csv"  #: csv | wandb | none
+    project: str = "lotj"
+    group: str = ""
+    progress_bar: bool = True
+
+
+@dataclass
+class Config:
+    """The whole configuration of one run."""
+
+    conf: str = "baseline"
+    economy: EconomyParams = field(default_factory=EconomyParams)
+    net: NetConfig = field(default_factory=NetConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    seed: int = 0
+    out_dir: str = "runs/${conf}"
+    resume: str = ""  #: path to a last.ckpt to continue
+
+
+_ACTIVATIONS = ("silu", "tanh", "gelu", "softplus")
+_STAGES = ("v", "w")
+_LOGGERS = ("csv", "wandb", "none")
+
+
+def validate(cfg: Config) -> Config:
+    """Range checks OmegaConf cannot express; raises ConfigError naming the key."""
+    cfg.economy.validate()
+    for name in ("embed_dim", "phi_width", "phi_depth", "rho_width", "rho_depth"):
+        if getattr(cfg.net, name) < 1:
+            raise ConfigError(f"net.{name} = {getattr(cfg.net, name)}: must be >= 1")
+    if cfg.net.activation not in _ACTIVATIONS:
+        raise ConfigError(f"net.activation = {cfg.net.activation!r}: allowed {list(_ACTIVATIONS)}")
+    s = cfg.solver
+    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "n_omega", "n_heldout"):
+        if getattr(s, name) < 1:
+            raise ConfigError(f"solver.{name} = {getattr(s, name)}: must be >= 1")
+    for name in ("lr", "tol"):
+        v = getattr(s, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"solver.{name} = {v}: must be finite and > 0")
+    if not 0 < s.lr_decay <= 1:
+        raise ConfigError(f"solver.lr_decay = {s.lr_decay}: must be in (0, 1]")
+    bad = [st for st in s.stages if st not in _STAGES]
+    if bad or not s.stages:
+        raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
+    m = cfg.sim
+    if m.n_firms < 1:
+        raise ConfigError(f"sim.n_firms = {m.n_firms}: must be >= 1")
+    for name in ("dt", "years_per_epoch", "tol"):
+        v = getattr(m, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"sim.{name} = {v}: must be finite and > 0")
+    if m.burn_in_years < 0:
+        raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
+    if m.patience < 1:
+        raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
+    if cfg.logging.logger not in _LOGGERS:
+        raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")
+    if cfg.trainer.precision not in ("64-true", "32-true"):
+        raise ConfigError(f"trainer.precision = {cfg.trainer.precision!r}: allowed ['64-true', '32-true']")
+    return cfg
+
+
+def available_presets() -> list[str]:
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+
+
+def _split_argv(argv: list[str]) -> tuple[str, list[str]]:
+    preset = "baseline"
+    rest: list[str] = []
+    for arg in argv:
+        if "=" not in arg:
+            raise ConfigError(f"argument {arg!r}: expected key=value (for example conf=smoke economy.eta=0.9)")
+        key, value = arg.split("=", 1)
+        if key.lstrip("+") == "conf":
+            preset = value
+        else:
+            rest.append(arg)
+    return preset, rest
+
+
+def _all_keys(node: Any, prefix: str = "") -> list[str]:
+    keys = []
+    for k in node.keys() if hasattr(node, "keys") else []:
+        path = f"{prefix}{k}"
+        keys.append(path)
+        child = node[k] if not OmegaConf.is_missing(node, k) else None
+        if OmegaConf.is_dict(child):
+            keys.extend(_all_keys(child, path + "."))
+    return keys
+
+
+def _explain(exc: OmegaConfBaseException, schema: Any) -> ConfigError:
+    key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
+    if isinstance(exc, ConfigKeyError):
+        close = difflib.get_close_matches(str(key), _all_keys(schema), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return ConfigError(f"unknown config key {key!r}{hint}")
+    if isinstance(exc, ValidationError):
+        msg = str(exc).splitlines()[0]
+        return ConfigError(f"bad value for config key {key!r}: {msg}")
+    return ConfigError(f"config key {key!r}: {str(exc).splitlines()[0]}")
+
+
+def load_config(argv: list[str] | None = None, validate_ranges: bool = True) -> Config:
+    """Build the validated :class:`Config` from ``conf=NAME`` and ``key=value`` overrides.
+
+    Merge order: schema defaults < ``conf/NAME.yaml`` < command-line overrides.
+    """
+    argv = list(argv or [])
+    preset, overrides = _split_argv(argv)
+    schema = OmegaConf.structured(Config)
+    path = CONF_DIR / f"{preset}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset conf={preset!r}: no {path}; available: {available_presets()}")
+    try:
+        preset_node = OmegaConf.load(path)
+        cli = OmegaConf.from_dotlist(overrides)
+        merged = OmegaConf.merge(schema, preset_node, cli, {"conf": preset})
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise _explain(exc, schema) from None
+    assert isinstance(cfg, Config)
+    if validate_ranges:
+        validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (written into every run directory)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg), resolve=True)
+
+
+def config_from_yaml(text_or_path: str | Path) -> Config:
+    """Rebuild a Config from a written ``config.yaml`` (for resumption and analysis)."""
+    node = OmegaConf.load(text_or_path) if Path(str(text_or_path)).is_file() else OmegaConf.create(text_or_path)
+    cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), node))
+    assert isinstance(cfg, Config)
+    return validate(cfg)
