@@ -1,0 +1,90 @@
+"""Typed configuration: presets, merge order, and every bad-input case (lotj/config.py)."""
+
+import pytest
+
+from lotj.config import Config, config_from_yaml, load_config, to_yaml
+from lotj.errors import ConfigError
+
+
+def test_baseline_is_the_source_calibration():
+    c = load_config(["conf=baseline"])
+    e = c.economy
+    assert (e.rho, e.delta_r, e.lam, e.gamma_e) == (0.05, 0.05, 1.0, 1.0)
+    assert (e.n_w, e.b, e.eta, e.mu_q) == (5.371, 0.141, 0.939, -0.016)
+    assert (e.sd_log_z, e.sd_log_q, e.cov_log_zq, e.delta_m) == (0.342, 0.013, 1.69e-4, 0.127)
+    assert (e.sd_log_h, e.sd_log_a, e.cov_log_ha) == (0.157, 0.008, 4.2315e-7)
+    assert (e.theta_plus, e.theta_minus, e.delta_f, e.psi_e, e.psi_n) == (0.165, 0.034, 0.001, 1.048, 0.314)
+
+
+def test_merge_order_schema_preset_cli():
+    smoke = load_config(["conf=smoke"])
+    assert smoke.economy.n_max == 16  # preset beats schema (32)
+    over = load_config(["conf=smoke", "economy.n_max=12", "economy.eta=0.9"])
+    assert over.economy.n_max == 12 and over.economy.eta == 0.9  # CLI beats preset
+    assert over.economy.rho == 0.05  # schema default where nobody says otherwise
+    assert over.out_dir == "runs/smoke"
+
+
+def test_roundtrip_through_yaml(tmp_path):
+    c = load_config(["conf=smoke", "seed=3"])
+    path = tmp_path / "config.yaml"
+    path.write_text(to_yaml(c))
+    back = config_from_yaml(path)
+    assert isinstance(back, Config) and back == c
+
+
+@pytest.mark.parametrize(
+    "argv,pattern",
+    [
+        (["economy.etaa=0.9"], r"unknown config key 'economy.etaa'.*did you mean 'economy.eta'"),
+        (["economy.eta=abc"], r"economy.eta"),
+        (["conf=no_such_preset"], r"unknown preset conf='no_such_preset'.*available"),
+        (["economy.delta_m=-0.1"], r"economy.delta_m.*>= 0"),
+        (["economy.rho=0"], r"economy.rho.*> 0"),
+        (["economy.sd_log_z=-0.3"], r"economy.sd_log_z.*standard deviation"),
+        (["economy.cov_log_ha=0.01"], r"sigma_w.*not positive semi-definite"),
+        (["economy.cov_log_zq=-0.01"], r"sigma_f.*not positive semi-definite"),
+        (["economy.eta=0"], r"economy.eta.*> 0"),
+        (["economy.n_w=0"], r"economy.n_w.*> 0"),
+        (["economy.n_max=0"], r"economy.n_max.*>= 1"),
+        (["economy.mu_a=0.3"], r"values would be infinite"),
+        (["economy.gamma_e=10", "economy.sd_log_a=0.05"], r"values would be infinite"),
+        (["solver.lr=-1"], r"solver.lr"),
+        (["logging.logger=tensorboard"], r"logging.logger"),
+        (["eta=0.9"], r"unknown config key 'eta'"),
+        (["economy.eta"], r"expected key=value"),
+    ],
+)
+def test_bad_input_is_refused_with_the_key(argv, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        load_config(["conf=smoke", *argv])
+
+
+def test_zero_variances_pass():
+    # the counterfactuals set a variance and its covariance to zero
+    c = load_config(["economy.sd_log_q=0", "economy.cov_log_zq=0", "economy.sd_log_a=0", "economy.cov_log_ha=0"])
+    assert c.economy.sigma_f[1, 1] == 0 and c.economy.sigma_w[1, 1] == 0
+
+
+def test_finite_value_check_boundary():
+    # largest γ(a q − 1) on the ±4 sd support must stay below ρ + δ_f + δ_r + δ_m = 0.228
+    c = load_config([])
+    e = c.economy
+    import math
+
+    growth = e.gamma_e * (math.exp(e.mu_a + 4 * e.sd_log_a + e.mu_q + 4 * e.sd_log_q) - 1)
+    assert growth < e.outflow_rate
+    # μ_a just above the bound is refused, just below accepted
+    bound = math.log(1 + e.outflow_rate / e.gamma_e) - (4 * e.sd_log_a + e.mu_q + 4 * e.sd_log_q)
+    load_config([f"economy.mu_a={bound - 1e-4}"])
+    with pytest.raises(ConfigError):
+        load_config([f"economy.mu_a={bound + 1e-4}"])
+
+
+def test_discrete_types_validated():
+    with pytest.raises(ConfigError, match="probabilities sum"):
+        load_config(["economy.worker_types=[[1.0,1.0,0.5],[2.0,1.0,0.4]]"])
+    with pytest.raises(ConfigError, match="worker_types"):
+        load_config(["economy.worker_types=[[1.0,-1.0,1.0]]"])
+    c = load_config(["economy.firm_types=[[1.0,0.99,0.5],[2.0,1.0,0.5]]"])
+    assert c.economy.firm_types == [[1.0, 0.99, 0.5], [2.0, 1.0, 0.5]]
