@@ -1,0 +1,170 @@
+"""The equilibrium fixed point of the exact solver: the validation preset, decision cycles, ties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from lotj.config import load_config
+from lotj.economy.params import EconomyParams
+from lotj.exact import NoPureEquilibriumError, solve_equilibrium, stationary_distribution
+from lotj.exact.bellman import Policies, solve_values
+from lotj.exact.market import Distribution, Market
+from lotj.exact.states import StateSpace
+
+
+@pytest.fixture(scope="module")
+def small():
+    p = load_config(["conf=exact_small"]).economy
+    return p, solve_equilibrium(p)
+
+
+def test_preset_equilibrium_is_pure_exact_and_fast(small):
+    p, sol = small
+    assert sol.n_states == 70
+    assert sol.solve_seconds < 10.0
+    assert sol.residual < 1e-12
+    assert sol.imbalance < 1e-12
+    # pure: no decision that carries flow is within 1e-9 max|V| of indifference (else solve raises)
+    assert sol.margin.value > 1e-9
+
+
+def test_preset_statistics_are_economically_sensible(small):
+    """Values recorded in docs/validation.md; ranges a labour economist would accept."""
+    _, sol = small
+    assert 0.55 < sol.e < 0.75
+    assert 0.05 < sol.en_rate < 0.2 and 0.15 < sol.ne_rate < 0.4
+    assert 1.2 < sol.mean_size < 2.0
+    # the cap rarely binds: well under 1% of firms are at it
+    assert sol.cap_share < 0.005
+    # better firms are bigger: the high-z type holds more workers per firm
+    sizes = [sol.dist.chi[sol.space.firm_type == f] @ sol.space.size[sol.space.firm_type == f] for f in (0, 1)]
+    assert sizes[1] > sizes[0]
+
+
+def test_preset_equilibrium_is_the_same_from_other_starting_distributions(small):
+    p, sol = small
+    space = sol.space
+    rng = np.random.default_rng(11)
+    for _ in range(2):
+        chi = rng.random(space.n_states) ** 3
+        chi *= 0.6 / (chi @ space.size)
+        deficit = 1.0 - chi.sum()
+        assert deficit > 0
+        for f in range(space.n_firm_types):
+            chi[space.empty_state(f)] += deficit * space.p_f[f]
+        u = (p.n_w - chi @ space.size) * rng.dirichlet(np.ones(space.n_worker_types))
+        other = solve_equilibrium(p, start=Distribution(chi, u))
+        assert other.policies.same_as(sol.policies)
+        assert np.abs(other.v - sol.v).max() < 1e-10 * np.abs(sol.v).max()
+        assert other.e == pytest.approx(sol.e, rel=1e-12)
+
+
+def test_summary_is_json_ready(small):
+    import json
+
+    _, sol = small
+    text = json.dumps(sol.summary())
+    assert '"n_states": 70' in text
+    assert sum(sol.summary()["size_distribution"]) == pytest.approx(1.0, abs=1e-13)
+
+
+# ------------------------------------------------------------------------ no pure equilibrium
+
+#: One firm type, cap 1, a good and a marginal worker type. Hiring the marginal type fills the firm's
+#: only slot; whether that pays depends on how many good workers are looking for jobs, which depends
+#: on whether firms hire the marginal type: if they do, unmatched workers are mostly good ones and
+#: waiting pays (do not hire); if they do not, the marginal type piles up in unemployment, good
+#: workers are scarce among job seekers and hiring the marginal one pays. No pure equilibrium.
+CYCLE = dict(
+    gamma_e=0.0,
+    n_w=0.8,
+    n_max=1,
+    b=0.5,
+    rho=0.05,
+    delta_r=0.05,
+    delta_m=0.1,
+    delta_f=0.02,
+    lam=1.0,
+    psi_e=0.5,
+    psi_n=2.0,
+    worker_types=[[1.0, 1.0, 0.8], [0.45, 1.0, 0.2]],
+    firm_types=[[1.0, 1.0, 1.0]],
+)
+
+
+def test_a_decision_cycle_is_detected_and_named():
+    with pytest.raises(NoPureEquilibriumError, match="cycle") as info:
+        solve_equilibrium(EconomyParams(**CYCLE))
+    assert any("hire worker type 2 (h=0.45" in d for d in info.value.decisions)
+
+
+@pytest.mark.parametrize("hire_marginal", [True, False])
+def test_the_cycle_economy_has_no_pure_equilibrium(hire_marginal):
+    """Check the two candidate decisions by hand: under each, the best response is the other one."""
+    p = EconomyParams(**CYCLE)
+    space = StateSpace.from_params(p)
+    empty = space.empty_state(0)
+    pol = Policies.none(space)
+    pol.hire[empty] = [True, hire_marginal]  # good workers are always worth hiring
+    for j in range(2):
+        holds = space.counts[:, j] == 1
+        keep = j == 0 or hire_marginal
+        pol.quit[holds, j] = not keep
+        pol.positive[holds, j] = keep
+    dist = stationary_distribution(space, p, pol).dist
+    best = solve_values(space, p, Market.of(space, p, dist)).policies
+    assert best.hire[empty, 0]
+    assert best.hire[empty, 1] == (not hire_marginal)
+
+
+def test_a_decision_at_indifference_is_refused():
+    """z = b with cap 1: a lone worker's surplus is (z − b) h / (…) = 0 whatever the distribution, so
+    employment hangs on a tie-break; the solver says so instead of returning one side of the tie."""
+    p = EconomyParams(
+        gamma_e=0.0, n_w=0.8, n_max=1, b=1.0, worker_types=[[1.0, 1.0, 1.0]], firm_types=[[1.0, 1.0, 1.0]]
+    )
+    with pytest.raises(NoPureEquilibriumError, match="indifference") as info:
+        solve_equilibrium(p)
+    assert any("worker type 1" in d for d in info.value.decisions)
+
+
+def test_no_meetings_means_no_hiring_and_no_employment():
+    """ψ^N = ψ^E = 0: ω = s^N = s^E = 0 (MODEL.md section 10); nobody is ever hired."""
+    p = load_config(["conf=exact_small", "economy.psi_n=0", "economy.psi_e=0"]).economy
+    sol = solve_equilibrium(p)
+    assert sol.omega == 0.0 and sol.e == pytest.approx(0.0, abs=1e-12)
+    assert sol.dist.u.sum() == pytest.approx(p.n_w, rel=1e-13)
+    # an empty firm is worth nothing; a firm with workers is worth its output stream
+    empty = sol.space.empty_state(1)
+    assert sol.v[empty] == pytest.approx(0.0, abs=1e-12)
+    one = sol.space.plus[empty, 1]  # z = 1.5 with one h = 1 worker, who never separates by choice
+    z, h = 1.5, 1.0
+    u = p.b * h / (p.rho + p.delta_r)
+    # ρV1 = z h − δ_f (V1 − U) − (δ_r + δ_m) V1 + δ_m U  (V0 = 0)
+    v1 = (z * h + (p.delta_f + p.delta_m) * u) / (p.rho + p.delta_f + p.delta_r + p.delta_m)
+    assert sol.v[one] == pytest.approx(v1, rel=1e-13)
+    assert math.isfinite(sol.en_rate)
+
+
+def test_damped_search_finds_a_pure_equilibrium_that_simultaneous_best_responses_miss():
+    """Adopting every best response at once cycles in this economy; adopting the most profitable
+    changes first reaches decisions that are the best response to their own stationary distribution."""
+    p = EconomyParams(
+        gamma_e=0.0,
+        n_w=0.915,
+        n_max=4,
+        eta=0.771,
+        b=0.374,
+        worker_types=[[1.085, 1.0, 0.3], [1.126, 1.0, 0.4], [1.409, 1.0, 0.3]],
+        firm_types=[[1.395, 1.0, 0.5], [1.597, 1.0, 0.5]],
+    )
+    sol = solve_equilibrium(p)
+    assert min(h["step_fraction"] for h in sol.history) < 1.0
+    # the fixed point, checked from scratch: stationary law of the decisions, then V's best response
+    dist = stationary_distribution(sol.space, p, sol.policies).dist
+    again = solve_values(sol.space, p, Market.of(sol.space, p, dist))
+    assert again.policies.same_as(sol.policies)
+    assert np.abs(again.v - sol.v).max() < 1e-10 * np.abs(sol.v).max()

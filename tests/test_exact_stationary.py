@@ -1,0 +1,138 @@
+"""The stationary distribution of the exact solver against a transition matrix built by hand.
+
+The generator below is written one firm state and one event at a time from MODEL.md sections 1, 3,
+4 and 10, reading the decisions straight from V (hire iff Δ(S⊕x, x) > 0, separate iff Δ(S, x) < 0, a
+worker with Δ ≥ 0 moves iff the poacher's Δ(S'⊕x, x) > Δ(S, x)); it shares no code with
+lotj.exact.stationary. The solver's χ must be its stationary law and the unmatched workers' flows
+must balance type by type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lotj.config import load_config
+from lotj.exact import solve_equilibrium
+
+
+@pytest.fixture(scope="module")
+def small():
+    p = load_config(["conf=exact_small"]).economy
+    return p, solve_equilibrium(p)
+
+
+def _maps(space):
+    index = {(int(f), tuple(int(c) for c in cs)): i for i, (f, cs) in enumerate(zip(space.firm_type, space.counts))}
+
+    def plus(i, j):
+        cs = list(space.counts[i])
+        cs[j] += 1
+        return index.get((int(space.firm_type[i]), tuple(cs)))
+
+    def minus(i, j):
+        cs = list(space.counts[i])
+        cs[j] -= 1
+        return index.get((int(space.firm_type[i]), tuple(cs)))
+
+    return index, plus, minus
+
+
+def _hand_generator(p, sol):
+    space, v, chi, u = sol.space, sol.v, sol.dist.chi, sol.dist.u
+    index, plus, minus = _maps(space)
+    n_states, n_types = space.n_states, space.n_worker_types
+    U = p.unemployment_coef * space.h
+    size = space.size
+    employed = float(chi @ size)
+    unmatched = float(u.sum())
+    mean_n1 = float(chi @ (size + 1))
+    e = employed / p.n_w
+    total = e * p.psi_e + (1 - e) * p.psi_n
+    omega = p.n_w * total / mean_n1
+    s_n = (1 - e) * p.psi_n / total
+    s_e = 1 - s_n
+    pi = (size + 1) * chi / mean_n1
+
+    def own(i, j):
+        return v[i] - v[minus(i, j)] - U[j]
+
+    def hire(i, j):
+        k = plus(i, j)
+        return -np.inf if k is None else v[k] - v[i] - U[j]
+
+    q = np.zeros((n_states, n_states))
+    for i in range(n_states):
+        n = int(size[i])
+        for j in range(n_types):
+            if n < p.n_max:
+                rate = 0.0
+                if hire(i, j) > 0:
+                    rate += (n + 1) * omega * s_n * u[j] / unmatched
+                for sp in range(n_states):
+                    c = space.counts[sp, j]
+                    if c and hire(i, j) - max(own(sp, j), 0.0) > 0:
+                        rate += (n + 1) * omega * s_e * c * chi[sp] / employed
+                q[i, plus(i, j)] += rate
+            c = int(space.counts[i, j])
+            if c:
+                d = own(i, j)
+                leave = p.delta_r + p.delta_m
+                if d < 0:
+                    leave += p.lam + p.psi_e
+                else:
+                    for sp in range(n_states):
+                        if size[sp] < p.n_max and hire(sp, j) > d:
+                            leave += p.psi_e * pi[sp]
+                q[i, minus(i, j)] += c * leave
+        for f in range(space.n_firm_types):
+            q[i, index[(f, (0,) * n_types)]] += p.delta_f * space.p_f[f]
+    np.fill_diagonal(q, 0.0)
+    q[np.diag_indices(n_states)] = -q.sum(1)
+
+    # unmatched workers of each type: inflow minus outflow
+    balance = np.zeros(n_types)
+    for j in range(n_types):
+        inflow = p.delta_r * p.n_w * space.p_w[j]
+        find = 0.0
+        for i in range(n_states):
+            c = space.counts[i, j]
+            if c:
+                d = own(i, j)
+                to_n = p.delta_f + p.delta_m
+                if d < 0:
+                    hired_away = sum(pi[sp] for sp in range(n_states) if size[sp] < p.n_max and hire(sp, j) > 0)
+                    to_n += p.lam + p.psi_e * (1 - hired_away)
+                inflow += c * chi[i] * to_n
+            if size[i] < p.n_max and hire(i, j) > 0:
+                find += p.psi_n * pi[i]
+        balance[j] = inflow - u[j] * (p.delta_r + find)
+    return q, balance
+
+
+def test_solver_distribution_is_stationary_for_the_hand_built_chain(small):
+    p, sol = small
+    q, balance = _hand_generator(p, sol)
+    assert np.abs(sol.dist.chi @ q).max() < 1e-12
+    assert np.abs(balance).max() < 1e-12
+
+
+def test_distribution_sums_to_one_and_workers_add_up(small):
+    p, sol = small
+    chi, u = sol.dist.chi, sol.dist.u
+    assert chi.sum() == pytest.approx(1.0, abs=1e-13)
+    assert (chi >= 0).all() and (u > 0).all()
+    employed = float(chi @ sol.space.size)
+    assert employed + u.sum() == pytest.approx(p.n_w, abs=1e-12)
+    assert sol.e == pytest.approx(employed / p.n_w, rel=1e-13)
+    # firm types keep their G_f shares: deaths replace a firm by a newborn of a type drawn from G_f
+    for f in range(sol.space.n_firm_types):
+        assert chi[sol.space.firm_type == f].sum() == pytest.approx(sol.space.p_f[f], abs=1e-12)
+
+
+def test_a_distribution_that_is_not_stationary_fails_the_hand_built_chain(small):
+    p, sol = small
+    q, _ = _hand_generator(p, sol)
+    moved = sol.dist.chi.copy()
+    moved[[0, 1]] += [1e-3, -1e-3]
+    assert np.abs(moved @ q).max() > 1e-5
