@@ -8,6 +8,8 @@ import torch
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_default_dtype(torch.float64)
+# CI has 2 cores; small tensors run fastest on one thread and threads fight when tests run beside Ray workers
+torch.set_num_threads(1)
 
 
 @pytest.fixture

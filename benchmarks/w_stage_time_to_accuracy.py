@@ -1,0 +1,104 @@
+"""Time for the W stage to reach a held-out scale-free residual (docs/wages.md, "Benchmarks").
+
+Trains :class:`lotj.worker_net.WorkerValueNet` on the W residual of a config's economy (default
+``conf=smoke``) with the W stage's DataModule and module, and prints, epoch by epoch, the wall time and
+the held-out scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)``, then the time at which the residual
+first fell below each of 1e-1, 3e-2, 1e-2, 3e-3 and 1e-3, and the best value.
+
+V is frozen: the state dict of a :class:`lotj.nets.ValueNet` from ``v=PATH`` (a file written with
+``torch.save(value_net.state_dict(), PATH)``, built with the config's ``net`` sizes) or, without it, the
+network's initial separable guess ``V₀ = Σ U + (F + c z)/r`` (the W equation is well defined for any V;
+V₀ has the scale of the converged V). States come from the initial economy of the config (no wage
+refresh: this measures the training of W, the stage's bottleneck).
+
+Usage: ``python benchmarks/w_stage_time_to_accuracy.py [threads=2] [v=PATH] [conf=smoke] [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import lightning as L
+import torch
+
+from lotj.config import load_config
+from lotj.nets import ValueNet, franchise_guess
+from lotj.sim.distributions import initial_snapshot
+from lotj.train.wdatamodule import WDataModule
+from lotj.train.wmodule import WModule
+from lotj.train.wstage import build_worker_net
+
+THRESHOLDS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
+
+
+class _Clock(L.Callback):
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.rows: list[tuple[int, float, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = float(trainer.callback_metrics["w/val_residual"])
+        self.rows.append((trainer.current_epoch, time.perf_counter() - self.start, value))
+        print(f"epoch {trainer.current_epoch:3d}  {self.rows[-1][1]:8.1f} s  held-out residual {value:.3e}", flush=True)
+
+
+def main(argv: list[str]) -> None:
+    opts = {"threads": "2", "v": ""}
+    rest = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key in opts:
+            opts[key] = value
+        else:
+            rest.append(arg)
+    if not any(a.startswith("conf=") for a in rest):
+        rest.append("conf=smoke")
+    torch.set_num_threads(int(opts["threads"]))
+    torch.set_default_dtype(torch.float64)
+    cfg = load_config(rest)
+    p, ws = cfg.economy, cfg.wsolver
+    torch.manual_seed(cfg.seed)
+    snap = initial_snapshot(p, cfg.sim.n_firms, torch.Generator().manual_seed(cfg.seed))
+    n = cfg.net
+    vf = ValueNet(
+        p,
+        n.embed_dim,
+        n.phi_width,
+        n.phi_depth,
+        n.rho_width,
+        n.rho_depth,
+        n.activation,
+        franchise=franchise_guess(snap.firms, p.eta),
+    )
+    if opts["v"]:
+        vf.load_state_dict(torch.load(opts["v"], map_location="cpu"))
+    vf.requires_grad_(False)
+    dm = WDataModule(p, vf, snap, ws, seed=cfg.seed)
+    module = WModule(p, build_worker_net(cfg), vf, lr=ws.lr, lr_decay=ws.lr_decay, weight_decay=ws.weight_decay)
+    clock = _Clock()
+    trainer = L.Trainer(
+        max_epochs=ws.max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
+        callbacks=[clock],
+    )
+    print(
+        f"conf={cfg.conf} threads={torch.get_num_threads()} V={'file ' + opts['v'] if opts['v'] else 'V0'} "
+        f"batch={ws.batch_size} steps/epoch={ws.steps_per_epoch} M_N={ws.m_n} M_E={ws.m_e} M_Pi={ws.m_pi} "
+        f"unbiased={ws.unbiased} lr={ws.lr} decay={ws.lr_decay}"
+    )
+    trainer.fit(module, datamodule=dm)
+    for thr in THRESHOLDS:
+        hit = next((row for row in clock.rows if row[2] < thr), None)
+        print(f"residual < {thr:.0e}: " + (f"{hit[1]:.1f} s (epoch {hit[0]})" if hit else "not reached"))
+    best = min(clock.rows, key=lambda row: row[2])
+    print(f"best held-out residual {best[2]:.3e} at {best[1]:.1f} s (epoch {best[0]})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,248 @@
+"""Permutation-invariant worker-value network W(x_i, S) (MODEL.md section 5; docs/wages.md).
+
+``WorkerValueNet`` approximates the value ``W_i(S)`` of worker ``i`` with wage ``w_i`` at firm ``S``:
+
+- a per-worker encoder φ on ``(log h, log a)`` (standardised by G_w's moments; never the wage: W does
+  not depend on coworkers' wages, MODEL.md section 5);
+- the coworker embedding of worker ``i`` is the firm's pool minus its own φ, ``Σ_{j≠i} φ(x_j)``, so a whole
+  firm's workers cost one pass of φ, and the neighbours ``S⊖x_j`` (pool − φ_i − φ_j) and ``S⊕x_m``
+  (pool − φ_i + φ_m) cost one head evaluation each (ARCHITECTURE.md, "The performance idea");
+- a head on the worker's own ``(log h, log a)``, the firm's ``(log z, log q)``, the number of coworkers
+  ``n − 1`` (over ``n_max``), the mean coworker embedding, and two exactly poolable quantities: the
+  firm's effective workforce relative to the worker, ``log((Σ_all h^η)^(1/η) / h_i)``, and the worker's
+  flow marginal product per unit of its ``h``, ``μ_i = (F(S) − F(S⊖x_i)) / h_i``;
+- an output that is increasing in the wage *by construction*. With ``r̄ = ρ + δ_f + δ_r + δ_m`` and the
+  wage measured from the flow benefit in units of the marginal product, ``x = (w_i/h_i − b) / μ_i``,
+
+      W_i = U(h_i) + (h_i μ_i / r̄) · m(x),
+      m(x) = f + s_0 x + Σ_{k=1..K} (s_k − s_{k−1}) τ softplus((x − t_k)/τ),
+
+  where the head gives ``f``, slopes ``s_k = exp(g_k) > 0``, ordered kinks ``t_1 < … < t_K`` (``t_1`` plus
+  positive gaps) and one temperature ``τ > 0``. ``m'(x) = Σ_k s_k (σ_k − σ_{k+1})`` (``σ_0 = 1``,
+  ``σ_{K+1} = 0``) is a positive combination of positive slopes because ``σ_k = sigmoid((x − t_k)/τ)``
+  decreases in ``k``: W is strictly increasing in ``w``, so the wage that delivers a target value is
+  unique. The true W is piecewise smooth in ``w`` with kinks where a renegotiation or a meeting starts
+  to reset the wage (``W = U``, ``W = U + Δ``); measuring the wage in units of the marginal product puts
+  those kinks at O(1) places that vary little across states (for a lone worker whose wage is reset
+  only by renegotiation, at exactly ``x = 0`` and ``x = 1`` when ``Δ = (F(S) − F(S⊖x_i))/r̄``).
+
+The last layer of the head starts at zero with biases ``f = 0``, ``g_k = 0`` (kinks at ``0, 1, 2, …``):
+training starts from ``W = U + (w − b h)/r̄``, the exact value of a worker whose wage is never reset and
+whose ``h`` stays put (MODEL.md section 5 with λ = ψ^E = γ^E = 0 and no coworkers).
+
+``WorkerValueNet`` implements :class:`lotj.economy.worker_value.WorkerValueFunction`; only real
+workers (and real worker pairs) are evaluated. :meth:`WorkerValueNet.worker_fn` is the same function
+of one worker and an explicit coworker set, for the naive reference
+:class:`lotj.economy.worker_value.SetFunctionWorkerValue`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from lotj.economy.firms import FirmBatch
+from lotj.economy.params import EconomyParams
+from lotj.nets import mlp
+
+
+def _sd(x: float) -> float:
+    return x if x > 0 else 1.0
+
+
+class WorkerValueNet(nn.Module):
+    """W(x_i, S) with pooled coworker neighbours and a wage-monotone output (module docstring)."""
+
+    def __init__(
+        self,
+        p: EconomyParams,
+        embed_dim: int = 16,
+        phi_width: int = 32,
+        phi_depth: int = 2,
+        head_width: int = 64,
+        head_depth: int = 2,
+        activation: str = "silu",
+        kinks: int = 4,
+    ):
+        super().__init__()
+        if kinks < 1:
+            raise ValueError(f"kinks = {kinks}: must be >= 1")
+        self.eta = float(p.eta)
+        self.u_coef = float(p.unemployment_coef)
+        self.b = float(p.b)
+        self.r = float(p.outflow_rate)
+        self.n_max = int(p.n_max)
+        self.kinks = int(kinks)
+        self.embed_dim = int(embed_dim)
+        self.register_buffer("worker_loc", torch.tensor([p.mu_h, p.mu_a], dtype=torch.float64))
+        self.register_buffer("worker_scale", torch.tensor([_sd(p.sd_log_h), _sd(p.sd_log_a)], dtype=torch.float64))
+        self.register_buffer("firm_loc", torch.tensor([p.mu_z, p.mu_q], dtype=torch.float64))
+        self.register_buffer("firm_scale", torch.tensor([_sd(p.sd_log_z), _sd(p.sd_log_q)], dtype=torch.float64))
+        self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
+        self.head = mlp(2 + 2 + 1 + 1 + 1 + embed_dim, head_width, head_depth, 2 * kinks + 3, activation)
+        last = self.head[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            bias = torch.zeros(2 * kinks + 3)
+            bias[1] = 0.0  # t_1
+            bias[2 : kinks + 1] = math.log(math.expm1(1.0))  # gaps of 1 after softplus
+            # g_0..g_K = 0: unit slopes (no kink)
+            bias[2 * kinks + 2] = math.log(math.expm1(0.05))  # τ = 0.05 after softplus
+            last.bias.copy_(bias)
+        self.to(torch.float64)  # float64 throughout (the project's default); `.to(torch.float32)` for 32-bit runs
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.worker_loc.dtype
+
+    # --------------------------------------------------------------------------------- pieces
+    def worker_features(self, h: Tensor, a: Tensor) -> Tensor:
+        """Standardised ``(log h, log a)``, ``[..., 2]``."""
+        x = torch.stack([torch.log(h.to(self.dtype)), torch.log(a.to(self.dtype))], -1)
+        return (x - self.worker_loc) / self.worker_scale
+
+    def encode_workers(self, h: Tensor, a: Tensor) -> Tensor:
+        """φ(x) for workers of any shape ``[...]``: ``[..., E]``."""
+        return self.phi(self.worker_features(h, a))
+
+    def output(self, raw: Tensor, h: Tensor, w: Tensor, scale: Tensor) -> Tensor:
+        """``W = U(h) + (h σ/r̄) m((w/h − b)/σ)`` from the head's raw output ``[..., 2K+3]`` (module docstring)."""
+        k = self.kinks
+        f = raw[..., 0]
+        t = raw[..., 1:2] + torch.cat(
+            [torch.zeros_like(raw[..., 1:2]), torch.cumsum(nn.functional.softplus(raw[..., 2 : k + 1]), -1)], -1
+        )  # [..., K], increasing
+        slopes = torch.exp(raw[..., k + 1 : 2 * k + 2].clamp(-20.0, 20.0))  # s_0..s_K
+        tau = nn.functional.softplus(raw[..., 2 * k + 2]) + 1e-6
+        x = (w.to(self.dtype) / h - self.b) / scale
+        ramps = tau.unsqueeze(-1) * nn.functional.softplus((x.unsqueeze(-1) - t) / tau.unsqueeze(-1))
+        m = f + slopes[..., 0] * x + ((slopes[..., 1:] - slopes[..., :-1]) * ramps).sum(-1)
+        return self.u_coef * h + (h * scale / self.r) * m
+
+    def curve(
+        self, h: Tensor, a: Tensor, z: Tensor, q: Tensor, co_sum: Tensor, n_co: Tensor, sum_h_eta: Tensor
+    ) -> Callable[[Tensor], Tensor]:
+        """W as a function of the wage, ``w ↦ W``, of workers ``(h, a)`` at firms ``(z, q)`` whose other workers
+        have embedding sum ``co_sum`` ``[..., E]``, count ``n_co`` and ``Σ_all h^η = sum_h_eta`` (the worker
+        included). The head runs once; each evaluation of the curve is the closed-form output map."""
+        h = h.to(self.dtype)
+        zq = (torch.stack([torch.log(z.to(self.dtype)), torch.log(q.to(self.dtype))], -1) - self.firm_loc) / (
+            self.firm_scale
+        )
+        rel = torch.log(sum_h_eta) / self.eta - torch.log(h)
+        # flow marginal product per unit of own h: (F(S) − F(S⊖x_i)) / (z h_i), exactly poolable
+        rest = (sum_h_eta - h.pow(self.eta)).clamp_min(0.0)
+        mp = (sum_h_eta.pow(1.0 / self.eta) - rest.pow(1.0 / self.eta)) / h
+        mean_co = co_sum / n_co.clamp_min(1.0).unsqueeze(-1)
+        feats = torch.cat(
+            [
+                self.worker_features(h, a),
+                zq,
+                (n_co / self.n_max).unsqueeze(-1),
+                rel.unsqueeze(-1),
+                (z.to(self.dtype) * mp).unsqueeze(-1),
+                mean_co,
+            ],
+            -1,
+        )
+        scale = z.to(self.dtype) * mp + 1e-3 * self.b
+        raw = self.head(feats)
+        return lambda w: self.output(raw, h, w, scale)
+
+    def evaluate(
+        self, h: Tensor, a: Tensor, w: Tensor, z: Tensor, q: Tensor, co_sum: Tensor, n_co: Tensor, sum_h_eta: Tensor
+    ) -> Tensor:
+        """W of workers ``(h, a, w)``; the other arguments as :meth:`curve`. Leading shapes agree."""
+        return self.curve(h, a, z, q, co_sum, n_co, sum_h_eta)(w)
+
+    def _encode(self, s: FirmBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """φ ``[B, n_max, E]`` (0 on padding), pool ``[B, E]``, n ``[B]``, h^η ``[B, n_max]`` (0 on padding), Σh^η."""
+        mask = s.mask
+        h = torch.where(mask, s.h, torch.ones_like(s.h)).to(self.dtype)
+        a = torch.where(mask, s.a, torch.ones_like(s.a)).to(self.dtype)
+        phi = torch.zeros(*mask.shape, self.embed_dim, dtype=self.dtype, device=h.device)
+        phi = phi.index_put((mask,), self.encode_workers(h[mask], a[mask]))
+        h_eta = torch.where(mask, h.pow(self.eta), torch.zeros_like(h))
+        return phi, phi.sum(-2), mask.sum(-1).to(self.dtype), h_eta, h_eta.sum(-1)
+
+    # ------------------------------------------------------------ WorkerValueFunction protocol
+    def values(self, s: FirmBatch, w: Tensor) -> Tensor:
+        """``W_i(S)``, ``[B, n_max]`` (0 on padding)."""
+        phi, pool, n, _, sum_he = self._encode(s)
+        b, i = s.mask.nonzero(as_tuple=True)
+        vals = self.evaluate(s.h[b, i], s.a[b, i], w[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b])
+        return torch.zeros(s.mask.shape, dtype=vals.dtype, device=vals.device).index_put((b, i), vals)
+
+    def removal_values(self, s: FirmBatch, w: Tensor) -> Tensor:
+        """``W_i(S⊖x_j)``, ``[B, n_max, n_max]`` (0 on the diagonal and padding)."""
+        phi, pool, n, h_eta, sum_he = self._encode(s)
+        eye = torch.eye(s.n_max, dtype=torch.bool, device=s.h.device)
+        pair = s.mask.unsqueeze(-1) & s.mask.unsqueeze(-2) & ~eye
+        b, i, j = pair.nonzero(as_tuple=True)
+        vals = self.evaluate(
+            s.h[b, i],
+            s.a[b, i],
+            w[b, i],
+            s.z[b],
+            s.q[b],
+            pool[b] - phi[b, i] - phi[b, j],
+            n[b] - 2.0,
+            sum_he[b] - h_eta[b, j],
+        )
+        return torch.zeros(pair.shape, dtype=vals.dtype, device=vals.device).index_put((b, i, j), vals)
+
+    def addition_values(self, s: FirmBatch, w: Tensor, h_new: Tensor, a_new: Tensor) -> Tensor:
+        """``W_i(S⊕x_m)``, ``[B, n_max, M]`` (0 on padding); ``h_new, a_new``: ``[M]`` shared or ``[B, M]``."""
+        phi, pool, n, _, sum_he = self._encode(s)
+        h_new = h_new.to(self.dtype)
+        phi_new = self.encode_workers(h_new, a_new)  # [M, E] or [B, M, E]
+        he_new = h_new.pow(self.eta)
+        if h_new.dim() == 1:
+            phi_new = phi_new.unsqueeze(0).expand(s.batch_size, -1, -1)
+            he_new = he_new.unsqueeze(0).expand(s.batch_size, -1)
+        m = he_new.shape[-1]
+        b, i = s.mask.nonzero(as_tuple=True)
+        r = b.numel()
+
+        def rep(x: Tensor) -> Tensor:
+            return x.unsqueeze(1).expand(r, m, *x.shape[1:])
+
+        vals = self.evaluate(
+            rep(s.h[b, i]),
+            rep(s.a[b, i]),
+            rep(w[b, i]),
+            rep(s.z[b]),
+            rep(s.q[b]),
+            (pool[b] - phi[b, i]).unsqueeze(1) + phi_new[b],
+            rep(n[b]),
+            sum_he[b].unsqueeze(1) + he_new[b],
+        )
+        out = torch.zeros(*s.mask.shape, m, dtype=vals.dtype, device=vals.device)
+        return out.index_put((b, i), vals)
+
+    def wage_curves(self, s: FirmBatch, active: Tensor) -> Callable[[Tensor], Tensor]:
+        """``w ↦ W_i(S; w)`` for the slots ``active`` ``[B, n_max]`` (in ``active.nonzero()`` order), the states
+        fixed: one pass of φ and of the head, then only the output map per evaluation (wage inversion)."""
+        phi, pool, n, _, sum_he = self._encode(s)
+        b, i = active.nonzero(as_tuple=True)
+        return self.curve(s.h[b, i], s.a[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b])
+
+    def forward(self, s: FirmBatch, w: Tensor) -> Tensor:
+        return self.values(s, w)
+
+    # ------------------------------------------------------------------------- the plain form
+    def worker_fn(
+        self, h: Tensor, a: Tensor, w: Tensor, z: Tensor, q: Tensor, h_co: Tensor, a_co: Tensor, mask_co: Tensor
+    ) -> Tensor:
+        """W of one worker per row from its explicit coworker set (``[N]`` and ``[N, m]``): the same network
+        without pooled neighbours; wrap in :class:`SetFunctionWorkerValue` for the naive reference."""
+        hc = torch.where(mask_co, h_co, torch.ones_like(h_co)).to(self.dtype)
+        ac = torch.where(mask_co, a_co, torch.ones_like(a_co)).to(self.dtype)
+        phi = torch.where(mask_co.unsqueeze(-1), self.encode_workers(hc, ac), 0.0)
+        he = torch.where(mask_co, hc.pow(self.eta), torch.zeros_like(hc)).sum(-1)
+        h = h.to(self.dtype)
+        return self.evaluate(h, a, w, z, q, phi.sum(-2), mask_co.sum(-1).to(self.dtype), he + h.pow(self.eta))

@@ -1,0 +1,95 @@
+"""The wage ladder along a simulated path (MODEL.md section 5): wage resets at the simulator's events."""
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from lotj.economy.params import EconomyParams
+from lotj.economy.technology import production
+from lotj.economy.value import SetFunctionValue
+from lotj.sim import simulator as simulator_module
+from lotj.sim.wage_tracking import RESET_CAUSES, track_wages
+from lotj.worker_net import WorkerValueNet
+
+pytestmark = pytest.mark.skipif(
+    "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"
+)
+
+
+def _congested_value(p, kappa):
+    """V = Σ U + (F + z)/r − κ z n²: surpluses are positive in small firms and negative in large ones."""
+
+    def fn(z, q, h, a, mask):
+        n = mask.sum(-1).to(h.dtype)
+        sum_u = p.unemployment_coef * torch.where(mask, h, torch.zeros_like(h)).sum(-1)
+        return sum_u + (production(z, h, mask, p.eta) + z) / p.outflow_rate - kappa * z * n * n
+
+    return fn
+
+
+@pytest.fixture(scope="module")
+def ladder():
+    torch.manual_seed(0)
+    p = EconomyParams(n_max=8)
+    sim = simulator_module.Simulator(p, 150, 0.02, seed=3)
+    vf = SetFunctionValue(_congested_value(p, kappa=0.3))
+    wf = WorkerValueNet(p, embed_dim=8, phi_width=16, head_width=32)
+    with torch.no_grad():
+        for prm in wf.head[-1].parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+    tracker = track_wages(sim, wf, vf, record=True)
+    sim.advance(vf, 3.0)
+    return p, sim, tracker, vf
+
+
+def test_every_cause_occurs_and_wages_follow_employment(ladder):
+    p, sim, tracker, _ = ladder
+    counts = tracker.counts
+    for name in RESET_CAUSES.values():
+        assert counts[name] > 0, (name, counts)
+    assert counts["not_converged"] == 0 and counts["non_monotone"] == 0
+    employed = sim.pop.employed()
+    assert torch.isfinite(tracker.wage[employed]).all()
+    assert torch.isnan(tracker.wage[~employed]).all()
+    shares = tracker.reset_shares()
+    assert abs(sum(shares.values()) - 1.0) < 1e-12
+
+
+def test_the_wage_ladder(ladder):
+    p, sim, tracker, _ = ladder
+    log = tracker.reset_log()
+    assert len(log) == sum(tracker.counts[name] for name in RESET_CAUSES.values())
+    # every reset delivers its target value at the post-event state: W(S'; w_after) = T
+    assert np.allclose(log["W_after"], log["target"], rtol=1e-6)
+    # ... which lies in the bargaining set [U, U + Δ(S', x)] there, right after the reset
+    tol = 1e-9 * log["target"].abs()
+    assert (log["target"] >= log["u"] - tol).all()
+    assert (log["target"] <= log["u"] + log["delta_after"] + tol).all()
+    assert np.allclose(log["delta_after"], log["delta_decision"], rtol=1e-9, atol=1e-9)
+    # counter-offers raise the value and the wage (same state, W increasing in w); cuts lower both
+    for cause, sign in (("counter_offer", 1), ("reneg_raise", 1), ("meeting_cut", -1), ("reneg_cut", -1)):
+        rows = log[log["cause"] == cause]
+        assert (sign * (rows["target"] - rows["W_before"]) > 0).all(), cause
+        assert (sign * (rows["w_after"] - rows["w_before"]) > 0).all(), cause
+    # a poached worker gets its whole surplus at the old firm, max{Δ_k, 0} + U, below its new surplus
+    poached = log[log["cause"] == "poached"]
+    assert (poached["target"] - poached["u"] < poached["delta_after"]).all()
+    # hires from non-employment land at W = U < J = U + Δ(S⊕x, x): a markdown below 1
+    hires = log[log["cause"] == "hire"]
+    assert np.allclose(hires["W_after"], hires["u"], rtol=1e-6)
+    assert ((hires["W_after"] / hires["J_after"]) < 1).all()
+
+
+def test_panel_has_wages_and_markdowns(ladder):
+    p, sim, tracker, vf = ladder
+    panel = sim.simulate_panel(vf, 2)
+    for col in ("wage", "W", "J", "markdown"):
+        assert col in panel.columns
+    emp = panel["employed"]
+    assert panel.loc[emp, "wage"].notna().all() and panel.loc[~emp, "wage"].isna().all()
+    j = panel.loc[emp, "J"].astype(float)
+    md = panel.loc[emp & (j > 0), "markdown"].astype(float)
+    w = panel.loc[emp & (j > 0), "W"].astype(float)
+    assert np.allclose(md, w / j[j > 0])
