@@ -35,6 +35,7 @@ class NetConfig:
     rho_width: int = 128  #: hidden width of the head ρ
     rho_depth: int = 3  #: hidden layers of the head ρ
     activation: str = "silu"  #: silu | tanh | gelu | softplus
+    franchise: float = -1.0  #: c₀ of the separable guess V₀ = ΣU + (F + c₀z)/r (< 0: mean F/z of the initial χ)
 
 
 @dataclass
@@ -55,6 +56,49 @@ class SolverConfig:
     n_heldout: int = 1024  #: held-out Ω states for the scale-free residual
     tol: float = 1e-3  #: target held-out scale-free residual
     grad_clip: float = 1.0
+    m_eval: int = 128  #: draws per integral (each of two independent sets) for the held-out residual
+    heldout_fraction: float = 0.2  #: share of χ's firms whose Ω states are held out (never trained on)
+    stratified: bool = True  #: stratified (equal-mass strata) meeting draws instead of i.i.d. draws
+    stop_at_tol: bool = True  #: stop once val/residual < tol (and every `converged` callback agrees)
+    gradient: str = "full"  #: full (gradient of R² through every V) | semi (through V(S) only; docs/solver.md)
+    weighting: str = "batch"  #: batch (R / RMS ρV of the batch) | state (R / ρV₀(S) per state; docs/solver.md)
+
+
+@dataclass
+class WNetConfig:
+    """The worker-value network W (``lotj.worker_net.WorkerValueNet``; docs/wages.md)."""
+
+    embed_dim: int = 16  #: size of the per-worker embedding φ pooled over coworkers
+    phi_width: int = 32  #: hidden width of φ
+    phi_depth: int = 2  #: hidden layers of φ
+    head_width: int = 64  #: hidden width of the head
+    head_depth: int = 2  #: hidden layers of the head
+    activation: str = "silu"  #: silu | tanh | gelu | softplus
+    kinks: int = 4  #: soft kinks of the wage-monotone output m(w/h)
+
+
+@dataclass
+class WSolverConfig:
+    """Training of W on its HJB residual with V frozen (``lotj.train.wstage``; docs/wages.md)."""
+
+    lr: float = 1e-3
+    lr_decay: float = 0.97  #: multiplicative learning-rate decay per epoch
+    weight_decay: float = 0.0
+    batch_size: int = 64  #: firm states per batch (the residual covers all their workers)
+    steps_per_epoch: int = 40
+    max_epochs: int = 30
+    m_n: int = 16  #: Monte Carlo draws from χ^N per batch
+    m_e: int = 16  #: Monte Carlo draws from χ^E per batch
+    m_pi: int = 16  #: Monte Carlo poachers from Π per batch
+    n_states: int = 2048  #: firm states in the Ω training pool per refresh
+    n_heldout: int = 256  #: held-out Ω states for the scale-free residual
+    tol: float = 1e-3  #: target held-out scale-free W residual (stops training early)
+    grad_clip: float = 1.0
+    unbiased: bool = False  #: train on R₁R₂ from two independent draw sets instead of R²
+    wage_margin: float = 0.25  #: widening of the initial wage range [b h, marginal product], as a share of it
+    wage_mix: float = 0.5  #: after a refresh, share of states that carry the simulated wages
+    refresh_years: float = 1.0  #: years simulated with wages between refreshes (0: no refresh)
+    burn_in_years: float = 5.0  #: years simulated with wages before the panel is recorded
 
 
 @dataclass
@@ -69,6 +113,7 @@ class SimConfig:
     patience: int = 3  #: consecutive refreshes below tolerance to declare convergence
     panel_years: int = 10  #: years in the exported annual panel
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: n_w)
+    threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
 
 
 @dataclass
@@ -97,6 +142,8 @@ class Config:
     economy: EconomyParams = field(default_factory=EconomyParams)
     net: NetConfig = field(default_factory=NetConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    wnet: WNetConfig = field(default_factory=WNetConfig)
+    wsolver: WSolverConfig = field(default_factory=WSolverConfig)
     sim: SimConfig = field(default_factory=SimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -119,18 +166,29 @@ def validate(cfg: Config) -> Config:
     if cfg.net.activation not in _ACTIVATIONS:
         raise ConfigError(f"net.activation = {cfg.net.activation!r}: allowed {list(_ACTIVATIONS)}")
     s = cfg.solver
-    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "n_omega", "n_heldout"):
+    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "n_omega", "n_heldout", "m_eval"):
         if getattr(s, name) < 1:
             raise ConfigError(f"solver.{name} = {getattr(s, name)}: must be >= 1")
     for name in ("lr", "tol"):
         v = getattr(s, name)
         if not (math.isfinite(v) and v > 0):
             raise ConfigError(f"solver.{name} = {v}: must be finite and > 0")
+    if not 0 < s.heldout_fraction < 1:
+        raise ConfigError(f"solver.heldout_fraction = {s.heldout_fraction}: must be in (0, 1)")
+    if not (math.isfinite(s.grad_clip) and s.grad_clip >= 0):
+        raise ConfigError(f"solver.grad_clip = {s.grad_clip}: must be finite and >= 0 (0: no clipping)")
+    if s.weighting not in ("batch", "state"):
+        raise ConfigError(f"solver.weighting = {s.weighting!r}: allowed ['batch', 'state']")
+    if s.gradient not in ("full", "semi"):
+        raise ConfigError(f"solver.gradient = {s.gradient!r}: allowed ['full', 'semi']")
+    if cfg.net.franchise == 0 or not math.isfinite(cfg.net.franchise):
+        raise ConfigError(f"net.franchise = {cfg.net.franchise}: must be > 0, or < 0 for the guess from χ")
     if not 0 < s.lr_decay <= 1:
         raise ConfigError(f"solver.lr_decay = {s.lr_decay}: must be in (0, 1]")
     bad = [st for st in s.stages if st not in _STAGES]
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
+    _validate_w(cfg)
     m = cfg.sim
     if m.n_firms < 1:
         raise ConfigError(f"sim.n_firms = {m.n_firms}: must be >= 1")
@@ -142,11 +200,38 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:
         raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
+    if m.threads < 0:
+        raise ConfigError(f"sim.threads = {m.threads}: must be >= 0 (0: torch's setting)")
     if cfg.logging.logger not in _LOGGERS:
         raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")
     if cfg.trainer.precision not in ("64-true", "32-true"):
         raise ConfigError(f"trainer.precision = {cfg.trainer.precision!r}: allowed ['64-true', '32-true']")
     return cfg
+
+
+def _validate_w(cfg: Config) -> None:
+    """Range checks of the W groups (``wnet``, ``wsolver``)."""
+    for name in ("embed_dim", "phi_width", "phi_depth", "head_width", "head_depth", "kinks"):
+        if getattr(cfg.wnet, name) < 1:
+            raise ConfigError(f"wnet.{name} = {getattr(cfg.wnet, name)}: must be >= 1")
+    if cfg.wnet.activation not in _ACTIVATIONS:
+        raise ConfigError(f"wnet.activation = {cfg.wnet.activation!r}: allowed {list(_ACTIVATIONS)}")
+    ws = cfg.wsolver
+    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout"):
+        if getattr(ws, name) < 1:
+            raise ConfigError(f"wsolver.{name} = {getattr(ws, name)}: must be >= 1")
+    for name in ("lr", "tol"):
+        v = getattr(ws, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"wsolver.{name} = {v}: must be finite and > 0")
+    if not 0 < ws.lr_decay <= 1:
+        raise ConfigError(f"wsolver.lr_decay = {ws.lr_decay}: must be in (0, 1]")
+    if not 0 <= ws.wage_mix <= 1:
+        raise ConfigError(f"wsolver.wage_mix = {ws.wage_mix}: must be in [0, 1]")
+    for name in ("wage_margin", "refresh_years", "burn_in_years", "weight_decay", "grad_clip"):
+        v = getattr(ws, name)
+        if not (math.isfinite(v) and v >= 0):
+            raise ConfigError(f"wsolver.{name} = {v}: must be finite and >= 0")
 
 
 def available_presets() -> list[str]:

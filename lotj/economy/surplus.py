@@ -47,3 +47,15 @@ def poach_gain(hire_surplus_k: Tensor, own_surplus_p: Tensor) -> Tensor:
     Arguments broadcast: ``hire_surplus_k`` is Δ at the poacher after adding x_j, and
     ``own_surplus_p`` is Δ of x_j at its current firm p."""
     return (hire_surplus_k - own_surplus_p.clamp_min(0.0)).clamp_min(0.0)
+
+
+def employed_surplus(vf: ValueFunction, p: EconomyParams, s_p: FirmBatch, slot: Tensor) -> Tensor:
+    """Δ(S_p, x_j) = V(S_p) − V(S_p⊖x_j) − U(x_j) of one worker per firm, the one in slot ``slot[k]``
+    of firm ``k`` (MODEL.md section 4), ``[B]``.
+
+    Used for the employed workers drawn from χ^E: one value pass on ``S_p`` and one on ``S_p⊖x_j``
+    (two set evaluations per draw, computed once per batch and shared by every firm that meets them),
+    rather than all ``n_max`` removal neighbours of each drawn firm."""
+    rows = torch.arange(s_p.batch_size, device=s_p.z.device)
+    h_j = s_p.h[rows, slot]
+    return vf.value(s_p) - vf.value(s_p.remove(slot)) - p.unemployment_coef * h_j
