@@ -1,0 +1,277 @@
+"""Permutation-invariant value network for firm states (MODEL.md section 6; docs/solver.md).
+
+``ValueNet`` approximates V(S) for ``S = (z, q, X)``:
+
+- per-worker encoders on the worker's features ``(log h, log a)`` (standardised by G_w's moments;
+  never the wage: V does not depend on wages, MODEL.md section 4): the embedding φ(x) and a scalar
+  worker value j(x);
+- sum pooling. The pool of a firm is ``(Σ_i φ(x_i), n, Σ_i h_i, Σ_i h_i^η, Σ_i j(x_i))``: every entry
+  is a sum over workers, so the pool of ``S⊖x_i`` is the pool of ``S`` minus worker i's contribution
+  and the pool of ``S⊕x`` is plus x's (ARCHITECTURE.md, "The performance idea"). ``Σ h`` and ``Σ h^η``
+  are exactly-poolable economics: ``Σ U(x_i) = b Σ h_i/(ρ+δ_r)`` and ``F = z (Σ h_i^η)^(1/η)``;
+- a head ρ on ``(log z, log q, n/n_max, log(F/z), Σφ/max(n, 1))`` (the mean embedding together with
+  ``n``; every head input is a function of the pool, so neighbours stay exact), and two firm-type
+  heads ``k(z, q)``, ``g(z, q)`` on ``(log z, log q)`` alone, evaluated once per firm;
+- the output
+
+      V(S) = Σ_i U(x_i) + [F (1 + k(z,q)) + c z (1 + g(z,q))] / r + (F + c z)/r · ρ(...) + z Σ_i j(x_i) / r
+
+  with ``r = ρ + δ_f + δ_r + δ_m`` and ``c = exp(log_c) > 0`` learnable. The last layers of ρ, k, g
+  and j start at zero, so training starts from the separable guess ``V₀ = ΣU + (F + c₀ z)/r``: the
+  workers' outside options, plus the output of the workforce discounted at the rate at which matches
+  end, plus a franchise value of an empty firm proportional to ``z`` (:func:`franchise_guess`). The
+  corrections are O(1) relative numbers for every firm size, and an empty firm (``n = 0``) is an
+  ordinary input with ``F = 0``.
+
+Why the separate channels (docs/solver.md): z and q never change during a firm's life, so an error
+in V that depends on (z, q) only cancels in every neighbour difference and the HJB residual
+penalises it at rate ρ + δ_f only, against the total event rate (several per year) for other
+errors; a per-worker additive error is penalised at about ρ + δ_r + δ_m. Gradient descent on the
+squared residual is slow in those directions. Giving them their own parameters (k, g, j) lets
+Adam's per-parameter scaling move them at their own pace; this cut the smoke residual about
+threefold at equal steps.
+
+``ValueNet`` implements the :class:`lotj.economy.value.ValueFunction` protocol and, for the HJB
+residual, :meth:`ValueNet.values_and_neighbours` (one encoding for V, its removals and additions).
+Removal and addition neighbours cost one head evaluation each (no pass over a set); the learning
+neighbour H(S) is an ordinary :meth:`ValueNet.value` call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from lotj.economy.firms import FirmBatch
+from lotj.economy.params import EconomyParams
+from lotj.economy.technology import production_from_pool
+
+_ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus}
+
+
+def mlp(n_in: int, width: int, depth: int, n_out: int, activation: str) -> nn.Sequential:
+    """``depth`` hidden layers of ``width`` units, then a linear output of ``n_out``."""
+    act = _ACTIVATIONS[activation]
+    layers: list[nn.Module] = []
+    d = n_in
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), act()]
+        d = width
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
+
+
+def franchise_guess(firms: FirmBatch, eta: float) -> float:
+    """c₀ for the separable guess: the mean ``F/z`` of the firms given (the output of a typical
+    workforce at unit productivity). An empty firm's value is the option to build such a workforce,
+    so ``c₀ z / r`` puts it at the value of a typical firm's output; 1 when no firm has workers."""
+    h_eta = torch.where(firms.mask, firms.h.clamp_min(1e-30).pow(eta), torch.zeros_like(firms.h)).sum(-1)
+    f_over_z = production_from_pool(torch.ones_like(h_eta), h_eta, eta)
+    value = float(f_over_z.mean()) if f_over_z.numel() else 0.0
+    return value if value > 0 else 1.0
+
+
+@dataclass
+class Pool:
+    """The pooled embedding of a batch of firms (sums over workers), the per-worker terms that make
+    neighbours (``phi`` ``[B, n_max, E]``; ``h``, ``h_eta``, ``j`` ``[B, n_max]``, 0 on padding), and the
+    firm-level terms (``zq`` ``[B, 2]`` standardised logs, ``kg`` ``[B, 2]`` firm-type heads)."""
+
+    phi_sum: Tensor
+    n: Tensor
+    sum_h: Tensor
+    sum_h_eta: Tensor
+    sum_j: Tensor
+    phi: Tensor
+    h: Tensor
+    h_eta: Tensor
+    j: Tensor
+    z: Tensor
+    zq: Tensor
+    kg: Tensor
+
+    def rows(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(z, zq, kg) of the firms ``idx``."""
+        return self.z[idx], self.zq[idx], self.kg[idx]
+
+
+class ValueNet(nn.Module):
+    """V(S) as a DeepSets network with pooled neighbours (module docstring)."""
+
+    def __init__(
+        self,
+        p: EconomyParams,
+        embed_dim: int = 32,
+        phi_width: int = 64,
+        phi_depth: int = 2,
+        rho_width: int = 64,
+        rho_depth: int = 2,
+        activation: str = "silu",
+        franchise: float = 1.0,
+        type_width: int = 32,
+    ):
+        super().__init__()
+        self.eta = float(p.eta)
+        self.u_coef = float(p.unemployment_coef)
+        self.r = float(p.outflow_rate)
+        self.n_max = int(p.n_max)
+
+        def sd(x: float) -> float:
+            return x if x > 0 else 1.0
+
+        # standardisation of the inputs by the moments of G_w and G_f (constants, saved with the model)
+        self.register_buffer("worker_loc", torch.tensor([p.mu_h, p.mu_a], dtype=torch.float64))
+        self.register_buffer("worker_scale", torch.tensor([sd(p.sd_log_h), sd(p.sd_log_a)], dtype=torch.float64))
+        self.register_buffer("firm_loc", torch.tensor([p.mu_z, p.mu_q], dtype=torch.float64))
+        self.register_buffer("firm_scale", torch.tensor([sd(p.sd_log_z), sd(p.sd_log_q)], dtype=torch.float64))
+        self.embed_dim = embed_dim
+        self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
+        self.head = mlp(4 + embed_dim, rho_width, rho_depth, 1, activation)
+        self.firm_type = mlp(2, type_width, 2, 2, activation)  # [k, g] on (log z, log q)
+        self.worker_value = mlp(2, type_width, 2, 1, activation)  # j(x), pooled by sum
+        for net in (self.head, self.firm_type, self.worker_value):
+            last = net[-1]
+            assert isinstance(last, nn.Linear)
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.log_c = nn.Parameter(torch.tensor(math.log(franchise), dtype=torch.get_default_dtype()))
+
+    # ------------------------------------------------------------------ pieces
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.log_c.dtype
+
+    def encode_workers(self, h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
+        """(φ(x), j(x)) for workers ``(h, a)`` of any shape ``[...]``: ``[..., E]`` and ``[...]``."""
+        x = torch.stack([torch.log(h.to(self.dtype)), torch.log(a.to(self.dtype))], -1)
+        x = (x - self.worker_loc.to(self.dtype)) / self.worker_scale.to(self.dtype)
+        return self.phi(x), self.worker_value(x).squeeze(-1)
+
+    def encode(self, s: FirmBatch) -> Pool:
+        """The pool of each firm; the worker encoders run on real workers only (padding adds 0)."""
+        mask = s.mask
+        h = torch.where(mask, s.h, torch.ones_like(s.h)).to(self.dtype)
+        a = torch.where(mask, s.a, torch.ones_like(s.a)).to(self.dtype)
+        phi_real, j_real = self.encode_workers(h[mask], a[mask])
+        phi = torch.zeros(*mask.shape, self.embed_dim, dtype=self.dtype, device=h.device).index_put((mask,), phi_real)
+        j = torch.zeros(mask.shape, dtype=self.dtype, device=h.device).index_put((mask,), j_real)
+        h_m = torch.where(mask, h, torch.zeros_like(h))
+        h_eta = torch.where(mask, h.pow(self.eta), torch.zeros_like(h))
+        z = s.z.to(self.dtype)
+        logs = torch.stack([torch.log(z), torch.log(s.q.to(self.dtype))], -1)
+        zq = (logs - self.firm_loc.to(self.dtype)) / self.firm_scale.to(self.dtype)
+        n = mask.sum(-1).to(self.dtype)
+        return Pool(
+            phi.sum(-2), n, h_m.sum(-1), h_eta.sum(-1), j.sum(-1), phi, h_m, h_eta, j, z, zq, self.firm_type(zq)
+        )
+
+    def evaluate(
+        self,
+        z: Tensor,
+        zq: Tensor,
+        kg: Tensor,
+        phi_sum: Tensor,
+        n: Tensor,
+        sum_h: Tensor,
+        sum_h_eta: Tensor,
+        sum_j: Tensor,
+    ) -> Tensor:
+        """V from firm terms and a pool (module docstring). Leading shapes agree (``[...]``; ``zq``,
+        ``kg``: ``[..., 2]``; ``phi_sum``: ``[..., E]``)."""
+        nonempty = n > 0.5
+        zero = torch.zeros_like(sum_h)
+        sum_h = torch.where(nonempty, sum_h, zero)
+        sum_h_eta = torch.where(nonempty, sum_h_eta, zero)
+        sum_j = torch.where(nonempty, sum_j, zero)
+        flow = production_from_pool(z, sum_h_eta, self.eta)
+        safe = torch.where(nonempty, sum_h_eta, torch.ones_like(sum_h_eta))
+        log_fz = torch.where(nonempty, torch.log(safe) / self.eta, zero)
+        mean_phi = phi_sum / n.clamp_min(1.0).unsqueeze(-1)
+        feats = torch.cat([zq, (n / self.n_max).unsqueeze(-1), log_fz.unsqueeze(-1), mean_phi], -1)
+        correction = self.head(feats).squeeze(-1)
+        franchise = torch.exp(self.log_c) * z
+        typed = flow * (1.0 + kg[..., 0]) + franchise * (1.0 + kg[..., 1])
+        return self.u_coef * sum_h + (typed + (flow + franchise) * correction + z * sum_j) / self.r
+
+    def _value_of(self, pool: Pool) -> Tensor:
+        return self.evaluate(pool.z, pool.zq, pool.kg, pool.phi_sum, pool.n, pool.sum_h, pool.sum_h_eta, pool.sum_j)
+
+    def _removals_of(self, pool: Pool, mask: Tensor) -> Tensor:
+        rows = mask.nonzero(as_tuple=True)[0]
+        z, zq, kg = pool.rows(rows)
+        v_minus = self.evaluate(
+            z,
+            zq,
+            kg,
+            pool.phi_sum[rows] - pool.phi[mask],
+            pool.n[rows] - 1.0,
+            pool.sum_h[rows] - pool.h[mask],
+            pool.sum_h_eta[rows] - pool.h_eta[mask],
+            pool.sum_j[rows] - pool.j[mask],
+        )
+        out = torch.zeros(mask.shape, dtype=v_minus.dtype, device=v_minus.device)
+        return out.index_put((mask,), v_minus)
+
+    def _additions_of(self, pool: Pool, h_new: Tensor, a_new: Tensor) -> Tensor:
+        h_new = h_new.to(self.dtype)
+        phi_new, j_new = self.encode_workers(h_new, a_new)
+        if h_new.dim() == 1:
+            h_new, phi_new, j_new = h_new.unsqueeze(0), phi_new.unsqueeze(0), j_new.unsqueeze(0)
+        m = h_new.shape[-1]
+        b = pool.n.shape[0]
+        return self.evaluate(
+            pool.z.unsqueeze(-1).expand(b, m),
+            pool.zq.unsqueeze(1).expand(b, m, 2),
+            pool.kg.unsqueeze(1).expand(b, m, 2),
+            pool.phi_sum.unsqueeze(1) + phi_new,
+            (pool.n + 1.0).unsqueeze(-1).expand(b, m),
+            pool.sum_h.unsqueeze(-1) + h_new,
+            pool.sum_h_eta.unsqueeze(-1) + h_new.pow(self.eta),
+            pool.sum_j.unsqueeze(-1) + j_new,
+        )
+
+    # ------------------------------------------------------ ValueFunction protocol
+    def value(self, s: FirmBatch) -> Tensor:
+        """V(S), ``[B]``."""
+        return self._value_of(self.encode(s))
+
+    def removal_values(self, s: FirmBatch) -> Tensor:
+        """V(S⊖x_i) for every real slot, ``[B, n_max]``, from the pool minus worker i (padding: 0)."""
+        return self._removals_of(self.encode(s), s.mask)
+
+    def addition_values(self, s: FirmBatch, h_new: Tensor, a_new: Tensor) -> Tensor:
+        """V(S⊕x_m), ``[B, M]``, from the pool plus x_m's terms. ``h_new, a_new``: ``[M]`` (shared: the
+        worker encoders run once per draw) or ``[B, M]``. The size cap is the caller's (values at the
+        cap are those of the uncapped set)."""
+        return self._additions_of(self.encode(s), h_new, a_new)
+
+    def values_and_neighbours(
+        self, s: FirmBatch, h_new: Tensor | None = None, a_new: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(V(S), V(S⊖x_i), V(S⊕x_m))`` from one encoding of S (the HJB residual's fast path);
+        the additions are None when no new workers are given."""
+        pool = self.encode(s)
+        plus = None if h_new is None else self._additions_of(pool, h_new, a_new)
+        return self._value_of(pool), self._removals_of(pool, s.mask), plus
+
+    def scale(self, s: FirmBatch) -> Tensor:
+        """The separable scale ``ΣU + (F + c z)/r`` of each firm (> 0; V at initialisation), detached:
+        the per-state weight of the residual (docs/solver.md)."""
+        with torch.no_grad():
+            mask = s.mask
+            h = torch.where(mask, s.h, torch.zeros_like(s.h)).to(self.dtype)
+            h_eta = torch.where(mask, h.clamp_min(1e-30).pow(self.eta), torch.zeros_like(h)).sum(-1)
+            z = s.z.to(self.dtype)
+            flow = production_from_pool(z, h_eta, self.eta)
+            return self.u_coef * h.sum(-1) + (flow + torch.exp(self.log_c) * z) / self.r
+
+    def forward(self, s: FirmBatch) -> Tensor:
+        return self.value(s)
+
+    def set_function(self, z: Tensor, q: Tensor, h: Tensor, a: Tensor, mask: Tensor) -> Tensor:
+        """V as a plain set function ``fn(z, q, h, a, mask)``: wrap it in
+        :class:`lotj.economy.value.SetFunctionValue` for the naive neighbour reference."""
+        return self.value(FirmBatch(z, q, h, a, mask))

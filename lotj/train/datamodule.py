@@ -1,0 +1,219 @@
+"""``OmegaDataModule``: firm states from Ω and the Monte Carlo draws of each batch (MODEL.md section 6).
+
+The DataModule holds an :class:`~lotj.sim.distributions.EconomySnapshot` (χ, χ^N, χ^E) and its
+meeting rates. Until the simulator refreshes it, the snapshot is the documented initial economy
+(:func:`lotj.sim.distributions.initial_snapshot`: firms from G_f with Poisson workforces from G_w,
+the other workers unmatched from G_w), a real starting distribution that the simulator replaces.
+
+- **Split**: a share ``solver.heldout_fraction`` of χ's firms (rows of the snapshot) is held out;
+  training states come from the other firms only. The split is drawn once and kept across refreshes
+  (redrawn only if the number of firms changes).
+- **Training** (every epoch, ``reload_dataloaders_every_n_epochs=1``): a pool of ``solver.n_omega``
+  states from Ω (:func:`lotj.train.omega.sample_omega`) on the training firms; ``steps_per_epoch``
+  batches of ``batch_size`` states drawn from it, each with fresh meeting draws (``m_n`` from χ^N,
+  ``m_e`` from χ^E, shared by the batch; a second independent set when ``solver.unbiased``).
+- **Held out** (every epoch): ``solver.n_heldout`` fresh Ω states on the held-out firms, in chunks of
+  ``batch_size``, each chunk with two independent draw sets of ``m_eval`` per integral, for the
+  unbiased scale-free residual (docs/solver.md).
+
+A batch is a flat ``dict`` of tensors (so that Lightning moves it to the device and casts it to the
+run's precision): see :func:`pack` and :func:`unpack`. The simulator's callback calls
+:meth:`OmegaDataModule.refresh` at epoch end; the next epoch's loaders use the new snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from lotj.config import Config
+from lotj.economy.firms import FirmBatch
+from lotj.economy.params import EconomyParams, MeetingRates
+from lotj.sim.distributions import EconomySnapshot, initial_snapshot
+from lotj.train.omega import DrawSet, sample_draws, sample_omega
+
+Batch = dict[str, Tensor]
+
+_FIRM_KEYS = ("z", "q", "h", "a", "mask")
+
+
+@dataclass
+class Unpacked:
+    """A batch as the economics reads it: states, their firm indices, draw sets and rates."""
+
+    states: FirmBatch
+    firm_id: Tensor
+    draws: list[DrawSet]
+    rates: MeetingRates
+
+
+def _put_firms(out: Batch, s: FirmBatch, prefix: str) -> None:
+    for k in _FIRM_KEYS:
+        out[prefix + k] = getattr(s, k)
+
+
+def _get_firms(batch: Batch, prefix: str) -> FirmBatch:
+    return FirmBatch(*(batch[prefix + k] for k in _FIRM_KEYS))
+
+
+def pack(states: FirmBatch, firm_id: Tensor, draws: list[DrawSet], rates: MeetingRates) -> Batch:
+    """Flatten states, draw sets and meeting rates into a dict of tensors."""
+    dt = states.h.dtype
+    out: Batch = {"firm_id": firm_id, "n_sets": torch.tensor(len(draws))}
+    _put_firms(out, states, "")
+    for i, d in enumerate(draws):
+        out[f"d{i}_h_n"], out[f"d{i}_a_n"] = d.h_n, d.a_n
+        _put_firms(out, d.s_p, f"d{i}_p_")
+        out[f"d{i}_slot"], out[f"d{i}_firm_e"] = d.slot, d.firm_e
+    out["omega"] = torch.tensor(rates.omega, dtype=dt)
+    out["s_n"] = torch.tensor(rates.s_n, dtype=dt)
+    out["s_e"] = torch.tensor(rates.s_e, dtype=dt)
+    return out
+
+
+def unpack(batch: Batch) -> Unpacked:
+    """Inverse of :func:`pack`."""
+    sets = int(batch["n_sets"])
+    draws = [
+        DrawSet(
+            batch[f"d{i}_h_n"],
+            batch[f"d{i}_a_n"],
+            _get_firms(batch, f"d{i}_p_"),
+            batch[f"d{i}_slot"],
+            batch[f"d{i}_firm_e"],
+        )
+        for i in range(sets)
+    ]
+    rates = MeetingRates(batch["omega"], batch["s_n"], batch["s_e"])
+    return Unpacked(_get_firms(batch, ""), batch["firm_id"], draws, rates)
+
+
+class _Batches(Dataset):
+    """``length`` batches, each built on demand by ``make(index)``."""
+
+    def __init__(self, make: Callable[[int], Batch], length: int):
+        self.make = make
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.make(index)
+
+
+class OmegaDataModule(L.LightningDataModule):
+    """Ω states and meeting draws for the V residual (module docstring).
+
+    ``refresh(snapshot)`` replaces χ, χ^N, χ^E and the meeting rates (``snapshot.meeting_rates(p)``);
+    Ω is redrawn for the next epoch.
+    """
+
+    def __init__(self, cfg: Config, snapshot: EconomySnapshot | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.p: EconomyParams = cfg.economy
+        self.solver = cfg.solver
+        self.generator = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        self.snapshot: EconomySnapshot | None = None
+        self.rates: MeetingRates | None = None
+        self.train_firms: Tensor | None = None
+        self.heldout_firms: Tensor | None = None
+        self._split_n = -1
+        self.refreshes = 0
+        #: κ of the stratification key log h + κ log a (:func:`lotj.train.omega.worker_sort_key`)
+        self.kappa = self.p.gamma_e / self.p.outflow_rate
+        if snapshot is not None:
+            self.refresh(snapshot)
+
+    # ------------------------------------------------------------ snapshot
+    def initial(self) -> EconomySnapshot:
+        """The documented initial economy (module docstring), from the run's seed."""
+        gen = torch.Generator().manual_seed(int(self.cfg.seed))
+        return initial_snapshot(self.p, self.cfg.sim.n_firms, gen, self.cfg.sim.initial_mean_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.snapshot is None:
+            self.refresh(self.initial())
+
+    def refresh(self, snapshot: EconomySnapshot) -> None:
+        """Replace χ, χ^N, χ^E and the meeting rates; Ω is redrawn at the next epoch (train) and
+        validation (held out). The split of firms is kept (rows keep their identity across the
+        simulator's refreshes, so held-out firms are never trained on) unless the number of firms changes."""
+        self.snapshot = snapshot
+        self.rates = snapshot.meeting_rates(self.p)
+        n = snapshot.n_firms
+        if self.train_firms is None or self._split_n != n:
+            self._split_n = n
+            n_held = min(max(1, round(self.solver.heldout_fraction * n)), n - 1) if n > 1 else 0
+            perm = torch.randperm(n, generator=self.generator)
+            self.heldout_firms = perm[:n_held] if n_held else perm
+            self.train_firms = perm[n_held:] if n_held else perm
+        self.refreshes += 1
+
+    # -------------------------------------------------------------- batches
+    def draws(self, m_n: int, m_e: int, generator: torch.Generator) -> DrawSet:
+        assert self.snapshot is not None
+        return sample_draws(self.snapshot, m_n, m_e, generator, stratified=self.solver.stratified, kappa=self.kappa)
+
+    def omega_states(self, count: int, firms: Tensor, generator: torch.Generator) -> tuple[FirmBatch, Tensor]:
+        assert self.snapshot is not None
+        return sample_omega(self.p, self.snapshot, count, firms, generator)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        s = self.solver
+        gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+        pool, pool_id = self.omega_states(s.n_omega, self.train_firms, gen)
+        sets = 2 if s.unbiased else 1
+
+        def make(index: int) -> Batch:
+            idx = torch.randint(pool.batch_size, (s.batch_size,), generator=gen)
+            draws = [self.draws(s.m_n, s.m_e, gen) for _ in range(sets)]
+            return pack(pool.index(idx), pool_id[idx], draws, self.rates)
+
+        return DataLoader(_Batches(make, s.steps_per_epoch), batch_size=None, shuffle=False)
+
+    def heldout_batches(self, generator: torch.Generator | None = None) -> list[Batch]:
+        """Fresh held-out Ω states in chunks, each with two independent draw sets of ``m_eval``."""
+        self.setup()
+        s = self.solver
+        gen = generator or torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+        states, ids = self.omega_states(s.n_heldout, self.heldout_firms, gen)
+        out = []
+        for start in range(0, s.n_heldout, s.batch_size):
+            sl = torch.arange(start, min(start + s.batch_size, s.n_heldout))
+            draws = [self.draws(s.m_eval, s.m_eval, gen) for _ in range(2)]
+            out.append(pack(states.index(sl), ids[sl], draws, self.rates))
+        return out
+
+    def val_dataloader(self) -> DataLoader:
+        batches = self.heldout_batches()
+        return DataLoader(_Batches(batches.__getitem__, len(batches)), batch_size=None, shuffle=False)
+
+    # ------------------------------------------------------ checkpoint state
+    def state_dict(self) -> dict:
+        assert self.snapshot is not None
+        snap = self.snapshot
+        return {
+            "firms": {k: getattr(snap.firms, k) for k in _FIRM_KEYS},
+            "unmatched_h": snap.unmatched_h,
+            "unmatched_a": snap.unmatched_a,
+            "train_firms": self.train_firms,
+            "heldout_firms": self.heldout_firms,
+            "generator": self.generator.get_state(),
+            "refreshes": self.refreshes,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        firms = FirmBatch(*(state["firms"][k] for k in _FIRM_KEYS))
+        self.train_firms, self.heldout_firms = state["train_firms"], state["heldout_firms"]
+        self._split_n = firms.batch_size
+        self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
+        self.generator.set_state(state["generator"])
+        self.refreshes = int(state["refreshes"])

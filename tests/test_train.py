@@ -1,0 +1,279 @@
+"""Training V with Lightning (lotj.train): the run, its outputs, its refusals and its failure modes.
+
+- a few epochs of ``conf=smoke`` lower the held-out scale-free residual at least tenfold;
+- the run writes config.yaml, metrics.csv, checkpoints/last.ckpt and summary.json;
+- bad input (a negative rate, an unknown key) stops before training with a clear message;
+- a NaN stops the run, names the epoch, and keeps the last good checkpoint;
+- ``OmegaDataModule.refresh`` replaces χ, χ^N, χ^E and the meeting rates;
+- W&B runs offline without a key, and never touches the network.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from lotj.config import load_config
+from lotj.economy.firms import FirmBatch
+from lotj.economy.value import ValueFunction
+from lotj.errors import ConfigError
+from lotj.sim.distributions import EconomySnapshot
+from lotj.train.__main__ import main
+from lotj.train.datamodule import unpack
+from lotj.train.logging import wandb_mode
+from lotj.train.run import build_datamodule, build_module, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "sim.n_firms=150",
+    "solver.n_omega=256",
+    "solver.n_heldout=64",
+    "solver.batch_size=32",
+    "solver.steps_per_epoch=3",
+    "solver.m_n=4",
+    "solver.m_e=4",
+    "solver.m_eval=8",
+    "logging.logger=none",
+    "logging.progress_bar=false",
+]
+
+
+def tiny(tmp_path: Path, *extra: str):
+    return load_config(["conf=smoke", *TINY, f"out_dir={tmp_path}", *extra])
+
+
+# ------------------------------------------------------------------ the smoke run
+class Capture(Callback):
+    """Keeps the trained LightningModule."""
+
+    module = None
+
+    def on_train_end(self, trainer, pl_module):
+        self.module = pl_module
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    cfg = load_config(
+        ["conf=smoke", f"out_dir={out}", "solver.max_epochs=4", "logging.logger=none", "logging.progress_bar=false"]
+    )
+    capture = Capture()
+    summary = train(cfg, callbacks=[capture])
+    return cfg, summary, capture.module
+
+
+def test_smoke_training_lowers_heldout_residual_tenfold(smoke_run):
+    _, summary, _ = smoke_run
+    assert summary["status"] == "ok"
+    assert summary["initial_residual"] > 0.5  # the separable guess is far from the solution
+    assert summary["residual"] <= summary["initial_residual"] / 10, summary
+
+
+def test_run_writes_its_outputs(smoke_run):
+    cfg, summary, _ = smoke_run
+    out = Path(cfg.out_dir)
+    written = load_config(
+        ["conf=smoke", f"out_dir={out}", "solver.max_epochs=4", "logging.logger=none", "logging.progress_bar=false"]
+    )
+    from lotj.config import config_from_yaml
+
+    assert config_from_yaml(out / "config.yaml") == written
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk == summary
+    for key in ("loss", "residual", "epochs", "wall_time_s", "device", "status", "checkpoint"):
+        assert key in summary
+    assert summary["epochs"] == 4 and summary["device"] == "cpu"
+    assert Path(summary["checkpoint"]) == out / "checkpoints" / "last.ckpt"
+    assert Path(summary["checkpoint"]).is_file()
+    text = (out / "metrics.csv").read_text().splitlines()
+    header = text[0].split(",")
+    for name in ("train/loss", "val/residual", "val/residual_mc", "val/residual_state", "val/negative_v"):
+        assert name in header
+    import csv
+
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    epochs_with_residual = {int(r["epoch"]) for r in rows if r["val/residual"]}
+    epochs_with_loss = {int(r["epoch"]) for r in rows if r["train/loss"]}
+    assert epochs_with_residual == epochs_with_loss == {0, 1, 2, 3}
+    last = [float(r["val/residual"]) for r in rows if r["val/residual"]][-1]
+    assert last == pytest.approx(summary["residual"], rel=1e-6)
+
+
+def test_checkpoint_restores_the_value_function(smoke_run):
+    from lotj.train.vmodule import VModule
+
+    cfg, summary, trained = smoke_run
+    module = VModule.load_from_checkpoint(summary["checkpoint"])
+    vf = module.value_function()
+    assert isinstance(vf, ValueFunction)
+    dm = build_datamodule(cfg)
+    s = dm.snapshot.sample_firms(64, torch.Generator().manual_seed(0))
+    h_new, a_new = dm.snapshot.sample_unmatched(5, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        v = vf.value(s)
+        assert not v.requires_grad
+        assert torch.allclose(v, trained.value_function().value(s), rtol=1e-12)
+        assert torch.allclose(
+            vf.addition_values(s, h_new, a_new), trained.value_function().addition_values(s, h_new, a_new), rtol=1e-12
+        )
+    # trained values differ from the separable guess the network started from
+    assert not torch.allclose(v, module.net.scale(s), rtol=1e-2)
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize(
+    ("arg", "needle"),
+    [("economy.delta_m=-0.1", "economy.delta_m"), ("solver.lrr=0.1", "did you mean 'solver.lr'")],
+)
+def test_bad_config_stops_before_training(tmp_path, capsys, arg, needle):
+    out = tmp_path / "never"
+    code = main(["conf=smoke", arg, f"out_dir={out}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "configuration error" in err and needle in err
+    assert not out.exists()  # nothing was written: training never started
+    with pytest.raises(ConfigError):
+        load_config(["conf=smoke", arg])
+
+
+def test_command_line_refuses_a_negative_rate(tmp_path):
+    out = tmp_path / "never"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lotj.train", "conf=smoke", "economy.rho=-0.05", f"out_dir={out}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "economy.rho" in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------ NaN and tolerance
+class PoisonAt(Callback):
+    """Sets one network weight to NaN at the start of a given epoch."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            with torch.no_grad():
+                next(pl_module.net.head.parameters()).view(-1)[0] = math.nan
+
+
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = tiny(tmp_path, "solver.max_epochs=5")
+    summary = train(cfg, callbacks=[PoisonAt(2)])
+    assert summary["status"] == "nan"
+    assert "epoch 2" in summary["message"]
+    assert summary["epochs"] == 2  # epochs 0 and 1 completed
+    ckpt = torch.load(summary["checkpoint"], weights_only=False)
+    assert ckpt["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values() if t.is_floating_point())
+    assert json.loads((tmp_path / "summary.json").read_text())["status"] == "nan"
+
+
+def test_training_stops_at_tolerance(tmp_path):
+    cfg = tiny(tmp_path, "solver.max_epochs=5", "solver.tol=100.0")
+    summary = train(cfg)
+    assert summary["status"] == "ok" and summary["epochs"] == 1
+    assert summary["time_to_tol_s"] is not None and summary["message"] == "reached tolerance"
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    first = train(tiny(tmp_path / "a", "solver.max_epochs=1"))
+    second = train(tiny(tmp_path / "b", "solver.max_epochs=2", f"resume={first['checkpoint']}"))
+    assert second["status"] == "ok"
+    ckpt = torch.load(second["checkpoint"], weights_only=False)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 6
+
+
+# ------------------------------------------------------------------ data module
+def test_refresh_replaces_the_distributions(tmp_path):
+    cfg = tiny(tmp_path)
+    dm = build_datamodule(cfg)
+    old_rates = dm.rates
+    n_firms, width = 40, cfg.economy.n_max
+    z = torch.full((n_firms,), 2.5, dtype=torch.float64)
+    q = torch.full((n_firms,), 0.99, dtype=torch.float64)
+    mask = torch.arange(width).unsqueeze(0) < 2
+    mask = mask.expand(n_firms, width).clone()
+    h = torch.where(mask, 1.7, 1.0).to(torch.float64)
+    a = torch.ones(n_firms, width, dtype=torch.float64)
+    unmatched_h = torch.full((20,), 0.6, dtype=torch.float64)
+    snap = EconomySnapshot(FirmBatch(z, q, h, a, mask), unmatched_h, torch.ones(20, dtype=torch.float64))
+    dm.refresh(snap)
+    assert dm.snapshot is snap
+    assert dm.rates == snap.meeting_rates(cfg.economy) != old_rates
+    batch = unpack(next(iter(dm.train_dataloader())))
+    assert bool((batch.states.z == 2.5).all())
+    assert bool((batch.draws[0].h_n == 0.6).all())
+    rows = torch.arange(batch.draws[0].slot.numel())
+    assert bool((batch.draws[0].s_p.h[rows, batch.draws[0].slot] == 1.7).all())
+    assert float(batch.rates.omega) == pytest.approx(dm.rates.omega)
+    held = unpack(dm.heldout_batches()[0])
+    assert bool((held.states.z == 2.5).all()) and len(held.draws) == 2
+    # training and held-out states come from disjoint firms, and the split survives a refresh
+    assert not set(dm.train_firms.tolist()) & set(dm.heldout_firms.tolist())
+    split = dm.heldout_firms.clone()
+    dm.refresh(snap)
+    assert torch.equal(dm.heldout_firms, split)
+    assert set(unpack(dm.heldout_batches()[0]).firm_id.tolist()) <= set(split.tolist())
+
+
+def test_module_exposes_the_network_as_value_function(tmp_path):
+    cfg = tiny(tmp_path)
+    dm = build_datamodule(cfg)
+    module = build_module(cfg, dm)
+    vf = module.value_function()
+    assert isinstance(vf, ValueFunction)
+    assert vf is module.net and next(module.parameters()).dtype == torch.float64
+
+
+# ------------------------------------------------------------------ W&B
+def test_wandb_mode_never_goes_online_without_a_key(tmp_path):
+    calls = []
+
+    def probe(host, port):
+        calls.append((host, port))
+        return True
+
+    no_netrc = {"NETRC": str(tmp_path / "none")}
+    assert wandb_mode(no_netrc, probe) == "offline" and calls == []
+    assert wandb_mode({**no_netrc, "WANDB_MODE": "disabled"}, probe) == "disabled"
+    assert wandb_mode({**no_netrc, "WANDB_API_KEY": "x"}, lambda h, p: False) == "offline"
+    assert wandb_mode({**no_netrc, "WANDB_API_KEY": "x"}, probe) == "online"
+
+
+def test_wandb_logger_runs_offline(tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "none"))
+    cfg = tiny(tmp_path / "run", "solver.max_epochs=1", "logging.logger=wandb")
+    summary = train(cfg)
+    assert summary["status"] == "ok"
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert runs, "an offline W&B run directory"
+    assert (tmp_path / "run" / "metrics.csv").is_file()
+
+
+@pytest.mark.parametrize("option", ["solver.unbiased=true", "solver.gradient=semi", "solver.weighting=state"])
+def test_loss_options_train(tmp_path, option):
+    cfg = tiny(tmp_path, "solver.max_epochs=2", option)
+    dm = build_datamodule(cfg)
+    batch = next(iter(dm.train_dataloader()))
+    assert len(unpack(batch).draws) == (2 if cfg.solver.unbiased else 1)
+    summary = train(cfg, datamodule=dm)
+    assert summary["status"] == "ok" and summary["epochs"] == 2
+    assert math.isfinite(summary["loss"]) and summary["residual"] < summary["initial_residual"]
