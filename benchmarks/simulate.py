@@ -1,0 +1,151 @@
+"""Simulator benchmarks (docs/simulator.md). Prints figures; not a test.
+
+Throughput (default): simulated firm-years per second with decisions from ``lotj.nets.ValueNet``
+of the preset's network size, at the preset's ``sim.n_firms``, and how it scales with the number
+of firms::
+
+    python benchmarks/simulate.py                      # conf=smoke, 1e3 / 1e4 / 1e5 firms
+    python benchmarks/simulate.py --firms 1000 --years 5 --dt 0.05 --precision 32
+    python benchmarks/simulate.py --firms 1000 --set net.embed_dim=16 --set net.phi_width=32
+
+dt check: independent replications at ``dt`` and ``dt/2``; for every statistic the mean, its
+standard error over replications, and the difference in units of the standard error of the
+difference::
+
+    python benchmarks/simulate.py --dt-check --dt 0.02 --reps 8 --firms 2000
+
+The value function of the dt check is ``--value crowding`` (``lotj.sim.reference.crowding_value``:
+hires refused by low-z firms, a job ladder, quits) or ``--value net`` (the untrained ValueNet with
+a random head: V = ΣU + (F + c z)/r · (1 + head)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+
+from lotj.config import load_config
+from lotj.economy.value import SetFunctionValue
+from lotj.nets import ValueNet, franchise_guess
+from lotj.sim.reference import crowding_value
+from lotj.sim.simulator import Simulator
+
+DT_STATS = (
+    "e",
+    "omega",
+    "firm_size_mean",
+    "firm_size_p50",
+    "firm_size_p90",
+    "firm_size_share_at_cap",
+    "en_rate",
+    "ne_rate",
+    "mean_log_h_employed",
+    "var_log_h_employed",
+    "mean_log_h_unmatched",
+    "var_log_h_unmatched",
+    "cap_refused_share",
+)
+
+
+def make_net(cfg, seed: int, random_head: float) -> ValueNet:
+    """A ValueNet of the config's size; ``random_head`` > 0 draws the last head layer with that sd."""
+    torch.manual_seed(seed)
+    p = cfg.economy
+    snap = Simulator(p, 200, 0.02, seed=seed).snapshot()
+    n = cfg.net
+    franchise = franchise_guess(snap.firms, p.eta)
+    net = ValueNet(p, n.embed_dim, n.phi_width, n.phi_depth, n.rho_width, n.rho_depth, n.activation, franchise)
+    net = net.to(torch.float64)
+    if random_head > 0:
+        with torch.no_grad():
+            for prm in net.head[-1].parameters():
+                prm.normal_(0.0, random_head)
+    return net
+
+
+def throughput(cfg, args) -> None:
+    dtype = torch.float32 if args.precision == 32 else torch.float64
+    net = make_net(cfg, 0, args.random_head).to(dtype)
+    n_params = sum(x.numel() for x in net.parameters())
+    n = cfg.net
+    print(
+        f"ValueNet: {n_params} parameters (phi {n.phi_depth}x{n.phi_width} -> {n.embed_dim}, head "
+        f"{n.rho_depth}x{n.rho_width}, {n.activation}), {dtype}, torch threads {torch.get_num_threads()}, "
+        f"dt {args.dt}, n_max {cfg.economy.n_max}"
+    )
+    head = ("firms", "years", "wall s", "cpu s", "firm-yr/s wall", "firm-yr/s cpu", "V evals/firm-yr")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (8, 6, 8, 8, 15, 14, 16))))
+    for firms in args.firms:
+        sim = Simulator(cfg.economy, firms, args.dt, seed=0, threads=args.threads)
+        sim.value_dtype = dtype
+        sim.advance(net, args.warmup)
+        years = args.years if firms <= 20000 else max(1.0, args.years / 5)
+        w0, c0 = time.perf_counter(), time.process_time()
+        st = sim.advance(net, years)
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        fy = firms * years
+        evals = st.counts["value_evaluations"] / fy
+        print(f"{firms:>8} {years:>6.1f} {wall:>8.2f} {cpu:>8.2f} {fy / wall:>15.0f} {fy / cpu:>14.0f} {evals:>16.1f}")
+
+
+def dt_check(cfg, args) -> None:
+    p = cfg.economy
+    if args.value == "crowding":
+        vf = SetFunctionValue(crowding_value(p))
+    else:
+        vf = make_net(cfg, 0, args.random_head)
+    dts = (args.dt, args.dt / 2)
+    results = {}
+    for dt in dts:
+        rows = []
+        for rep in range(args.reps):
+            sim = Simulator(p, args.firms[0], dt, seed=1000 + rep)
+            sim.advance(vf, args.burn_in)
+            st = sim.advance(vf, args.years).scalars()
+            rows.append([st[k] for k in DT_STATS])
+        t = torch.tensor(rows, dtype=torch.float64)
+        results[dt] = (t.mean(0), t.std(0) / math.sqrt(args.reps))
+    print(
+        f"dt check: value {args.value}, {args.firms[0]} firms, n_max {p.n_max}, {args.reps} replications "
+        f"of {args.burn_in:g} burn-in + {args.years:g} measured years; mean ± standard error"
+    )
+    print(f"{'statistic':<24} {'dt=' + format(dts[0], 'g'):>22} {'dt=' + format(dts[1], 'g'):>22} {'diff / se':>10}")
+    for i, k in enumerate(DT_STATS):
+        (m1, s1), (m2, s2) = ((results[d][0][i], results[d][1][i]) for d in dts)
+        se = math.sqrt(float(s1) ** 2 + float(s2) ** 2)
+        z = float(m1 - m2) / se if se > 0 else (0.0 if float(m1) == float(m2) else math.inf)
+        print(f"{k:<24} {float(m1):>12.5f} ± {float(s1):<7.5f} {float(m2):>12.5f} ± {float(s2):<7.5f} {z:>10.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--conf", default="smoke", help="preset for the economy and the network size")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="config override KEY=VALUE")
+    ap.add_argument("--firms", type=int, nargs="+", default=None, help="numbers of firms (default: 1e3 1e4 1e5)")
+    ap.add_argument("--years", type=float, default=5.0, help="measured years per run")
+    ap.add_argument("--warmup", type=float, default=1.0, help="years simulated before timing")
+    ap.add_argument("--dt", type=float, default=None, help="time step (default: the preset's sim.dt)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads while simulating")
+    ap.add_argument("--precision", type=int, choices=(64, 32), default=64, help="float precision of the network")
+    ap.add_argument("--random-head", type=float, default=0.1, help="sd of the ValueNet head's last layer")
+    ap.add_argument("--dt-check", action="store_true", help="compare statistics at dt and dt/2")
+    ap.add_argument("--value", choices=("crowding", "net"), default="crowding", help="V of the dt check")
+    ap.add_argument("--reps", type=int, default=8, help="replications per dt in the dt check")
+    ap.add_argument("--burn-in", type=float, default=30.0, help="burn-in years per replication in the dt check")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = load_config([f"conf={args.conf}", *args.overrides])
+    args.dt = args.dt or cfg.sim.dt
+    if args.dt_check:
+        args.firms = args.firms or [cfg.sim.n_firms]
+        dt_check(cfg, args)
+    else:
+        args.firms = args.firms or [1000, 10000, 100000]
+        throughput(cfg, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""V at a batch of firm states and at the one-worker neighbours the simulator's decisions need.
+
+A step of the simulator needs, for a set of firms ``S_u``: ``V(S_u)``; ``V(S⊖x_i)`` for the
+workers i who face a λ shock or an outside meeting; ``V(S_k⊕x)`` for each meeting at a firm
+below the cap. :func:`neighbour_values` builds every neighbour as an explicit set and calls
+``vf.value`` once on all of them: one batched evaluation per step, whatever the value function
+(network, exact solution, analytic), with no more sets than the decisions need. (Through the
+protocol's ``removal_values`` / ``addition_values`` the same numbers cost three calls, each with
+its own pass over the firms' workers, and every slot's removal rather than the deciders' only;
+for :class:`lotj.nets.ValueNet` the two ways cost about the same.)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lotj.economy.firms import FirmBatch
+from lotj.economy.value import ValueFunction
+
+
+def neighbour_values(
+    vf: ValueFunction,
+    s: FirmBatch,
+    rem_row: Tensor,
+    rem_slot: Tensor,
+    add_row: Tensor,
+    h_new: Tensor,
+    a_new: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``V(S_u)`` ``[U]``, ``V(S_u[rem_row] ⊖ slot rem_slot)`` ``[D]`` and
+    ``V(S_u[add_row] ⊕ (h_new, a_new))`` ``[M]``. The firms in ``add_row`` must have a free slot.
+    Runs without gradients."""
+    minus = s.index(rem_row).remove(rem_slot)
+    plus, added = s.index(add_row).add(h_new, a_new)
+    if not bool(added.all()):
+        raise ValueError("an addition neighbour was requested for a firm without a free slot")
+    batch = FirmBatch(*(torch.cat([getattr(b, k) for b in (s, minus, plus)]) for k in ("z", "q", "h", "a", "mask")))
+    with torch.no_grad():
+        v = vf.value(batch)
+    u, d = s.batch_size, rem_row.numel()
+    return v[:u], v[u : u + d], v[u + d :]

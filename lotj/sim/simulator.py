@@ -1,0 +1,348 @@
+"""The vectorised simulator of the economy under a value function V (MODEL.md sections 1–4, 10).
+
+``N_f`` firms (measure 1) and ``round(N_w·N_f)`` workers live on padded tensors
+(:class:`~lotj.sim.population.Population`); there is no Python loop over firms or workers.
+Decisions use the current V through the :class:`~lotj.economy.value.ValueFunction` protocol, so
+the same code runs with the network, an exact solution or an analytic test function, on CPU or
+GPU. Time advances in steps of ``dt`` years (``1/dt`` must be an integer: annual dates fall on
+steps). One step (docs/simulator.md):
+
+1. **Draws** (:mod:`lotj.sim.events`), all from the state at the start of the step: each process
+   fires independently with probability ``1 − exp(−rate·dt)``; meeting destinations ∝ ``n + 1``.
+2. **Firm deaths**: the workers become unmatched (h unchanged) and a newborn empty firm from
+   G_f takes the firm's place, with a new firm id.
+3. **Retirements**: the seat gets a new unmatched worker from G_w with a new worker id.
+4. **Match breaks** (δ_m): the worker becomes unmatched.
+   A worker hit by 2–4 has no other event in the step (priority rule). The state now is the
+   **decision state**: every decision of the step uses V on it.
+5. **Decisions**. Meetings whose destination is the worker's own firm are void. For employed
+   workers with a λ shock or a meeting: ``Δ(S, x_i) = V(S) − V(S⊖x_i) − U(x_i)``; for each meeting
+   at a firm below the cap, ``Δ_k = Δ(S_k⊕x, x)``. A firm at the cap makes no offer. The offer
+   is made iff ``Δ_k > 0`` for an unmatched worker and ``Δ_k > max{Δ, 0}`` (``B > 0``) for an
+   employed one.
+6. **Separations**: an employed worker with ``Δ < 0`` at a λ shock or at a meeting leaves its firm
+   (a worker with both is one separation).
+7. **Arrivals**: offers reach the firm in a uniformly random order and are admitted while the firm
+   has free slots (free after step 6's separations; slots freed by workers moving out are not
+   reused in the same step). Refused arrivals count as refused by the cap; an employed worker
+   with ``Δ ≥ 0`` refused this way stays, one with ``Δ < 0`` goes to non-employment. Admitted
+   employed workers move; admitted unmatched workers are hired.
+8. **Learning**: firms with a learning event apply H to their workforce after the moves
+   (unmatched workers do not learn; a learning event that makes Δ < 0 acts only at the worker's
+   next λ or ψ^E event, MODEL.md section 10).
+
+Statistics are sampled at the start of every step (:mod:`lotj.sim.stats`); annual employment
+transitions are taken at every annual date. The generator states, the clock and every tensor are
+in :meth:`Simulator.state_dict`, so a restored simulator continues the same path.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+from torch import Tensor
+
+from lotj.economy.firms import FirmBatch, sample_firm_types, sample_workers
+from lotj.economy.params import EconomyParams
+from lotj.economy.technology import learning_step
+from lotj.economy.value import ValueFunction
+from lotj.errors import ConfigError
+from lotj.sim.distributions import EconomySnapshot, initial_snapshot
+from lotj.sim.draws import DrawBuffer
+from lotj.sim.events import StepProbabilities, draw_step_events, nth_free_slot, rank_within_groups
+from lotj.sim.neighbours import neighbour_values
+from lotj.sim.panel import concat_panel, panel_rows
+from lotj.sim.population import Population
+from lotj.sim.stats import Accumulator, SimStatistics, summarise
+
+
+def steps_per_year(dt: float) -> int:
+    """``1/dt`` as an integer; refuses a ``dt`` that does not divide one year."""
+    if not (math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"sim.dt = {dt}: must be finite and > 0")
+    spy = round(1.0 / dt)
+    if spy < 1 or abs(spy * dt - 1.0) > 1e-9:
+        raise ConfigError(f"sim.dt = {dt}: 1/dt must be an integer so that annual dates fall on steps (e.g. 0.02)")
+    return spy
+
+
+class Simulator:
+    """The simulated economy (module docstring).
+
+    ``seed`` fixes both random streams: one on ``device`` for the per-step event draws, one on
+    the CPU for draws from G_w and G_f. ``initial_mean_size`` is the mean workforce of the initial
+    economy (:func:`lotj.sim.distributions.initial_snapshot`; None or < 0: its default).
+    ``threads``: torch's CPU intra-op threads while stepping (restored afterwards; 0 leaves torch's
+    setting). A step is many small operations, for which one thread is fastest: on a 2-core machine
+    two threads made the smoke-size simulation about three times slower.
+    """
+
+    def __init__(
+        self,
+        params: EconomyParams,
+        n_firms: int,
+        dt: float,
+        *,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        initial_mean_size: float | None = None,
+        snapshot: EconomySnapshot | None = None,
+        threads: int = 1,
+    ):
+        if n_firms < 1:
+            raise ConfigError(f"sim.n_firms = {n_firms}: must be >= 1")
+        self.params = params
+        self.dt = float(dt)
+        self.spy = steps_per_year(self.dt)
+        self.device = torch.device(device)
+        self.dtype = torch.float64
+        self.probs = StepProbabilities.from_params(params, self.dt)
+        self.cpu_gen = torch.Generator().manual_seed(int(seed))
+        self.gen = torch.Generator(device=self.device).manual_seed(int(seed) + 1)
+        if snapshot is None:
+            snapshot = initial_snapshot(params, n_firms, self.cpu_gen, initial_mean_size, self.dtype, self.device)
+        if snapshot.firms.n_max != params.n_max:
+            raise ConfigError(f"snapshot has {snapshot.firms.n_max} slots per firm, economy.n_max = {params.n_max}")
+        self.pop = Population.from_snapshot(snapshot)
+        self.new_workers = DrawBuffer(lambda k: sample_workers(params, k, self.cpu_gen, self.dtype, self.device))
+        self.new_firms = DrawBuffer(lambda k: sample_firm_types(params, k, self.cpu_gen, self.dtype, self.device), 256)
+        self.step_count = 0
+        self.acc = Accumulator(params.n_max, self.device)
+        self._annual_id: Tensor | None = None
+        self._annual_employed: Tensor | None = None
+        self._panel: list[pd.DataFrame] | None = None
+        self.last_statistics: SimStatistics | None = None
+        self.threads = int(threads)
+        self.value_device: torch.device | None = None
+        self.value_dtype: torch.dtype | None = None
+        self._record_annual()
+
+    @classmethod
+    def from_config(cls, cfg, device: torch.device | str = "cpu") -> Simulator:
+        """The simulator of a :class:`lotj.config.Config` (economy, sim group and seed)."""
+        mean = cfg.sim.initial_mean_size
+        return cls(
+            cfg.economy,
+            cfg.sim.n_firms,
+            cfg.sim.dt,
+            seed=cfg.seed,
+            device=device,
+            initial_mean_size=None if mean < 0 else mean,
+            threads=cfg.sim.threads,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def clock(self) -> float:
+        """Simulated time in years since the start."""
+        return self.step_count / self.spy
+
+    @property
+    def year(self) -> int:
+        """Completed simulated years."""
+        return self.step_count // self.spy
+
+    def snapshot(self) -> EconomySnapshot:
+        """The current economy: χ (firms), χ^N (unmatched workers); χ^E and Π via its samplers."""
+        return self.pop.snapshot()
+
+    def statistics(self) -> SimStatistics:
+        """Statistics of the window since the last :meth:`advance` began (or the last reset)."""
+        return summarise(self.acc, self.params)
+
+    # ---------------------------------------------------------------- running
+    def advance(self, vf: ValueFunction, years: float) -> SimStatistics:
+        """Simulate ``years`` years under V; returns (and keeps as :attr:`last_statistics`) the
+        statistics of these years. ``years·(1/dt)`` is rounded to whole steps."""
+        self.acc.reset()
+        self.run_steps(vf, round(years * self.spy))
+        self.last_statistics = self.statistics()
+        return self.last_statistics
+
+    def run_steps(self, vf: ValueFunction, steps: int) -> None:
+        """Simulate ``steps`` steps, accumulating into the current statistics window."""
+        previous = torch.get_num_threads()
+        if self.threads > 0 and self.device.type == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.no_grad():
+                for _ in range(int(steps)):
+                    self._step(vf)
+        finally:
+            torch.set_num_threads(previous)
+        self.acc.years += steps / self.spy
+
+    def simulate_panel(self, vf: ValueFunction, years: int) -> pd.DataFrame:
+        """The annual panel of ``years`` consecutive annual dates (docs/panel.md): the simulation
+        first runs to the next annual date (unless it is at one), then records it and ``years − 1``
+        further dates. The statistics of the simulated window are kept in :attr:`last_statistics`."""
+        if int(years) < 1:
+            raise ValueError(f"a panel needs at least one year, not {years}")
+        self.acc.reset()
+        self.run_steps(vf, (-self.step_count) % self.spy)
+        self._panel = [panel_rows(self.pop, self.year)]
+        try:
+            self.run_steps(vf, (int(years) - 1) * self.spy)
+            frames = self._panel
+        finally:
+            self._panel = None
+        self.last_statistics = self.statistics()
+        return concat_panel(frames)
+
+    # ------------------------------------------------------------------- step
+    def _surpluses(self, vf: ValueFunction, deciders: Tensor, movers: Tensor, dests: Tensor) -> tuple[Tensor, Tensor]:
+        """Δ(S, x_i) of the employed ``deciders`` at their firms and Δ(S_k⊕x, x) of worker
+        ``movers[m]`` at firm ``dests[m]`` (below the cap), from one evaluation of V on the firms
+        involved and their neighbours (:func:`lotj.sim.neighbours.neighbour_values`)."""
+        pop = self.pop
+        own = pop.firm[deciders]
+        firms, inv = torch.unique(torch.cat([own, dests]), return_inverse=True)
+        n_d = deciders.numel()
+        s = pop.firm_batch(firms)
+        dev = self.value_device or self.device
+        dt = self.value_dtype or self.dtype
+        if (dev, dt) != (self.device, self.dtype):
+            s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+        h_new, a_new = pop.h[movers].to(dev, dt), pop.a[movers].to(dev, dt)
+        rem_row, add_row = inv[:n_d].to(dev), inv[n_d:].to(dev)
+        v, v_minus, v_plus = neighbour_values(vf, s, rem_row, pop.slot[deciders].to(dev), add_row, h_new, a_new)
+        self.acc.count("value_evaluations", firms.numel() + n_d + movers.numel())
+        v, v_minus, v_plus = (x.to(self.device, self.dtype) for x in (v, v_minus, v_plus))
+        u = self.params.unemployment_coef
+        delta_own = v[inv[:n_d]] - v_minus - u * pop.h[deciders]
+        delta_hire = v_plus - v[inv[n_d:]] - u * pop.h[movers]
+        return delta_own, delta_hire
+
+    def _step(self, vf: ValueFunction) -> None:
+        p, pop, acc = self.params, self.pop, self.acc
+        n_max = p.n_max
+        employed = pop.employed()
+        acc.sample(pop.size, employed, pop.h)
+        ev = draw_step_events(self.probs, employed, pop.size, self.gen)
+
+        # 2. firm deaths: newborn empty firms from G_f; the workers' other events are void
+        blocked = ev.retire.clone()
+        dead = ev.death.nonzero().squeeze(1)
+        if dead.numel():
+            z, q = self.new_firms.take(dead.numel())
+            blocked[pop.replace_firms(dead, z, q)] = True
+            acc.count("deaths", dead.numel())
+        # 3. retirements: new unmatched workers from G_w
+        retiring = ev.retire.nonzero().squeeze(1)
+        if retiring.numel():
+            h, a = self.new_workers.take(retiring.numel())
+            pop.replace_workers(retiring, h, a)
+            acc.count("retirements", retiring.numel())
+        # 4. match breaks
+        brk = ev.brk & ~blocked
+        breaking = brk.nonzero().squeeze(1)
+        pop.detach(breaking)
+        acc.count("breaks", breaking.numel())
+        blocked |= brk
+
+        # 5. decisions on the decision state
+        reneg = ev.reneg & ~blocked
+        live = ~blocked[ev.meeters]
+        mw, md = ev.meeters[live], ev.dest[live]
+        own_firm = pop.firm[mw]
+        void = md == own_firm
+        acc.count("void_meetings", void.sum())
+        mw, md, own_firm = mw[~void], md[~void], own_firm[~void]
+        m_emp = own_firm >= 0
+        acc.count("meetings_e", m_emp.sum())
+        acc.count("meetings_n", mw.numel() - m_emp.sum())
+        acc.count("reneg_shocks", reneg.sum())
+
+        deciding = reneg.clone()
+        deciding[mw[m_emp]] = True
+        di = deciding.nonzero().squeeze(1)
+        open_ = pop.size[md] < n_max
+        acc.count("cap_blocked", (~open_).sum())
+        oi = open_.nonzero().squeeze(1)
+        delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=self.device)
+        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=self.device)
+        if di.numel() or oi.numel():
+            delta_own[di], delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
+        threshold = torch.where(m_emp, delta_own[mw].clamp_min(0.0), torch.zeros_like(delta_k))
+        offer = open_ & (delta_k > threshold)
+
+        # 6. separations: Δ < 0 at a λ shock or an outside meeting
+        quitting = deciding & (delta_own < 0)
+        met = torch.zeros_like(deciding)
+        met[mw] = True
+        acc.count("reneg_separations", (quitting & ~met).sum())
+        acc.count("meeting_separations", (quitting & met).sum())
+        pop.detach(quitting.nonzero().squeeze(1))
+
+        # 7. arrivals, admitted in random order while the firm has room
+        ai = offer.nonzero().squeeze(1)
+        if ai.numel():
+            aw, ad = mw[ai], md[ai]
+            rank = rank_within_groups(ad, self.gen)
+            admitted = rank < n_max - pop.size[ad]
+            acc.count("cap_refused", (~admitted).sum())
+            aw, ad, rank = aw[admitted], ad[admitted], rank[admitted]
+            from_job = m_emp[ai][admitted]
+            acc.count("poaches", from_job.sum())
+            acc.count("hires", aw.numel() - from_job.sum())
+            pop.detach(aw[pop.firm[aw] >= 0])
+            pop.attach(aw, ad, nth_free_slot(pop.slot_worker[ad] < 0, rank))
+
+        # 8. learning: H on the whole workforce of each learning firm
+        learning = ev.learn.nonzero().squeeze(1)
+        if learning.numel():
+            s = pop.firm_batch(learning)
+            new_h = learning_step(s.h, s.a, s.q, s.mask, p.theta_plus, p.theta_minus)
+            pop.h[pop.slot_worker[learning][s.mask]] = new_h[s.mask]
+            acc.count("learning", learning.numel())
+
+        acc.flush()
+        self.step_count += 1
+        if self.step_count % self.spy == 0:
+            self._record_annual()
+
+    def _record_annual(self) -> None:
+        """An annual date: EN/NE transitions since the previous one and the panel rows if recording."""
+        employed = self.pop.employed()
+        if self._annual_id is not None:
+            stayed = self.pop.worker_id == self._annual_id
+            self.acc.transition(self._annual_employed, employed, stayed)
+        self._annual_id = self.pop.worker_id.clone()
+        self._annual_employed = employed.clone()
+        if self._panel is not None:
+            self._panel.append(panel_rows(self.pop, self.year))
+
+    # ---------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict:
+        """Everything needed to continue the same path: tensors, generator states, clock, window."""
+        return {
+            "population": self.pop.state_dict(),
+            "step_count": self.step_count,
+            "gen": self.gen.get_state(),
+            "cpu_gen": self.cpu_gen.get_state(),
+            "new_workers": self.new_workers.state_dict(),
+            "new_firms": self.new_firms.state_dict(),
+            "accumulator": self.acc.state_dict(),
+            "annual_id": None if self._annual_id is None else self._annual_id.clone(),
+            "annual_employed": None if self._annual_employed is None else self._annual_employed.clone(),
+            "dt": self.dt,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if abs(float(state["dt"]) - self.dt) > 1e-12:
+            raise ConfigError(f"sim.dt = {self.dt} differs from the checkpoint's {state['dt']}")
+        self.pop = Population.from_state_dict(state["population"], self.device)
+        if self.pop.n_max != self.params.n_max:
+            raise ConfigError(f"checkpoint has {self.pop.n_max} slots per firm, economy.n_max = {self.params.n_max}")
+        self.step_count = int(state["step_count"])
+        self.gen.set_state(state["gen"].cpu())
+        self.cpu_gen.set_state(state["cpu_gen"].cpu())
+        self.new_workers.load_state_dict(state["new_workers"], self.device)
+        self.new_firms.load_state_dict(state["new_firms"], self.device)
+        self.acc.load_state_dict(state["accumulator"])
+        self._annual_id = None if state["annual_id"] is None else state["annual_id"].to(self.device).clone()
+        emp = state["annual_employed"]
+        self._annual_employed = None if emp is None else emp.to(self.device).clone()
+        self.last_statistics = self.statistics() if self.acc.years > 0 else None

@@ -1,0 +1,157 @@
+"""``SimulatorCallback`` in a Lightning fit: burn-in, refreshes, convergence stop, resumption.
+
+The LightningModule stand-in exposes ``value_function()`` with a learnable V of the accept-all
+family (:func:`lotj.sim.reference.accept_all_value`) and logs a decreasing ``val/residual``; the
+DataModule stand-in records the snapshots it is refreshed with and keeps its Ω in its state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from lotj.config import load_config
+from lotj.economy.value import SetFunctionValue
+from lotj.sim.distributions import EconomySnapshot
+from lotj.sim.reference import accept_all_value
+from lotj.sim.simulator import Simulator
+from lotj.train.sim_callback import SimulatorCallback
+
+
+class StandInModule(pl.LightningModule):
+    """V(S) = Σ_i (U(h_i) + c (1 + 0.2 log z)) with c learned towards 1 from 0.5."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.p = cfg.economy
+        self.c = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.float64))
+
+    def value_function(self):
+        return SetFunctionValue(accept_all_value(self.p, c=float(self.c.detach()), eps=0.2))
+
+    def training_step(self, batch, batch_idx):
+        (x,) = batch
+        loss = ((self.c - 1.0) ** 2 * x.mean()).sum()
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/residual", (self.c - 1.0).abs().detach() / 10.0)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.3)
+
+
+class StandInData(pl.LightningDataModule):
+    """Records refreshes; its Ω is a draw of firm sizes from the refreshed χ, kept in its state."""
+
+    def __init__(self):
+        super().__init__()
+        self.snapshots: list[EconomySnapshot] = []
+        self.omega = torch.zeros(0)
+        self.gen = torch.Generator().manual_seed(0)
+
+    def refresh(self, snapshot: EconomySnapshot) -> None:
+        self.snapshots.append(snapshot)
+        self.omega = snapshot.sample_firms(16, self.gen).size().to(torch.float64)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(4, dtype=torch.float64)), batch_size=2)
+
+    def val_dataloader(self):
+        return DataLoader(TensorDataset(torch.ones(1, dtype=torch.float64)), batch_size=1)
+
+    def state_dict(self):
+        return {"omega": self.omega, "gen": self.gen.get_state(), "refreshes": len(self.snapshots)}
+
+    def load_state_dict(self, state):
+        self.omega = state["omega"]
+        self.gen.set_state(state["gen"])
+
+
+def config(**over):
+    args = ["conf=smoke", "sim.n_firms=120", "sim.dt=0.05", "sim.years_per_epoch=1.0", "sim.burn_in_years=2.0"]
+    return load_config(args + [f"{k}={v}" for k, v in over.items()])
+
+
+class StatelessData(StandInData):
+    """A DataModule that keeps nothing in checkpoints: the callback refreshes it on resume."""
+
+    def state_dict(self):
+        return {}
+
+
+def fit(cfg, max_epochs, root, ckpt_path=None, checkpoint=False, data_cls=StandInData):
+    torch.manual_seed(cfg.seed)
+    module, data = StandInModule(cfg), data_cls()
+    sim = Simulator.from_config(cfg)
+    cb = SimulatorCallback(sim, data, cfg)
+    callbacks = [cb] + ([ModelCheckpoint(dirpath=root, save_last=True)] if checkpoint else [])
+    trainer = pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        precision="64-true",
+        logger=pl.loggers.CSVLogger(root),
+        callbacks=callbacks,
+        enable_checkpointing=checkpoint,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return cb, data, trainer
+
+
+def test_burn_in_refreshes_and_logged_statistics(tmp_path):
+    cfg = config(**{"sim.tol": 1e-9})
+    cb, data, trainer = fit(cfg, 3, tmp_path)
+    assert cb.simulator.clock == pytest.approx(2.0 + 3 * 1.0)  # burn-in, then one year per epoch
+    assert len(data.snapshots) == 1 + 3
+    assert data.snapshots[-1].n_workers() == round(cfg.economy.n_w * 120)
+    for k in ("sim/e", "sim/omega", "sim/firm_size_mean", "sim/en_rate", "sim/cap_refused_share"):
+        assert k in trainer.callback_metrics, k
+    assert 0.0 < float(trainer.callback_metrics["sim/e"]) < 1.0
+    assert cb.status == "not converged"  # sim.tol = 1e-9 never holds
+    summary = cb.summary()
+    json.dumps(summary)  # serialisable as summary.json
+    assert summary["sim_status"] == "not converged" and summary["sim_refreshes"] == 3
+    assert summary["sim_years"] == pytest.approx(1.0)
+    for k in ("sim_e", "sim_omega", "sim_s_n", "sim_firm_size_p90", "sim_en_rate", "sim_cap_refused_share"):
+        assert summary[k] is not None and math.isfinite(summary[k]), k
+
+
+def test_the_run_stops_when_converged(tmp_path):
+    cfg = config(**{"sim.tol": 0.5, "sim.patience": 2, "solver.tol": 0.02})
+    cb, data, trainer = fit(cfg, 30, tmp_path)
+    assert cb.status == "converged"
+    assert trainer.current_epoch < 30
+    assert cb.tracker.streak >= 2 and cb.tracker.last_residual < 0.02
+
+
+def test_resumed_run_ends_like_the_uninterrupted_one(tmp_path):
+    cfg = config(**{"sim.tol": 1e-9})
+    full, full_data, _ = fit(cfg, 4, tmp_path / "full", checkpoint=True)
+    fit(cfg, 2, tmp_path / "part", checkpoint=True)
+    last = str(tmp_path / "part" / "last.ckpt")
+    resumed, res_data, _ = fit(cfg, 4, tmp_path / "part", ckpt_path=last, checkpoint=True)
+    assert len(resumed.tracker.history) == 4  # the restored tracker carries the first two refreshes
+    assert resumed.summary() == full.summary()
+    assert resumed.tracker.history == full.tracker.history
+    for k in ("h", "worker_id", "slot_worker", "firm_id"):
+        assert torch.equal(getattr(resumed.simulator.pop, k), getattr(full.simulator.pop, k)), k
+    assert torch.equal(res_data.omega, full_data.omega)
+    assert len(res_data.snapshots) == 2  # no burn-in refresh on resume: epochs 3 and 4 only
+
+
+def test_a_stateless_datamodule_is_refreshed_from_the_restored_simulator(tmp_path):
+    cfg = config(**{"sim.tol": 1e-9})
+    fit(cfg, 1, tmp_path, checkpoint=True, data_cls=StatelessData)
+    cb, data, _ = fit(cfg, 2, tmp_path, ckpt_path=str(tmp_path / "last.ckpt"), checkpoint=True, data_cls=StatelessData)
+    assert len(data.snapshots) == 2  # the restored economy at fit start, then epoch 2's refresh
+    assert cb.tracker.refreshes == 2
