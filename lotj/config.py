@@ -105,6 +105,7 @@ class WSolverConfig:
 class SimConfig:
     """The simulated economy (``lotj.sim``)."""
 
+    enabled: bool = True  #: simulate the economy jointly with V (false: train V on the initial economy only)
     n_firms: int = 2000  #: N_f firms standing for measure 1; N_w·N_f workers
     dt: float = 0.02  #: time step in years
     years_per_epoch: float = 2.0  #: years simulated at each epoch end

@@ -20,9 +20,10 @@ from lotj.config import config_from_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: A smoke economy that trains for two short epochs.
+#: A smoke economy that trains V for two short epochs (no W stage).
 TINY = [
     "conf=smoke",
+    "solver.stages=[v]",
     "solver.max_epochs=2",
     "solver.steps_per_epoch=2",
     "solver.batch_size=32",

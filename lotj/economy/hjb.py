@@ -257,6 +257,7 @@ def scale_free_residual(residual: Tensor, value: Tensor, rho: float, residual2: 
 
     With a second independent draw set, the mean square ``mean(R²)`` is replaced by the unbiased
     ``mean(R₁R₂)`` (an estimate of the squared residual of the exact expectation, free of the
-    Monte Carlo variance of the meeting terms), clamped at 0 before the square root."""
+    Monte Carlo variance of the meeting terms), whose absolute value is taken before the square root:
+    when noise dominates, the estimate can be negative, and it then reads at the noise level, never 0."""
     ms = (residual * residual).mean() if residual2 is None else (residual * residual2).mean()
-    return ms.clamp_min(0.0).sqrt() / (rho * value).pow(2).mean().sqrt()
+    return ms.abs().sqrt() / (rho * value).pow(2).mean().sqrt()

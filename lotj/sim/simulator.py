@@ -117,6 +117,8 @@ class Simulator:
         self.threads = int(threads)
         self.value_device: torch.device | None = None
         self.value_dtype: torch.dtype | None = None
+        #: a :class:`lotj.sim.wage_tracking.WageTracker` that sets wages along the path (None: no wages)
+        self.wage_tracker = None
         self._record_annual()
 
     @classmethod
@@ -182,7 +184,7 @@ class Simulator:
             raise ValueError(f"a panel needs at least one year, not {years}")
         self.acc.reset()
         self.run_steps(vf, (-self.step_count) % self.spy)
-        self._panel = [panel_rows(self.pop, self.year)]
+        self._panel = [self._panel_rows()]
         try:
             self.run_steps(vf, (int(years) - 1) * self.spy)
             frames = self._panel
@@ -267,6 +269,8 @@ class Simulator:
             delta_own[di], delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
         threshold = torch.where(m_emp, delta_own[mw].clamp_min(0.0), torch.zeros_like(delta_k))
         offer = open_ & (delta_k > threshold)
+        if self.wage_tracker is not None:
+            self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
 
         # 6. separations: Δ < 0 at a λ shock or an outside meeting
         quitting = deciding & (delta_own < 0)
@@ -290,6 +294,9 @@ class Simulator:
             pop.detach(aw[pop.firm[aw] >= 0])
             pop.attach(aw, ad, nth_free_slot(pop.slot_worker[ad] < 0, rank))
 
+        if self.wage_tracker is not None:
+            self.wage_tracker.on_moves(pop)
+
         # 8. learning: H on the whole workforce of each learning firm
         learning = ev.learn.nonzero().squeeze(1)
         if learning.numel():
@@ -312,7 +319,14 @@ class Simulator:
         self._annual_id = self.pop.worker_id.clone()
         self._annual_employed = employed.clone()
         if self._panel is not None:
-            self._panel.append(panel_rows(self.pop, self.year))
+            self._panel.append(self._panel_rows())
+
+    def _panel_rows(self) -> pd.DataFrame:
+        """The panel rows of the current date, with the wage columns when a wage tracker is set."""
+        frame = panel_rows(self.pop, self.year)
+        if self.wage_tracker is not None:
+            frame = self.wage_tracker.panel_columns(frame, self.pop)
+        return frame
 
     # ---------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:

@@ -8,6 +8,11 @@ the other workers unmatched from G_w), a real starting distribution that the sim
 - **Split**: a share ``solver.heldout_fraction`` of χ's firms (rows of the snapshot) is held out;
   training states come from the other firms only. The split is drawn once and kept across refreshes
   (redrawn only if the number of firms changes).
+- **Random streams**: every draw (the split, each epoch's training pool and batches, each epoch's
+  held-out states) comes from a generator seeded from ``(seed, stream, epoch, refresh count)``
+  (:meth:`OmegaDataModule.stream`), never from a running generator. Lightning calls the loaders a
+  different number of times, in a different order, when a run resumes from a checkpoint; with keyed
+  seeds a resumed run draws what the uninterrupted one drew.
 - **Training** (every epoch, ``reload_dataloaders_every_n_epochs=1``): a pool of ``solver.n_omega``
   states from Ω (:func:`lotj.train.omega.sample_omega`) on the training firms; ``steps_per_epoch``
   batches of ``batch_size`` states drawn from it, each with fresh meeting draws (``m_n`` from χ^N,
@@ -27,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -40,6 +46,9 @@ from lotj.train.omega import DrawSet, sample_draws, sample_omega
 Batch = dict[str, Tensor]
 
 _FIRM_KEYS = ("z", "q", "h", "a", "mask")
+
+#: Stream ids of :meth:`OmegaDataModule.stream`.
+SPLIT, TRAIN, HELDOUT = 0, 1, 2
 
 
 @dataclass
@@ -119,7 +128,6 @@ class OmegaDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.p: EconomyParams = cfg.economy
         self.solver = cfg.solver
-        self.generator = torch.Generator().manual_seed(int(cfg.seed) + 1)
         self.snapshot: EconomySnapshot | None = None
         self.rates: MeetingRates | None = None
         self.train_firms: Tensor | None = None
@@ -151,12 +159,26 @@ class OmegaDataModule(L.LightningDataModule):
         if self.train_firms is None or self._split_n != n:
             self._split_n = n
             n_held = min(max(1, round(self.solver.heldout_fraction * n)), n - 1) if n > 1 else 0
-            perm = torch.randperm(n, generator=self.generator)
+            perm = torch.randperm(n, generator=self.stream(SPLIT, n))
             self.heldout_firms = perm[:n_held] if n_held else perm
             self.train_firms = perm[n_held:] if n_held else perm
         self.refreshes += 1
 
     # -------------------------------------------------------------- batches
+    def _epoch(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return int(trainer.current_epoch) if trainer is not None else 0
+
+    def stream(self, kind: int, epoch: int | None = None) -> torch.Generator:
+        """A CPU generator seeded from ``(cfg.seed, kind, epoch, refreshes)``: ``kind`` is ``SPLIT``,
+        ``TRAIN`` or ``HELDOUT``; ``epoch`` defaults to the attached Trainer's current epoch (0 without
+        one; the split passes the number of firms). The same key gives the same draws however often a
+        loader is built."""
+        epoch = self._epoch() if epoch is None else int(epoch)
+        key = [int(self.cfg.seed) % 2**32, int(kind), int(epoch), int(self.refreshes)]
+        seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) & (2**63 - 1)
+        return torch.Generator().manual_seed(seed)
+
     def draws(self, m_n: int, m_e: int, generator: torch.Generator) -> DrawSet:
         assert self.snapshot is not None
         return sample_draws(self.snapshot, m_n, m_e, generator, stratified=self.solver.stratified, kappa=self.kappa)
@@ -168,7 +190,7 @@ class OmegaDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         self.setup()
         s = self.solver
-        gen = torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+        gen = self.stream(TRAIN)
         pool, pool_id = self.omega_states(s.n_omega, self.train_firms, gen)
         sets = 2 if s.unbiased else 1
 
@@ -180,10 +202,11 @@ class OmegaDataModule(L.LightningDataModule):
         return DataLoader(_Batches(make, s.steps_per_epoch), batch_size=None, shuffle=False)
 
     def heldout_batches(self, generator: torch.Generator | None = None) -> list[Batch]:
-        """Fresh held-out Ω states in chunks, each with two independent draw sets of ``m_eval``."""
+        """Fresh held-out Ω states in chunks, each with two independent draw sets of ``m_eval``
+        (from ``generator``, else from the epoch's held-out stream)."""
         self.setup()
         s = self.solver
-        gen = generator or torch.Generator().manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+        gen = generator or self.stream(HELDOUT)
         states, ids = self.omega_states(s.n_heldout, self.heldout_firms, gen)
         out = []
         for start in range(0, s.n_heldout, s.batch_size):
@@ -206,7 +229,6 @@ class OmegaDataModule(L.LightningDataModule):
             "unmatched_a": snap.unmatched_a,
             "train_firms": self.train_firms,
             "heldout_firms": self.heldout_firms,
-            "generator": self.generator.get_state(),
             "refreshes": self.refreshes,
         }
 
@@ -215,5 +237,4 @@ class OmegaDataModule(L.LightningDataModule):
         self.train_firms, self.heldout_firms = state["train_firms"], state["heldout_firms"]
         self._split_n = firms.batch_size
         self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
-        self.generator.set_state(state["generator"])
         self.refreshes = int(state["refreshes"])

@@ -1,12 +1,19 @@
-"""One training run of V: ``train(cfg)`` (what ``python -m lotj.train`` runs).
+"""One solve: ``train(cfg)`` (what ``python -m lotj.train`` runs).
 
 Builds the pieces from the config (:func:`build_datamodule`, :func:`build_module`,
-:func:`build_trainer`), trains with a Lightning Trainer, and writes into ``cfg.out_dir``:
+:func:`build_trainer`), trains V with a Lightning Trainer jointly with the simulated economy
+(:class:`lotj.train.sim_callback.SimulatorCallback`, unless ``sim.enabled=false``), simulates the
+annual panel under the trained V, then runs the W stage when ``solver.stages`` has ``w``
+(:func:`lotj.train.wstage.run_w_stage`, continuing the same simulator). It writes into ``cfg.out_dir``:
 
 - ``config.yaml``: the resolved config;
 - ``metrics.csv``: per epoch ``train/loss``, ``val/residual``, ``val/residual_mc``, ``train/lr``,
-  ``time/elapsed_s`` (and whatever extra callbacks log);
-- ``checkpoints/last.ckpt``: the state at the end of the last completed epoch;
+  ``time/elapsed_s``, ``sim/*`` (and whatever extra callbacks log); a resumed run rewrites it from
+  the resumed epoch on (the summary does not read it: :class:`RunRecord`);
+- ``checkpoints/last.ckpt``: the state at the end of the last completed epoch (network, optimiser,
+  simulator, DataModule, :class:`RunRecord`), from which ``resume=`` continues the same path;
+- ``panel.parquet``: the annual panel (docs/panel.md), with the wage columns after a W stage;
+- ``w/metrics.csv``, ``w_net.pt``: the W stage's metrics and network (docs/wages.md);
 - ``summary.json``: the dict :func:`train` returns (see :func:`train`).
 
 A non-finite loss, gradient, parameter or held-out residual stops the run (status ``"nan"``) with a
@@ -28,8 +35,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressB
 
 from lotj.config import Config, to_yaml
 from lotj.nets import franchise_guess
+from lotj.sim.panel import write_panel
+from lotj.sim.simulator import Simulator
 from lotj.train.datamodule import OmegaDataModule
 from lotj.train.logging import build_loggers, finish_wandb
+from lotj.train.sim_callback import SimulatorCallback
 from lotj.train.vmodule import NonFiniteError, VModule, evaluate_heldout
 
 
@@ -66,6 +76,51 @@ class ToleranceStop(Callback):
         others = [cb for cb in trainer.callbacks if cb is not self and hasattr(cb, "converged")]
         if all(bool(cb.converged) for cb in others):
             trainer.should_stop = True
+
+
+class RunRecord(Callback):
+    """The per-epoch metrics that the summary reads, kept in the checkpoint: Lightning's CSV logger
+    rewrites ``metrics.csv`` when a run resumes, so a resumed run's summary (epochs, best residual,
+    time to tolerance) comes from here and matches the uninterrupted run's."""
+
+    KEYS = {
+        "loss": "train/loss",
+        "residual": "val/residual",
+        "residual_mc": "val/residual_mc",
+        "residual_state": "val/residual_state",
+        "negative_v": "val/negative_v",
+    }
+
+    def __init__(self):
+        self.rows: list[dict[str, float | None]] = []
+        self._base = 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._base = float(self.rows[-1].get("elapsed_s") or 0.0) if self.rows else 0.0
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        row: dict[str, float | None] = {"epoch": float(trainer.current_epoch)}
+        for key, name in self.KEYS.items():
+            row[key] = float(metrics[name]) if name in metrics else None
+        t0 = getattr(pl_module, "_t0", None)
+        row["elapsed_s"] = self._base + (time.perf_counter() - t0) if t0 is not None else None
+        self.rows.append(row)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": [dict(r) for r in self.rows]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = [dict(r) for r in state_dict["rows"]]
+
+
+def _sim_device(cfg: Config) -> torch.device:
+    """Where the simulator lives: the device the Trainer will put V on (the module is still on the
+    CPU before ``fit``)."""
+    accelerator = str(cfg.trainer.accelerator).lower()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def build_trainer(
@@ -159,17 +214,23 @@ def train(
     datamodule: OmegaDataModule | None = None,
     module: VModule | None = None,
 ) -> dict:
-    """Train V from the config and return the run's summary (also written to ``out_dir/summary.json``).
+    """Solve from the config and return the run's summary (also written to ``out_dir/summary.json``).
 
-    ``callbacks`` are appended to the Trainer's (the simulator's callback, a Tune reporter);
-    ``logger`` is added to the CSV (and W&B) loggers; ``plugins`` go to the Trainer;
-    ``datamodule``/``module`` replace the ones built from the config (so that a callback can be
-    wired to the DataModule before training). Summary keys: ``status`` (``ok`` | ``nan``),
-    ``message``, ``loss`` (last epoch's mean training loss), ``residual`` (last held-out scale-free
-    residual), ``residual_mc``, ``residual_state``, ``negative_v`` (docs/solver.md), ``best_residual``,
-    ``initial_residual`` (before training),
-    ``epochs``, ``tol``, ``time_to_tol_s`` (wall time at the first epoch with ``residual <= tol``, or
-    null), ``wall_time_s``, ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``.
+    ``callbacks`` are appended to the Trainer's (a Tune reporter, or a
+    :class:`~lotj.train.sim_callback.SimulatorCallback` of the caller's own, which is then used in
+    place of the one built from the config); ``logger`` is added to the CSV (and W&B) loggers;
+    ``plugins`` go to the Trainer; ``datamodule``/``module`` replace the ones built from the config
+    (so that a callback can be wired to the DataModule before training).
+
+    Summary keys: ``status`` (``ok`` | ``nan``), ``message``, ``loss`` (last epoch's mean training
+    loss), ``residual`` (last held-out scale-free residual), ``residual_mc``, ``residual_state``,
+    ``negative_v`` (docs/solver.md), ``best_residual``, ``initial_residual`` (before training),
+    ``epochs`` (completed training epochs, a resumed run's included), ``tol``, ``time_to_tol_s``
+    (training time at the first epoch with ``residual <= tol``, or null), ``wall_time_s`` (V stage),
+    ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
+    of :meth:`SimulatorCallback.summary` (``sim_*``, over the panel's years) and ``time_simulation_s``;
+    after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...);
+    ``total_time_s`` (the whole solve).
     """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,8 +245,14 @@ def train(
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     vm = module if module is not None else build_module(cfg, dm)
     initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
+    extra = list(callbacks or [])
+    sim_cb = next((cb for cb in extra if isinstance(cb, SimulatorCallback)), None)
+    if sim_cb is None and cfg.sim.enabled:
+        sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=_sim_device(cfg)), dm, cfg)
+        extra.insert(0, sim_cb)
+    record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
-        cfg, callbacks=callbacks, logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
+        cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
     )
     vm._t0 = time.perf_counter()
     status, message = "ok", ""
@@ -197,31 +264,55 @@ def train(
         finish_wandb(loggers)
     wall = time.perf_counter() - start
 
-    history = _metric_history(out)
-    last = history[-1] if history else {}
-    residuals = [r["val/residual"] for r in history if "val/residual" in r]
-    reached = [r for r in history if r.get("val/residual", math.inf) <= cfg.solver.tol]
+    rows = record.rows
+    last = rows[-1] if rows else {}
+    residuals = [r["residual"] for r in rows if r.get("residual") is not None]
+    reached = [r for r in rows if r.get("residual") is not None and r["residual"] <= cfg.solver.tol]
     ckpt_path = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
     if status == "ok" and not message:
         message = "reached tolerance" if reached else "stopped at max_epochs"
     summary = {
         "status": status,
         "message": message,
-        "loss": _finite(last.get("train/loss")),
-        "residual": _finite(last.get("val/residual")),
-        "residual_mc": _finite(last.get("val/residual_mc")),
-        "residual_state": _finite(last.get("val/residual_state")),
-        "negative_v": _finite(last.get("val/negative_v")),
+        "loss": _finite(last.get("loss")),
+        "residual": _finite(last.get("residual")),
+        "residual_mc": _finite(last.get("residual_mc")),
+        "residual_state": _finite(last.get("residual_state")),
+        "negative_v": _finite(last.get("negative_v")),
         "best_residual": _finite(min(residuals)) if residuals else None,
         "initial_residual": _finite(initial),
-        "epochs": len([r for r in history if "train/loss" in r]),
+        "epochs": int(trainer.current_epoch),
         "tol": cfg.solver.tol,
-        "time_to_tol_s": _finite(reached[0].get("time/elapsed_s")) if reached else None,
+        "time_to_tol_s": _finite(reached[0].get("elapsed_s")) if reached else None,
         "wall_time_s": wall,
         "device": _device_name(trainer),
         "checkpoint": str(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None,
         "out_dir": str(out),
     }
+    sim = sim_cb.simulator if sim_cb is not None else None
+    if status == "ok" and sim_cb is not None:
+        sim.value_device, sim.value_dtype = vm.device, vm.dtype
+        with torch.no_grad():
+            write_panel(sim.simulate_panel(vm.value_function(), cfg.sim.panel_years), out / "panel.parquet")
+        summary.update(sim_cb.summary())
+        summary["time_simulation_s"] = sim_cb.simulation_seconds
+    if status == "ok" and "w" in cfg.solver.stages:
+        from lightning.pytorch.loggers import CSVLogger
+
+        from lotj.train.wstage import run_w_stage
+
+        # the W stage continues the V stage's simulator (its path goes on) and rewrites panel.parquet with wages
+        summary.update(
+            run_w_stage(
+                cfg,
+                vm.value_function(),
+                dm.snapshot,
+                simulator=sim,
+                out_dir=out,
+                logger=CSVLogger(str(out), name="w", version=""),
+            )
+        )
+    summary["total_time_s"] = time.perf_counter() - start
     if status == "nan":
         print(f"lotj.train: {message}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -184,12 +184,13 @@ def accumulate(acc: dict[str, float], module: VModule, batch: Batch) -> None:
 
 def heldout_metrics(acc: dict[str, float]) -> dict[str, float]:
     """The held-out metrics of docs/solver.md from accumulated sums: ``val/residual`` (unbiased,
-    RMS R / RMS ρV), ``val/residual_mc`` (R₁², with Monte Carlo noise), ``val/residual_state`` (unbiased,
+    RMS R / RMS ρV, from √|mean R₁R₂|: a noise-dominated, negative mean reads at the noise level, not 0),
+    ``val/residual_mc`` (R₁², with Monte Carlo noise), ``val/residual_state`` (unbiased,
     per-state scale ρV₀(S)) and ``val/negative_v`` (share of states with V < 0, impossible in the model)."""
     count = acc["count"]
     scale = math.sqrt(acc["scale"] / count)
     return {
-        "val/residual": math.sqrt(max(acc["r1r2"] / count, 0.0)) / scale,
+        "val/residual": math.sqrt(abs(acc["r1r2"] / count)) / scale,
         "val/residual_mc": math.sqrt(acc["r1r1"] / count) / scale,
         "val/residual_state": math.sqrt(max(acc["rel"] / count, 0.0)),
         "val/negative_v": acc["negative"] / count,
