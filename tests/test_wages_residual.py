@@ -443,3 +443,17 @@ def test_psi_e_needs_poachers():
     s = _lone([1.0], [1.0])
     with pytest.raises(ValueError, match="poacher"):
         w_residual(_plain_w(lambda h, a, w, q: w), _lone_value(p), p, s, _wages(s, [0.5]), NO_MEETINGS, None, None)
+
+
+def test_noise_dominated_w_residual_never_reads_zero():
+    """Two independent residual draws of opposite sign give a negative mean R₁R₂: the metric reads
+    its magnitude (the noise level), not 0, so it cannot pass a tolerance by accident."""
+    from lotj.economy.wages import scale_free_w_residual
+
+    r1 = torch.tensor([[0.02, -0.01]])
+    r2 = torch.tensor([[-0.02, 0.01]])
+    W = torch.tensor([[10.0, 10.0]])
+    mask = torch.tensor([[True, True]])
+    got = scale_free_w_residual(r1, W, mask, 0.05, r2)
+    # mean R₁R₂ = -(0.0004 + 0.0001)/2 = -0.00025 ; RMS(ρW) = 0.5
+    assert torch.isclose(got, torch.tensor(0.00025**0.5 / 0.5))

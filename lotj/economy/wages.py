@@ -347,12 +347,13 @@ def scale_free_w_residual(r: Tensor, W: Tensor, mask: Tensor, rho: float, r2: Te
     """The scale-free W residual ``RMS(R) / RMS(ρ W)`` over the real workers given (the W twin of
     :func:`lotj.economy.hjb.scale_free_residual`; docs/wages.md). With the residual ``r2`` of a second,
     independent draw set, the mean square is the unbiased ``mean(R₁ R₂)`` (free of the Monte Carlo
-    variance of the meeting terms), clamped at 0."""
+    variance of the meeting terms); its absolute value is used, so that a noise-dominated (negative)
+    estimate reads at the noise level and never as 0 (which would pass any tolerance)."""
     m = mask.to(r.dtype)
     count = m.sum().clamp_min(1.0)
     ms_r = ((r * (r if r2 is None else r2)) * m).sum() / count
     ms_w = ((rho * W) ** 2 * m).sum() / count
-    return ms_r.clamp_min(0.0).sqrt() / ms_w.sqrt().clamp_min(1e-300)
+    return ms_r.abs().sqrt() / ms_w.sqrt().clamp_min(1e-300)
 
 
 # ------------------------------------------------------------------------- wages for training

@@ -192,7 +192,7 @@ def heldout_metrics(acc: dict[str, float]) -> dict[str, float]:
     return {
         "val/residual": math.sqrt(abs(acc["r1r2"] / count)) / scale,
         "val/residual_mc": math.sqrt(acc["r1r1"] / count) / scale,
-        "val/residual_state": math.sqrt(max(acc["rel"] / count, 0.0)),
+        "val/residual_state": math.sqrt(abs(acc["rel"] / count)),
         "val/negative_v": acc["negative"] / count,
     }
 
