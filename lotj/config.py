@@ -113,7 +113,7 @@ class SimConfig:
     tol: float = 0.02  #: relative change of the tracked statistics between refreshes
     patience: int = 3  #: consecutive refreshes below tolerance to declare convergence
     panel_years: int = 10  #: years in the exported annual panel
-    initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: n_w)
+    initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
 
 
