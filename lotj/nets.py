@@ -257,6 +257,40 @@ class ValueNet(nn.Module):
         plus = None if h_new is None else self._additions_of(pool, h_new, a_new)
         return self._value_of(pool), self._removals_of(pool, s.mask), plus
 
+    def sparse_neighbours(
+        self, s: FirmBatch, rem_row: Tensor, rem_slot: Tensor, add_row: Tensor, h_new: Tensor, a_new: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``(V(S), V(S[rem_row] ⊖ slot rem_slot), V(S[add_row] ⊕ x_new))`` from one encoding of S:
+        the simulator's decisions need only some removals and one addition per meeting, each of
+        which costs one head evaluation on the pool (ARCHITECTURE.md, "The performance idea")."""
+        pool = self.encode(s)
+        v = self._value_of(pool)
+        z, zq, kg = pool.rows(rem_row)
+        v_minus = self.evaluate(
+            z,
+            zq,
+            kg,
+            pool.phi_sum[rem_row] - pool.phi[rem_row, rem_slot],
+            pool.n[rem_row] - 1.0,
+            pool.sum_h[rem_row] - pool.h[rem_row, rem_slot],
+            pool.sum_h_eta[rem_row] - pool.h_eta[rem_row, rem_slot],
+            pool.sum_j[rem_row] - pool.j[rem_row, rem_slot],
+        )
+        h_new = h_new.to(self.dtype)
+        phi_new, j_new = self.encode_workers(h_new, a_new)
+        z, zq, kg = pool.rows(add_row)
+        v_plus = self.evaluate(
+            z,
+            zq,
+            kg,
+            pool.phi_sum[add_row] + phi_new,
+            pool.n[add_row] + 1.0,
+            pool.sum_h[add_row] + h_new,
+            pool.sum_h_eta[add_row] + h_new.pow(self.eta),
+            pool.sum_j[add_row] + j_new,
+        )
+        return v, v_minus, v_plus
+
     def scale(self, s: FirmBatch) -> Tensor:
         """The separable scale ``ΣU + (F + c z)/r`` of each firm (> 0; V at initialisation), detached:
         the per-state weight of the residual (docs/solver.md)."""

@@ -4,10 +4,9 @@ A step of the simulator needs, for a set of firms ``S_u``: ``V(S_u)``; ``V(S⊖x
 workers i who face a λ shock or an outside meeting; ``V(S_k⊕x)`` for each meeting at a firm
 below the cap. :func:`neighbour_values` builds every neighbour as an explicit set and calls
 ``vf.value`` once on all of them: one batched evaluation per step, whatever the value function
-(network, exact solution, analytic), with no more sets than the decisions need. (Through the
-protocol's ``removal_values`` / ``addition_values`` the same numbers cost three calls, each with
-its own pass over the firms' workers, and every slot's removal rather than the deciders' only;
-for :class:`lotj.nets.ValueNet` the two ways cost about the same.)
+(network, exact solution, analytic), with no more sets than the decisions need. A value function
+that offers ``sparse_neighbours`` (the network, :class:`lotj.nets.ValueNet`) computes the same numbers
+from one encoding of the firms: each removal and addition is then one head evaluation on the pool.
 """
 
 from __future__ import annotations
@@ -31,6 +30,11 @@ def neighbour_values(
     """``V(S_u)`` ``[U]``, ``V(S_u[rem_row] ⊖ slot rem_slot)`` ``[D]`` and
     ``V(S_u[add_row] ⊕ (h_new, a_new))`` ``[M]``. The firms in ``add_row`` must have a free slot.
     Runs without gradients."""
+    if hasattr(vf, "sparse_neighbours"):
+        if bool((s.size()[add_row] >= s.n_max).any()):
+            raise ValueError("an addition neighbour was requested for a firm without a free slot")
+        with torch.no_grad():
+            return vf.sparse_neighbours(s, rem_row, rem_slot, add_row, h_new, a_new)
     minus = s.index(rem_row).remove(rem_slot)
     plus, added = s.index(add_row).add(h_new, a_new)
     if not bool(added.all()):
