@@ -158,22 +158,39 @@ _STAGES = ("v", "w")
 _LOGGERS = ("csv", "wandb", "none")
 
 
+def _require_at_least_one(group: str, obj: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ConfigError(f"{group}.{name} = {getattr(obj, name)}: must be >= 1")
+
+
+def _require_finite_positive(group: str, obj: Any, names: tuple[str, ...]) -> None:
+    for name in names:
+        v = getattr(obj, name)
+        if not (math.isfinite(v) and v > 0):
+            raise ConfigError(f"{group}.{name} = {v}: must be finite and > 0")
+
+
+def _require_activation(group: str, activation: str) -> None:
+    if activation not in _ACTIVATIONS:
+        raise ConfigError(f"{group}.activation = {activation!r}: allowed {list(_ACTIVATIONS)}")
+
+
+def _require_lr_decay(group: str, lr_decay: float) -> None:
+    if not 0 < lr_decay <= 1:
+        raise ConfigError(f"{group}.lr_decay = {lr_decay}: must be in (0, 1]")
+
+
 def validate(cfg: Config) -> Config:
     """Range checks OmegaConf cannot express; raises ConfigError naming the key."""
     cfg.economy.validate()
-    for name in ("embed_dim", "phi_width", "phi_depth", "rho_width", "rho_depth"):
-        if getattr(cfg.net, name) < 1:
-            raise ConfigError(f"net.{name} = {getattr(cfg.net, name)}: must be >= 1")
-    if cfg.net.activation not in _ACTIVATIONS:
-        raise ConfigError(f"net.activation = {cfg.net.activation!r}: allowed {list(_ACTIVATIONS)}")
+    _require_at_least_one("net", cfg.net, ("embed_dim", "phi_width", "phi_depth", "rho_width", "rho_depth"))
+    _require_activation("net", cfg.net.activation)
     s = cfg.solver
-    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "n_omega", "n_heldout", "m_eval"):
-        if getattr(s, name) < 1:
-            raise ConfigError(f"solver.{name} = {getattr(s, name)}: must be >= 1")
-    for name in ("lr", "tol"):
-        v = getattr(s, name)
-        if not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"solver.{name} = {v}: must be finite and > 0")
+    _require_at_least_one(
+        "solver", s, ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "n_omega", "n_heldout", "m_eval")
+    )
+    _require_finite_positive("solver", s, ("lr", "tol"))
     if not 0 < s.heldout_fraction < 1:
         raise ConfigError(f"solver.heldout_fraction = {s.heldout_fraction}: must be in (0, 1)")
     if not (math.isfinite(s.grad_clip) and s.grad_clip >= 0):
@@ -184,19 +201,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"solver.gradient = {s.gradient!r}: allowed ['full', 'semi']")
     if cfg.net.franchise == 0 or not math.isfinite(cfg.net.franchise):
         raise ConfigError(f"net.franchise = {cfg.net.franchise}: must be > 0, or < 0 for the guess from χ")
-    if not 0 < s.lr_decay <= 1:
-        raise ConfigError(f"solver.lr_decay = {s.lr_decay}: must be in (0, 1]")
+    _require_lr_decay("solver", s.lr_decay)
     bad = [st for st in s.stages if st not in _STAGES]
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
     _validate_w(cfg)
     m = cfg.sim
-    if m.n_firms < 1:
-        raise ConfigError(f"sim.n_firms = {m.n_firms}: must be >= 1")
-    for name in ("dt", "years_per_epoch", "tol"):
-        v = getattr(m, name)
-        if not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"sim.{name} = {v}: must be finite and > 0")
+    _require_at_least_one("sim", m, ("n_firms",))
+    _require_finite_positive("sim", m, ("dt", "years_per_epoch", "tol"))
     if m.burn_in_years < 0:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:
@@ -212,21 +224,16 @@ def validate(cfg: Config) -> Config:
 
 def _validate_w(cfg: Config) -> None:
     """Range checks of the W groups (``wnet``, ``wsolver``)."""
-    for name in ("embed_dim", "phi_width", "phi_depth", "head_width", "head_depth", "kinks"):
-        if getattr(cfg.wnet, name) < 1:
-            raise ConfigError(f"wnet.{name} = {getattr(cfg.wnet, name)}: must be >= 1")
-    if cfg.wnet.activation not in _ACTIVATIONS:
-        raise ConfigError(f"wnet.activation = {cfg.wnet.activation!r}: allowed {list(_ACTIVATIONS)}")
+    _require_at_least_one(
+        "wnet", cfg.wnet, ("embed_dim", "phi_width", "phi_depth", "head_width", "head_depth", "kinks")
+    )
+    _require_activation("wnet", cfg.wnet.activation)
     ws = cfg.wsolver
-    for name in ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout"):
-        if getattr(ws, name) < 1:
-            raise ConfigError(f"wsolver.{name} = {getattr(ws, name)}: must be >= 1")
-    for name in ("lr", "tol"):
-        v = getattr(ws, name)
-        if not (math.isfinite(v) and v > 0):
-            raise ConfigError(f"wsolver.{name} = {v}: must be finite and > 0")
-    if not 0 < ws.lr_decay <= 1:
-        raise ConfigError(f"wsolver.lr_decay = {ws.lr_decay}: must be in (0, 1]")
+    _require_at_least_one(
+        "wsolver", ws, ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout")
+    )
+    _require_finite_positive("wsolver", ws, ("lr", "tol"))
+    _require_lr_decay("wsolver", ws.lr_decay)
     if not 0 <= ws.wage_mix <= 1:
         raise ConfigError(f"wsolver.wage_mix = {ws.wage_mix}: must be in [0, 1]")
     for name in ("wage_margin", "refresh_years", "burn_in_years", "weight_decay", "grad_clip"):
