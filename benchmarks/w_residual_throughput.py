@@ -19,8 +19,8 @@ import sys
 import time
 
 import torch
+from _options import options_and_config
 
-from lotj.config import load_config
 from lotj.economy.hjb import MeetingDraws
 from lotj.economy.params import MeetingRates
 from lotj.economy.wages import w_residual_from_terms, wage_v_terms
@@ -41,19 +41,7 @@ def _median_time(fn, reps: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    opts = {"threads": "2", "reps": "20"}
-    rest = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key in opts:
-            opts[key] = value
-        else:
-            rest.append(arg)
-    if not any(a.startswith("conf=") for a in rest):
-        rest.append("conf=smoke")
-    torch.set_num_threads(int(opts["threads"]))
-    torch.set_default_dtype(torch.float64)
-    cfg = load_config(rest)
+    opts, cfg = options_and_config(argv, {"threads": "2", "reps": "20"})
     p = cfg.economy
     gen = torch.Generator().manual_seed(cfg.seed)
     snap = initial_snapshot(p, cfg.sim.n_firms, gen)

@@ -21,8 +21,8 @@ import time
 
 import lightning as L
 import torch
+from _options import options_and_config
 
-from lotj.config import load_config
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule
@@ -44,19 +44,7 @@ class _Clock(L.Callback):
 
 
 def main(argv: list[str]) -> None:
-    opts = {"threads": "2", "v": ""}
-    rest = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key in opts:
-            opts[key] = value
-        else:
-            rest.append(arg)
-    if not any(a.startswith("conf=") for a in rest):
-        rest.append("conf=smoke")
-    torch.set_num_threads(int(opts["threads"]))
-    torch.set_default_dtype(torch.float64)
-    cfg = load_config(rest)
+    opts, cfg = options_and_config(argv, {"threads": "2", "v": ""})
     p, ws = cfg.economy, cfg.wsolver
     torch.manual_seed(cfg.seed)
     snap = initial_snapshot(p, cfg.sim.n_firms, torch.Generator().manual_seed(cfg.seed))
