@@ -291,6 +291,44 @@ class ValueNet(nn.Module):
         )
         return v, v_minus, v_plus
 
+    # ------------------------------------------------- pools kept by the caller (simulator)
+    @property
+    def pool_width(self) -> int:
+        """Width of :meth:`worker_terms`: ``E + 3``."""
+        return self.embed_dim + 3
+
+    def worker_terms(self, h: Tensor, a: Tensor) -> Tensor:
+        """Each worker's additive contribution to the pool, ``[..., E + 3]``: ``(φ(x), h, h^η, j(x))``.
+        The pool of ``S`` is the sum of its workers' terms, the pool of ``S⊖x_i`` that sum minus
+        worker i's, the pool of ``S⊕x`` plus x's (module docstring); a caller that keeps the terms
+        (they change only when ``h`` does) evaluates V by :meth:`value_from_pool` alone."""
+        h = h.to(self.dtype)
+        phi, j = self.encode_workers(h, a)
+        return torch.cat([phi, h.unsqueeze(-1), h.pow(self.eta).unsqueeze(-1), j.unsqueeze(-1)], -1)
+
+    def firm_terms(self, z: Tensor, q: Tensor) -> Tensor:
+        """The firm-level inputs of the head, ``[..., 5]``: ``(z, standardised (log z, log q), k, g)``
+        (fixed for a firm's life)."""
+        z = z.to(self.dtype)
+        logs = torch.stack([torch.log(z), torch.log(q.to(self.dtype))], -1)
+        zq = (logs - self.firm_loc.to(self.dtype)) / self.firm_scale.to(self.dtype)
+        return torch.cat([z.unsqueeze(-1), zq, self.firm_type(zq)], -1)
+
+    def value_from_pool(self, firm: Tensor, pool: Tensor, n: Tensor) -> Tensor:
+        """V from :meth:`firm_terms` ``[..., 5]``, a pool (a sum of :meth:`worker_terms`, ``[..., E + 3]``)
+        and the number of workers ``n`` ``[...]``: the same number as :meth:`value` of that set."""
+        e = self.embed_dim
+        return self.evaluate(
+            firm[..., 0],
+            firm[..., 1:3],
+            firm[..., 3:5],
+            pool[..., :e],
+            n.to(self.dtype),
+            pool[..., e],
+            pool[..., e + 1],
+            pool[..., e + 2],
+        )
+
     def scale(self, s: FirmBatch) -> Tensor:
         """The separable scale ``ΣU + (F + c z)/r`` of each firm (> 0; V at initialisation), detached:
         the per-state weight of the residual (docs/solver.md)."""
