@@ -7,6 +7,8 @@ below the cap. :func:`neighbour_values` builds every neighbour as an explicit se
 (network, exact solution, analytic), with no more sets than the decisions need. A value function
 that offers ``sparse_neighbours`` (the network, :class:`lotj.nets.ValueNet`) computes the same numbers
 from one encoding of the firms: each removal and addition is then one head evaluation on the pool.
+The simulator's fast path for the network keeps the pools of the whole population instead
+(:mod:`lotj.sim.pooled`); this module serves every other value function.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ steps). One step (docs/simulator.md):
    (unmatched workers do not learn; a learning event that makes Δ < 0 acts only at the worker's
    next λ or ψ^E event, MODEL.md section 10).
 
+With the network, V and its neighbours come from per-worker pool terms kept for the whole
+population during :meth:`Simulator.run_steps` (:mod:`lotj.sim.pooled`): a step re-encodes only the
+workers whose ``h`` changed and evaluates the head once on every firm state it needs.
+
 Statistics are sampled at the start of every step (:mod:`lotj.sim.stats`); annual employment
 transitions are taken at every annual date. The generator states, the clock and every tensor are
 in :meth:`Simulator.state_dict`, so a restored simulator continues the same path.
@@ -54,6 +58,7 @@ from lotj.sim.draws import DrawBuffer
 from lotj.sim.events import StepProbabilities, draw_step_events, nth_free_slot, rank_within_groups
 from lotj.sim.neighbours import neighbour_values
 from lotj.sim.panel import concat_panel, panel_rows
+from lotj.sim.pooled import PoolableValue, PooledValues
 from lotj.sim.population import Population
 from lotj.sim.stats import Accumulator, SimStatistics, summarise
 
@@ -119,6 +124,11 @@ class Simulator:
         self.value_dtype: torch.dtype | None = None
         #: a :class:`lotj.sim.wage_tracking.WageTracker` that sets wages along the path (None: no wages)
         self.wage_tracker = None
+        #: precision of the decisions with a poolable network (:class:`lotj.nets.ValueNet`): None uses
+        #: the network as given; ``torch.float32`` decides on a single-precision copy (docs/simulator.md)
+        self.decision_dtype: torch.dtype | None = None
+        #: per-worker and per-firm terms of a poolable network during :meth:`run_steps` (None otherwise)
+        self._pooled: PooledValues | None = None
         self._record_annual()
 
     @classmethod
@@ -170,9 +180,12 @@ class Simulator:
             torch.set_num_threads(self.threads)
         try:
             with torch.no_grad():
+                if int(steps) > 0 and isinstance(vf, PoolableValue):
+                    self._pooled = PooledValues(vf, self.pop, self.decision_dtype)
                 for _ in range(int(steps)):
                     self._step(vf)
         finally:
+            self._pooled = None
             torch.set_num_threads(previous)
         self.acc.years += steps / self.spy
 
@@ -202,6 +215,16 @@ class Simulator:
         own = pop.firm[deciders]
         firms, inv = torch.unique(torch.cat([own, dests]), return_inverse=True)
         n_d = deciders.numel()
+        self.acc.count("value_evaluations", firms.numel() + n_d + movers.numel())
+        u = self.params.unemployment_coef
+        if self._pooled is not None:
+            v_all = self._pooled.values(pop, firms, inv[:n_d], deciders, inv[n_d:], movers)
+            v_all = v_all.to(self.device, self.dtype)
+            v = v_all[: firms.numel()]
+            v_minus, v_plus = v_all[firms.numel() :].split([n_d, movers.numel()])
+            delta_own = v[inv[:n_d]] - v_minus - u * pop.h[deciders]
+            delta_hire = v_plus - v[inv[n_d:]] - u * pop.h[movers]
+            return delta_own, delta_hire
         s = pop.firm_batch(firms)
         dev = self.value_device or self.device
         dt = self.value_dtype or self.dtype
@@ -210,9 +233,7 @@ class Simulator:
         h_new, a_new = pop.h[movers].to(dev, dt), pop.a[movers].to(dev, dt)
         rem_row, add_row = inv[:n_d].to(dev), inv[n_d:].to(dev)
         v, v_minus, v_plus = neighbour_values(vf, s, rem_row, pop.slot[deciders].to(dev), add_row, h_new, a_new)
-        self.acc.count("value_evaluations", firms.numel() + n_d + movers.numel())
         v, v_minus, v_plus = (x.to(self.device, self.dtype) for x in (v, v_minus, v_plus))
-        u = self.params.unemployment_coef
         delta_own = v[inv[:n_d]] - v_minus - u * pop.h[deciders]
         delta_hire = v_plus - v[inv[n_d:]] - u * pop.h[movers]
         return delta_own, delta_hire
@@ -230,6 +251,8 @@ class Simulator:
         if dead.numel():
             z, q = self.new_firms.take(dead.numel())
             blocked[pop.replace_firms(dead, z, q)] = True
+            if self._pooled is not None:
+                self._pooled.refresh_firms(pop, dead)
             acc.count("deaths", dead.numel())
         # 3. retirements: new unmatched workers from G_w
         retiring = ev.retire.nonzero().squeeze(1)
@@ -244,41 +267,47 @@ class Simulator:
         acc.count("breaks", breaking.numel())
         blocked |= brk
 
-        # 5. decisions on the decision state
-        reneg = ev.reneg & ~blocked
+        # 5. decisions on the decision state (compact index arrays: a step touches few workers)
+        reneg_w = (ev.reneg & ~blocked).nonzero().squeeze(1)
+        own_firm = pop.firm[ev.meeters]
         live = ~blocked[ev.meeters]
-        mw, md = ev.meeters[live], ev.dest[live]
-        own_firm = pop.firm[mw]
-        void = md == own_firm
+        void = live & (ev.dest == own_firm)
         acc.count("void_meetings", void.sum())
-        mw, md, own_firm = mw[~void], md[~void], own_firm[~void]
+        keep = (live & ~void).nonzero().squeeze(1)
+        mw, md, own_firm = ev.meeters[keep], ev.dest[keep], own_firm[keep]
         m_emp = own_firm >= 0
-        acc.count("meetings_e", m_emp.sum())
-        acc.count("meetings_n", mw.numel() - m_emp.sum())
-        acc.count("reneg_shocks", reneg.sum())
+        n_me = m_emp.sum()
+        acc.count("meetings_e", n_me)
+        acc.count("meetings_n", mw.numel() - n_me)
+        acc.count("reneg_shocks", reneg_w.numel())
 
-        deciding = reneg.clone()
-        deciding[mw[m_emp]] = True
-        di = deciding.nonzero().squeeze(1)
+        meet_e = mw[m_emp]
+        di = torch.unique(torch.cat([reneg_w, meet_e]))  # ascending seats with a λ shock or an outside meeting
         open_ = pop.size[md] < n_max
-        acc.count("cap_blocked", (~open_).sum())
+        acc.count("cap_blocked", mw.numel() - open_.sum())
         oi = open_.nonzero().squeeze(1)
-        delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=self.device)
+        delta_di = torch.zeros(di.numel(), dtype=self.dtype, device=self.device)
         delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=self.device)
         if di.numel() or oi.numel():
-            delta_own[di], delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
-        threshold = torch.where(m_emp, delta_own[mw].clamp_min(0.0), torch.zeros_like(delta_k))
+            delta_di, delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
+        at = torch.searchsorted(di, meet_e)  # each outside meeting's row in di
+        met_e = torch.zeros(di.numel(), dtype=torch.bool, device=self.device)
+        met_e[at] = True
+        threshold = torch.zeros_like(delta_k)
+        threshold[m_emp] = delta_di[at].clamp_min(0.0)
         offer = open_ & (delta_k > threshold)
         if self.wage_tracker is not None:
+            reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=self.device)
+            reneg[reneg_w] = True
+            delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=self.device)
+            delta_own[di] = delta_di
             self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
 
         # 6. separations: Δ < 0 at a λ shock or an outside meeting
-        quitting = deciding & (delta_own < 0)
-        met = torch.zeros_like(deciding)
-        met[mw] = True
-        acc.count("reneg_separations", (quitting & ~met).sum())
-        acc.count("meeting_separations", (quitting & met).sum())
-        pop.detach(quitting.nonzero().squeeze(1))
+        negative = delta_di < 0
+        acc.count("reneg_separations", (negative & ~met_e).sum())
+        acc.count("meeting_separations", (negative & met_e).sum())
+        pop.detach(di[negative])
 
         # 7. arrivals, admitted in random order while the firm has room
         ai = offer.nonzero().squeeze(1)
@@ -299,11 +328,16 @@ class Simulator:
 
         # 8. learning: H on the whole workforce of each learning firm
         learning = ev.learn.nonzero().squeeze(1)
+        learned = retiring[:0]
         if learning.numel():
             s = pop.firm_batch(learning)
             new_h = learning_step(s.h, s.a, s.q, s.mask, p.theta_plus, p.theta_minus)
-            pop.h[pop.slot_worker[learning][s.mask]] = new_h[s.mask]
+            learned = pop.slot_worker[learning][s.mask]
+            pop.h[learned] = new_h[s.mask]
             acc.count("learning", learning.numel())
+        if self._pooled is not None:
+            # the new workers of retired seats took no part in this step's decisions (priority rule)
+            self._pooled.refresh_workers(pop, torch.cat([retiring, learned]))
 
         acc.flush()
         self.step_count += 1

@@ -1,0 +1,90 @@
+"""Decisions from kept pools (lotj/sim/pooled.py; MODEL.md section 6, docs/simulator.md "Cost")."""
+
+from __future__ import annotations
+
+import torch
+
+from lotj.economy.params import EconomyParams
+from lotj.nets import ValueNet
+from lotj.sim.pooled import PooledValues
+from lotj.sim.simulator import Simulator
+
+
+class PerStepEncoding:
+    """The network without its pool interface: decisions through ``ValueNet.sparse_neighbours``."""
+
+    def __init__(self, net: ValueNet):
+        self.net = net
+
+    def value(self, s):
+        return self.net.value(s)
+
+    def sparse_neighbours(self, *args):
+        return self.net.sparse_neighbours(*args)
+
+
+def make_net(p: EconomyParams) -> ValueNet:
+    torch.manual_seed(0)
+    net = ValueNet(p, embed_dim=8, phi_width=16, phi_depth=2, rho_width=16, rho_depth=2).to(torch.float64)
+    with torch.no_grad():  # a random head and worker value, so that decisions differ across states
+        for module in (net.head[-1], net.worker_value[-1], net.firm_type[-1]):
+            for prm in module.parameters():
+                prm.normal_(0.0, 0.1)
+    return net
+
+
+def decision_sets(sim: Simulator, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    pop = sim.pop
+    gen = torch.Generator().manual_seed(seed)
+    emp = (pop.firm >= 0).nonzero().squeeze(1)
+    deciders = emp[torch.randperm(emp.numel(), generator=gen)[:count]].sort().values
+    movers = torch.randperm(pop.n_workers, generator=gen)[:count]
+    dests = torch.randint(0, pop.n_firms, (count,), generator=gen)
+    keep = pop.size[dests] < pop.n_max
+    return deciders, movers[keep], dests[keep]
+
+
+def test_pooled_surpluses_equal_the_per_step_encoding():
+    p = EconomyParams(n_max=8)
+    net = make_net(p)
+    sim = Simulator(p, 300, 0.02, seed=4)
+    sim.advance(net, 2.0)
+    deciders, movers, dests = decision_sets(sim, 400, 1)
+    own_ref, hire_ref = sim._surpluses(PerStepEncoding(net), deciders, movers, dests)
+    sim._pooled = PooledValues(net, sim.pop)
+    own, hire = sim._surpluses(net, deciders, movers, dests)
+    torch.testing.assert_close(own, own_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(hire, hire_ref, rtol=1e-10, atol=1e-10)
+
+
+def test_kept_terms_follow_learning_retirements_and_firm_deaths():
+    p = EconomyParams(n_max=8, delta_r=2.0, delta_f=1.0, gamma_e=5.0)  # many changes per step
+    net = make_net(p)
+    sim = Simulator(p, 200, 0.02, seed=5)
+    sim._pooled = PooledValues(net, sim.pop)
+    with torch.no_grad():
+        for _ in range(25):
+            sim._step(net)
+    sim.pop.check()
+    kept = sim._pooled
+    fresh = PooledValues(net, sim.pop)
+    torch.testing.assert_close(kept.workers, fresh.workers, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(kept.firms, fresh.firms, rtol=1e-12, atol=1e-12)
+    counts = sim.acc.counts
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0  # deaths, learning, retirements happened
+
+
+def test_network_paths_are_reproducible_and_single_precision_leaves_the_network_alone():
+    p = EconomyParams(n_max=8)
+    net = make_net(p)
+    runs = []
+    for dtype in (None, None, torch.float32):
+        sim = Simulator(p, 200, 0.02, seed=6)
+        sim.decision_dtype = dtype
+        sim.advance(net, 1.0)
+        sim.advance(net, 0.5)
+        runs.append(sim.pop)
+    assert net.dtype == torch.float64
+    for k in ("firm", "slot", "h", "worker_id"):
+        assert torch.equal(getattr(runs[0], k), getattr(runs[1], k)), k
+    runs[2].check()
