@@ -7,6 +7,13 @@ of firms::
     python benchmarks/simulate.py                      # conf=smoke, 1e3 / 1e4 / 1e5 firms
     python benchmarks/simulate.py --firms 1000 --years 5 --dt 0.05 --precision 32
     python benchmarks/simulate.py --firms 1000 --set net.embed_dim=16 --set net.phi_width=32
+    python benchmarks/simulate.py --firms 1000 10000 --compare   # also per-step encoding (no kept pools)
+
+``--precision 32`` decides on a single-precision copy of the (double) network
+(``Simulator.decision_dtype``). Agreement of single- and double-precision decisions on a large
+sample of decision states::
+
+    python benchmarks/simulate.py --agreement --firms 10000
 
 dt check: independent replications at ``dt`` and ``dt/2``; for every statistic the mean, its
 standard error over replications, and the difference in units of the standard error of the
@@ -22,6 +29,7 @@ a random head: V = ΣU + (F + c z)/r · (1 + head)).
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import time
 
@@ -30,6 +38,7 @@ import torch
 from lotj.config import load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
+from lotj.sim.pooled import PooledValues
 from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
 
@@ -66,9 +75,23 @@ def make_net(cfg, seed: int, random_head: float) -> ValueNet:
     return net
 
 
+class PerStepEncoding:
+    """The network without its pool interface: the simulator then encodes the firms involved at
+    every step (``ValueNet.sparse_neighbours``), the decision path before pools were kept."""
+
+    def __init__(self, net: ValueNet):
+        self.net = net
+
+    def value(self, s):
+        return self.net.value(s)
+
+    def sparse_neighbours(self, *args):
+        return self.net.sparse_neighbours(*args)
+
+
 def throughput(cfg, args) -> None:
     dtype = torch.float32 if args.precision == 32 else torch.float64
-    net = make_net(cfg, 0, args.random_head).to(dtype)
+    net = make_net(cfg, 0, args.random_head)
     n_params = sum(x.numel() for x in net.parameters())
     n = cfg.net
     print(
@@ -76,19 +99,64 @@ def throughput(cfg, args) -> None:
         f"{n.rho_depth}x{n.rho_width}, {n.activation}), {dtype}, torch threads {torch.get_num_threads()}, "
         f"dt {args.dt}, n_max {cfg.economy.n_max}"
     )
-    head = ("firms", "years", "wall s", "cpu s", "firm-yr/s wall", "firm-yr/s cpu", "V evals/firm-yr")
-    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (8, 6, 8, 8, 15, 14, 16))))
+    head = ("decisions", "firms", "years", "wall s", "cpu s", "firm-yr/s wall", "firm-yr/s cpu", "V evals/firm-yr")
+    print(" ".join(f"{h:>{w}}" for h, w in zip(head, (10, 8, 6, 8, 8, 15, 14, 16))))
+    variants = [("pools", net)] + ([("per-step", PerStepEncoding(net))] if args.compare else [])
     for firms in args.firms:
-        sim = Simulator(cfg.economy, firms, args.dt, seed=0, threads=args.threads)
-        sim.value_dtype = dtype
-        sim.advance(net, args.warmup)
-        years = args.years if firms <= 20000 else max(1.0, args.years / 5)
-        w0, c0 = time.perf_counter(), time.process_time()
-        st = sim.advance(net, years)
-        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
-        fy = firms * years
-        evals = st.counts["value_evaluations"] / fy
-        print(f"{firms:>8} {years:>6.1f} {wall:>8.2f} {cpu:>8.2f} {fy / wall:>15.0f} {fy / cpu:>14.0f} {evals:>16.1f}")
+        for name, vf in variants:
+            sim = Simulator(cfg.economy, firms, args.dt, seed=0, threads=args.threads)
+            sim.decision_dtype = dtype
+            if name == "per-step":
+                sim.value_dtype = dtype
+                vf = PerStepEncoding(copy.deepcopy(net).to(dtype))
+            sim.advance(vf, args.warmup)
+            years = args.years if firms <= 20000 else max(1.0, args.years / 5)
+            w0, c0 = time.perf_counter(), time.process_time()
+            st = sim.advance(vf, years)
+            wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+            fy = firms * years
+            evals = st.counts["value_evaluations"] / fy
+            print(
+                f"{name:>10} {firms:>8} {years:>6.1f} {wall:>8.2f} {cpu:>8.2f} {fy / wall:>15.0f} {fy / cpu:>14.0f} "
+                f"{evals:>16.1f}"
+            )
+
+
+def agreement(cfg, args) -> None:
+    """Share of decisions that differ between a single- and a double-precision copy of the network,
+    on every employed worker's Δ(S, x_i) and on one meeting per worker at a random firm below the cap,
+    after ``--warmup`` simulated years (the untrained network of the throughput runs)."""
+    net = make_net(cfg, 0, args.random_head)
+    firms = args.firms[0]
+    sim = Simulator(cfg.economy, firms, args.dt, seed=0)
+    sim.advance(net, args.warmup)
+    pop = sim.pop
+    gen = torch.Generator().manual_seed(1)
+    deciders = (pop.firm >= 0).nonzero().squeeze(1)
+    dests = torch.randint(0, firms, (pop.n_workers,), generator=gen)
+    keep = (pop.size[dests] < cfg.economy.n_max) & (pop.firm != dests)  # below the cap, not the own firm
+    movers, dests = torch.arange(pop.n_workers)[keep], dests[keep]
+    out = {}
+    for dtype in (torch.float64, torch.float32):
+        sim._pooled = PooledValues(net, pop, dtype)
+        with torch.no_grad():
+            out[dtype] = sim._surpluses(net, deciders, movers, dests)
+        sim._pooled = None
+    (d64, k64), (d32, k32) = out[torch.float64], out[torch.float32]
+    emp = pop.firm[movers] >= 0
+    own = torch.zeros(pop.n_workers, dtype=torch.float64)
+    own[deciders] = d64
+    thr64 = torch.where(emp, own[movers].clamp_min(0.0), torch.zeros_like(k64))
+    own[deciders] = d32
+    thr32 = torch.where(emp, own[movers].clamp_min(0.0), torch.zeros_like(k32))
+    sep = ((d64 < 0) != (d32 < 0)).sum().item()
+    offer = ((k64 > thr64) != (k32 > thr32)).sum().item()
+    rel = ((d32 - d64).abs() / d64.abs().clamp_min(1e-12)).median().item()
+    print(
+        f"precision agreement: {firms} firms after {args.warmup:g} years; separations (Δ < 0) differ for {sep} of "
+        f"{d64.numel()} employed workers; offers differ for {offer} of {k64.numel()} meetings; median relative "
+        f"error of Δ in single precision {rel:.1e}"
+    )
 
 
 def dt_check(cfg, args) -> None:
@@ -131,6 +199,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads while simulating")
     ap.add_argument("--precision", type=int, choices=(64, 32), default=64, help="float precision of the network")
     ap.add_argument("--random-head", type=float, default=0.1, help="sd of the ValueNet head's last layer")
+    ap.add_argument("--compare", action="store_true", help="also time per-step encoding (no kept pools)")
+    ap.add_argument("--agreement", action="store_true", help="single vs double precision decisions")
     ap.add_argument("--dt-check", action="store_true", help="compare statistics at dt and dt/2")
     ap.add_argument("--value", choices=("crowding", "net"), default="crowding", help="V of the dt check")
     ap.add_argument("--reps", type=int, default=8, help="replications per dt in the dt check")
@@ -139,7 +209,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = load_config([f"conf={args.conf}", *args.overrides])
     args.dt = args.dt or cfg.sim.dt
-    if args.dt_check:
+    if args.agreement:
+        args.firms = args.firms or [10000]
+        agreement(cfg, args)
+    elif args.dt_check:
         args.firms = args.firms or [cfg.sim.n_firms]
         dt_check(cfg, args)
     else:
