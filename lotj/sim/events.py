@@ -9,7 +9,12 @@ simulator's priority rule (:mod:`lotj.sim.simulator`).
 - workers: retirement at ``δ_r``; employed: match break at ``δ_m``, renegotiation shock at
   ``λ``, meeting at ``ψ^E``; unmatched: meeting at ``ψ^N``;
 - each meeting goes to firm ``k`` with probability ``(n_k + 1) / Σ_j (n_j + 1)`` at the start
-  of the step (the ``+1`` is the manager, MODEL.md section 3).
+  of the step (the ``+1`` is the manager, MODEL.md section 3);
+- every worker event has a uniform time within the step, which orders the departures and
+  arrivals of one firm when the size cap is applied (:func:`admit_in_time_order`).
+
+:class:`EventDraws` draws all of them from one uniform tensor per step, by geometric gaps between
+events, so a step costs draws in proportion to its expected number of events.
 """
 
 from __future__ import annotations
@@ -53,64 +58,194 @@ class StepProbabilities:
 
 @dataclass
 class StepEvents:
-    """The events drawn for one step (masks over firms ``[N_f]`` and worker seats ``[W]``)."""
+    """The events drawn for one step, as ascending index arrays with a time in ``[0, 1)`` (a share of
+    the step) for every worker event: firm deaths and learning events ``[.]`` (rows of firms),
+    retirements, match breaks (employed seats only) and λ shocks (employed seats only), meetings with
+    the firm each one reaches."""
 
     death: Tensor
     learn: Tensor
     retire: Tensor
+    retire_t: Tensor
     brk: Tensor
+    brk_t: Tensor
     reneg: Tensor
+    reneg_t: Tensor
     meeters: Tensor  #: seats that generate a meeting, ``[M]`` (ascending)
+    meet_t: Tensor
     dest: Tensor  #: the firm each meeting reaches, ``[M]``
 
 
-def draw_destinations(sizes: Tensor, count: int, generator: torch.Generator) -> Tensor:
-    """``count`` firms drawn with probability ∝ ``n_k + 1`` (inverse CDF on the cumulative weights)."""
+def draw_destinations(sizes: Tensor, u: Tensor) -> Tensor:
+    """Firms drawn with probability ∝ ``n_k + 1`` from uniforms ``u`` in ``[0, 1)`` (inverse CDF on the
+    cumulative weights)."""
     cum = torch.cumsum((sizes + 1).to(torch.float64), 0)
-    u = torch.rand(count, generator=generator, dtype=torch.float64, device=sizes.device) * cum[-1]
-    return torch.searchsorted(cum, u, right=True).clamp_(max=sizes.numel() - 1)
+    return torch.searchsorted(cum, u.to(torch.float64) * cum[-1], right=True).clamp_(max=sizes.numel() - 1)
 
 
-def draw_step_events(
-    probs: StepProbabilities, employed: Tensor, sizes: Tensor, generator: torch.Generator
-) -> StepEvents:
-    """Draw every event of one step from the state at its start (``employed`` ``[W]``, firm
-    ``sizes`` ``[N_f]``). Events of an unmatched worker other than retirement and ``ψ^N`` meetings
-    are never drawn."""
-    dev = employed.device
-    # single precision suffices for Bernoulli draws (probabilities ≥ 1e-7 are resolved to 1e-7 relative)
-    uf = torch.rand(sizes.numel(), 2, generator=generator, dtype=torch.float32, device=dev)
-    uw = torch.rand(employed.numel(), 4, generator=generator, dtype=torch.float32, device=dev)
-    meet_p = torch.where(employed, probs.meet_e, probs.meet_n)
-    meet = uw[:, 3] < meet_p
-    meeters = meet.nonzero().squeeze(1)
-    return StepEvents(
-        death=uf[:, 0] < probs.death,
-        learn=uf[:, 1] < probs.learn,
-        retire=uw[:, 0] < probs.retire,
-        brk=employed & (uw[:, 1] < probs.brk),
-        reneg=employed & (uw[:, 2] < probs.reneg),
-        meeters=meeters,
-        dest=draw_destinations(sizes, meeters.numel(), generator),
-    )
+#: the kinds of :class:`EventDraws`, in the order of their segments: (name, over firms?)
+_KINDS = (("retire", False), ("brk", False), ("reneg", False), ("meet", False), ("death", True), ("learn", True))
+
+
+class EventDraws:
+    """Every Bernoulli event of a step, drawn from one uniform tensor (module docstring).
+
+    A process that fires with probability ``p`` independently at each of ``n`` places (seats or
+    firms) is drawn by its gaps: the number of places skipped before the next event is geometric,
+    ``⌊log U / log(1 − p)⌋``, so a step costs a number of draws proportional to the expected number
+    of events, not to ``n``. Each kind has a fixed segment of ``μ + sds·√μ + extra`` rows (``μ = n p``);
+    in the rare step where a segment ends before its last place it is extended. Every row carries
+    three more uniforms: the event's time within the step, and for meetings a thinning draw and the
+    destination. Breaks and λ shocks are drawn over all seats and kept for employed ones (they have
+    probability 0 off the job); meetings are drawn at ``max(p^E, p^N)`` and thinned to the worker's own
+    probability. Both give exactly independent Bernoulli draws per place."""
+
+    def __init__(
+        self,
+        probs: StepProbabilities,
+        n_workers: int,
+        n_firms: int,
+        device: torch.device | str = "cpu",
+        sds: float = 6.0,
+        extra: float = 8.0,
+    ):
+        self.probs = probs
+        self.meet_max = max(probs.meet_e, probs.meet_n)
+        p = {
+            "retire": probs.retire,
+            "brk": probs.brk,
+            "reneg": probs.reneg,
+            "meet": self.meet_max,
+            "death": probs.death,
+            "learn": probs.learn,
+        }
+        self.places = [n_firms if firm else n_workers for _, firm in _KINDS]
+        self.p = [p[name] for name, _ in _KINDS]
+        self.rows = []
+        for n, prob in zip(self.places, self.p):
+            mu = n * prob
+            self.rows.append(0 if prob <= 0 else max(1, math.ceil(mu + sds * math.sqrt(mu) + extra)))
+        self.device = torch.device(device)
+        kind = torch.repeat_interleave(torch.arange(len(_KINDS)), torch.tensor(self.rows))
+        self.kind = kind.to(device)
+        inv = torch.tensor([1.0 / math.log1p(-q) if 0 < q < 1 else (-0.0 if q >= 1 else 0.0) for q in self.p])
+        self.inv_log = inv.to(torch.float64)[kind].to(device)
+        self.limit = torch.tensor(self.places)[kind].to(device)
+        ends = torch.tensor(self.rows).cumsum(0)
+        self.start_list = (ends - torch.tensor(self.rows)).tolist()
+        self.starts = torch.tensor(self.start_list).to(device)
+        self.last = (ends - 1).clamp_min(0).to(device)
+        self.total = int(ends[-1])
+
+    def _positions(self, u: Tensor, inv_log: Tensor, starts: Tensor) -> Tensor:
+        """Positions of the events of each segment from the gap uniforms ``u`` (in ``(0, 1]``)."""
+        gaps = torch.floor(torch.log(u) * inv_log).to(torch.int64) + 1
+        cum = torch.cumsum(gaps, 0)
+        base = torch.cat([cum.new_zeros(1), cum])[starts]
+        return cum - 1, base
+
+    def draw(self, employed: Tensor, sizes: Tensor, generator: torch.Generator) -> StepEvents:
+        """The events of one step from the state at its start (``employed`` ``[W]``, ``sizes`` ``[N_f]``)."""
+        u = torch.rand(self.total, 4, generator=generator, dtype=torch.float64, device=self.device)
+        cum, base = self._positions(1.0 - u[:, 0], self.inv_log, self.starts)
+        pos = cum - base[self.kind]
+        ends_at = pos[self.last] if self.total else pos
+        short = (ends_at < self.limit[self.last]).tolist() if self.total else []
+        if any(s and r > 0 for s, r in zip(short, self.rows)):  # a segment ended before its last place
+            rows = [u[s : s + r] for s, r in zip(self.start_list, self.rows)]
+            position = [pos[s : s + r] for s, r in zip(self.start_list, self.rows)]
+            for k, is_short in enumerate(short):
+                if is_short and self.rows[k] > 0:
+                    position[k], rows[k] = self._extend(k, position[k], rows[k], generator)
+            kind = torch.cat([torch.full_like(x, k) for k, x in enumerate(position)])
+            pos, u = torch.cat(position), torch.cat(rows)
+            limit = torch.tensor(self.places, device=self.device)[kind]
+        else:
+            kind, limit = self.kind, self.limit
+        hit = (pos < limit).nonzero().squeeze(1)
+        counts = torch.bincount(kind[hit], minlength=len(_KINDS)).tolist()
+        out = dict(zip((name for name, _ in _KINDS), zip(pos[hit].split(counts), u[hit].split(counts))))
+        death, _ = out["death"]
+        learn, _ = out["learn"]
+        retire, ur = out["retire"]
+        brk, ub = out["brk"]
+        on_job = employed[brk]
+        brk, ub = brk[on_job], ub[on_job]
+        reneg, ul = out["reneg"]
+        on_job = employed[reneg]
+        reneg, ul = reneg[on_job], ul[on_job]
+        meet, um = out["meet"]
+        emp = employed[meet]
+        top = max(self.meet_max, 1e-300)
+        take = um[:, 2] < torch.where(emp, self.probs.meet_e / top, self.probs.meet_n / top)
+        meet, um = meet[take], um[take]
+        return StepEvents(
+            death=death,
+            learn=learn,
+            retire=retire,
+            retire_t=ur[:, 1],
+            brk=brk,
+            brk_t=ub[:, 1],
+            reneg=reneg,
+            reneg_t=ul[:, 1],
+            meeters=meet,
+            meet_t=um[:, 1],
+            dest=draw_destinations(sizes, um[:, 3]),
+        )
+
+    def _extend(self, k: int, position: Tensor, rows: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Continue segment ``k`` past its fixed rows until it passes its last place."""
+        inv = torch.full(
+            (self.rows[k],), float(self.inv_log[self.start_list[k]]), dtype=torch.float64, device=self.device
+        )
+        zero = torch.zeros(1, dtype=torch.int64, device=self.device)
+        while int(position[-1]) < self.places[k]:
+            u = torch.rand(self.rows[k], 4, generator=generator, dtype=torch.float64, device=self.device)
+            cum, _ = self._positions(1.0 - u[:, 0], inv, zero)
+            position = torch.cat([position, position[-1] + 1 + cum])
+            rows = torch.cat([rows, u])
+        return position, rows
 
 
 # ------------------------------------------------------------------ admission
 
 
-def rank_within_groups(groups: Tensor, generator: torch.Generator) -> Tensor:
-    """A uniformly random order within each group: ``rank[i]`` is ``0, 1, …`` among the entries
-    with the same ``groups`` value (the order in which arrivals at one firm are admitted)."""
-    k = groups.numel()
+def admit_in_time_order(
+    firm: Tensor, time: Tensor, step: Tensor, start_size: Tensor, cap: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The size cap within a step, event by event in time order at each firm (docs/simulator.md).
+
+    Events ``[K]`` at firms ``firm`` with times ``time`` in ``[0, 1)``: departures (``step = −1``),
+    offers (``+1``) and meetings without an offer (``0``). A firm starts the step with
+    ``start_size[firm]`` workers; an offer is admitted iff the firm is below ``cap`` at its time.
+    Returns, in input order: ``full`` (the firm was at the cap when the event came), ``admitted``
+    (offers admitted) and ``rank`` (``0, 1, …`` among the admitted offers of one firm, in time order).
+
+    The size path with refusals is the running sum reflected at the cap: with ``y`` the sum of
+    the steps without refusals, ``x_i = y_i − max(0, max_{j≤i} (y_j − cap))`` (departures never
+    empty a firm), so the whole process is one sort, cumulative sums and one cumulative maximum."""
+    k = firm.numel()
     if k == 0:
-        return groups.clone()
-    perm = torch.randperm(k, generator=generator, device=groups.device)
-    order = perm[torch.argsort(groups[perm], stable=True)]
-    sorted_groups = groups[order]
-    first = torch.searchsorted(sorted_groups, sorted_groups, right=False)
-    rank = torch.empty_like(groups)
-    rank[order] = torch.arange(k, device=groups.device) - first
-    return rank
+        empty = torch.zeros(0, dtype=torch.bool, device=firm.device)
+        return empty, empty, firm.clone()
+    order = torch.sort(firm.to(torch.float64) + 0.5 * time, stable=True).indices  # firm, then time
+    f, s = firm[order], step[order]
+    first = torch.searchsorted(f, f)  # index of the first event of each event's firm
+    at_first = first == torch.arange(k, device=f.device)
+    seg = torch.cumsum(at_first, 0)
+    c = torch.cumsum(s, 0)
+    y = start_size[f] + c - (c - s)[first]  # size after the event, without refusals
+    big = 2 * (k + cap) + 1
+    over = torch.cummax((y - cap) + seg * big, 0).values - seg * big
+    lost = over.clamp_min(0)  # refusals so far (the reflection term)
+    lost_before = torch.where(at_first, torch.zeros_like(lost), lost.roll(1))
+    full = (y - s - lost_before) >= cap
+    admitted = (s > 0) & ~full
+    a = torch.cumsum(admitted, 0)
+    rank = a - (a - admitted.to(a.dtype))[first] - 1
+    out_full, out_adm, out_rank = torch.empty_like(full), torch.empty_like(admitted), torch.empty_like(rank)
+    out_full[order], out_adm[order], out_rank[order] = full, admitted, rank
+    return out_full, out_adm, out_rank
 
 
 def nth_free_slot(free: Tensor, rank: Tensor) -> Tensor:

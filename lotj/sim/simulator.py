@@ -8,7 +8,8 @@ GPU. Time advances in steps of ``dt`` years (``1/dt`` must be an integer: annual
 steps). One step (docs/simulator.md):
 
 1. **Draws** (:mod:`lotj.sim.events`), all from the state at the start of the step: each process
-   fires independently with probability ``1 − exp(−rate·dt)``; meeting destinations ∝ ``n + 1``.
+   fires independently with probability ``1 − exp(−rate·dt)``; meeting destinations ∝ ``n + 1``;
+   every worker event has a uniform time within the step.
 2. **Firm deaths**: the workers become unmatched (h unchanged) and a newborn empty firm from
    G_f takes the firm's place, with a new firm id.
 3. **Retirements**: the seat gets a new unmatched worker from G_w with a new worker id.
@@ -22,11 +23,13 @@ steps). One step (docs/simulator.md):
    employed one.
 6. **Separations**: an employed worker with ``Δ < 0`` at a λ shock or at a meeting leaves its firm
    (a worker with both is one separation).
-7. **Arrivals**: offers reach the firm in a uniformly random order and are admitted while the firm
-   has free slots (free after step 6's separations; slots freed by workers moving out are not
-   reused in the same step). Refused arrivals count as refused by the cap; an employed worker
-   with ``Δ ≥ 0`` refused this way stays, one with ``Δ < 0`` goes to non-employment. Admitted
-   employed workers move; admitted unmatched workers are hired.
+7. **Arrivals** (:func:`lotj.sim.events.admit_in_time_order`): at each firm, the meetings at it
+   (below the cap in the decision state) and its departures of steps 3, 4 and 6 and of workers
+   who move out are taken in the order of their times from the size after step 2; an offer is
+   admitted iff the firm is below the cap at its time. A meeting that finds the firm at the cap
+   counts as refused by the cap, whether or not V offered; an employed worker so refused stays
+   if ``Δ ≥ 0`` and goes to non-employment if ``Δ < 0``. Admitted employed workers move;
+   admitted unmatched workers are hired.
 8. **Learning**: firms with a learning event apply H to their workforce after the moves
    (unmatched workers do not learn; a learning event that makes Δ < 0 acts only at the worker's
    next λ or ψ^E event, MODEL.md section 10).
@@ -55,12 +58,12 @@ from lotj.economy.value import ValueFunction
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
 from lotj.sim.draws import DrawBuffer
-from lotj.sim.events import StepProbabilities, draw_step_events, nth_free_slot, rank_within_groups
+from lotj.sim.events import EventDraws, StepProbabilities, admit_in_time_order, nth_free_slot
 from lotj.sim.neighbours import neighbour_values
 from lotj.sim.panel import concat_panel, panel_rows
 from lotj.sim.pooled import PoolableValue, PooledValues
 from lotj.sim.population import Population
-from lotj.sim.stats import Accumulator, SimStatistics, summarise
+from lotj.sim.stats import Accumulator, SimStatistics, log_h_moments, summarise
 
 
 def steps_per_year(dt: float) -> int:
@@ -129,6 +132,9 @@ class Simulator:
         self.decision_dtype: torch.dtype | None = None
         #: per-worker and per-firm terms of a poolable network during :meth:`run_steps` (None otherwise)
         self._pooled: PooledValues | None = None
+        #: ``(1, log h, log² h)`` of every worker during :meth:`run_steps` (the per-step samples)
+        self._moments: Tensor | None = None
+        self.draws = EventDraws(self.probs, self.pop.n_workers, self.pop.n_firms, self.device)
         self._record_annual()
 
     @classmethod
@@ -182,10 +188,13 @@ class Simulator:
             with torch.no_grad():
                 if int(steps) > 0 and isinstance(vf, PoolableValue):
                     self._pooled = PooledValues(vf, self.pop, self.decision_dtype)
+                if int(steps) > 0:
+                    self._moments = log_h_moments(self.pop.h)
                 for _ in range(int(steps)):
                     self._step(vf)
         finally:
             self._pooled = None
+            self._moments = None
             torch.set_num_threads(previous)
         self.acc.years += steps / self.spy
 
@@ -241,40 +250,48 @@ class Simulator:
     def _step(self, vf: ValueFunction) -> None:
         p, pop, acc = self.params, self.pop, self.acc
         n_max = p.n_max
-        employed = pop.employed()
-        acc.sample(pop.size, employed, pop.h)
-        ev = draw_step_events(self.probs, employed, pop.size, self.gen)
+        dev = self.device
+        employed = pop.firm >= 0
+        if self._moments is not None:
+            acc.sample_moments(pop.size, employed, self._moments)
+        else:
+            acc.sample(pop.size, employed, pop.h)
+        ev = self.draws.draw(employed, pop.size, self.gen)
 
         # 2. firm deaths: newborn empty firms from G_f; the workers' other events are void
-        blocked = ev.retire.clone()
-        dead = ev.death.nonzero().squeeze(1)
-        if dead.numel():
-            z, q = self.new_firms.take(dead.numel())
-            blocked[pop.replace_firms(dead, z, q)] = True
+        blocked = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
+        blocked[ev.retire] = True
+        if ev.death.numel():
+            z, q = self.new_firms.take(ev.death.numel())
+            blocked[pop.replace_firms(ev.death, z, q)] = True
             if self._pooled is not None:
-                self._pooled.refresh_firms(pop, dead)
-            acc.count("deaths", dead.numel())
-        # 3. retirements: new unmatched workers from G_w
-        retiring = ev.retire.nonzero().squeeze(1)
+                self._pooled.refresh_firms(pop, ev.death)
+            acc.count("deaths", ev.death.numel())
+        start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
+        # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
+        retiring = ev.retire
+        ret_firm = pop.firm[retiring]
         if retiring.numel():
             h, a = self.new_workers.take(retiring.numel())
             pop.replace_workers(retiring, h, a)
             acc.count("retirements", retiring.numel())
-        # 4. match breaks
-        brk = ev.brk & ~blocked
-        breaking = brk.nonzero().squeeze(1)
+        # 4. match breaks (a departure at its time)
+        live_brk = ~blocked[ev.brk]
+        breaking, brk_t = ev.brk[live_brk], ev.brk_t[live_brk]
+        brk_firm = pop.firm[breaking]
         pop.detach(breaking)
         acc.count("breaks", breaking.numel())
-        blocked |= brk
+        blocked[breaking] = True
 
         # 5. decisions on the decision state (compact index arrays: a step touches few workers)
-        reneg_w = (ev.reneg & ~blocked).nonzero().squeeze(1)
+        live_reneg = ~blocked[ev.reneg]
+        reneg_w, reneg_t = ev.reneg[live_reneg], ev.reneg_t[live_reneg]
         own_firm = pop.firm[ev.meeters]
         live = ~blocked[ev.meeters]
         void = live & (ev.dest == own_firm)
         acc.count("void_meetings", void.sum())
-        keep = (live & ~void).nonzero().squeeze(1)
-        mw, md, own_firm = ev.meeters[keep], ev.dest[keep], own_firm[keep]
+        keep = live & ~void
+        mw, md, mt, own_firm = ev.meeters[keep], ev.dest[keep], ev.meet_t[keep], own_firm[keep]
         m_emp = own_firm >= 0
         n_me = m_emp.sum()
         acc.count("meetings_e", n_me)
@@ -282,52 +299,74 @@ class Simulator:
         acc.count("reneg_shocks", reneg_w.numel())
 
         meet_e = mw[m_emp]
-        di = torch.unique(torch.cat([reneg_w, meet_e]))  # ascending seats with a λ shock or an outside meeting
+        # ascending seats with a λ shock or an outside meeting; a decision's time is its meeting's, else its shock's
+        di, di_inv = torch.unique(torch.cat([reneg_w, meet_e]), return_inverse=True)
+        at = di_inv[reneg_w.numel() :]  # each outside meeting's row in di
+        di_t = torch.empty(di.numel(), dtype=mt.dtype, device=dev)
+        di_t[di_inv[: reneg_w.numel()]] = reneg_t
+        di_t[at] = mt[m_emp]
         open_ = pop.size[md] < n_max
-        acc.count("cap_blocked", mw.numel() - open_.sum())
+        n_open = open_.sum()
+        acc.count("cap_blocked", mw.numel() - n_open)
         oi = open_.nonzero().squeeze(1)
-        delta_di = torch.zeros(di.numel(), dtype=self.dtype, device=self.device)
-        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=self.device)
+        delta_di = torch.zeros(di.numel(), dtype=self.dtype, device=dev)
+        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
         if di.numel() or oi.numel():
             delta_di, delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
-        at = torch.searchsorted(di, meet_e)  # each outside meeting's row in di
-        met_e = torch.zeros(di.numel(), dtype=torch.bool, device=self.device)
+        met_e = torch.zeros(di.numel(), dtype=torch.bool, device=dev)
         met_e[at] = True
         threshold = torch.zeros_like(delta_k)
         threshold[m_emp] = delta_di[at].clamp_min(0.0)
         offer = open_ & (delta_k > threshold)
         if self.wage_tracker is not None:
-            reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=self.device)
+            reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
             reneg[reneg_w] = True
-            delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=self.device)
+            delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=dev)
             delta_own[di] = delta_di
             self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
 
-        # 6. separations: Δ < 0 at a λ shock or an outside meeting
+        # 6. separations: Δ < 0 at a λ shock or an outside meeting (a departure at its time)
         negative = delta_di < 0
         acc.count("reneg_separations", (negative & ~met_e).sum())
         acc.count("meeting_separations", (negative & met_e).sum())
-        pop.detach(di[negative])
+        leaving = di[negative]
+        leave_firm, leave_t = pop.firm[leaving], di_t[negative]
+        pop.detach(leaving)
 
-        # 7. arrivals, admitted in random order while the firm has room
-        ai = offer.nonzero().squeeze(1)
-        if ai.numel():
-            aw, ad = mw[ai], md[ai]
-            rank = rank_within_groups(ad, self.gen)
-            admitted = rank < n_max - pop.size[ad]
-            acc.count("cap_refused", (~admitted).sum())
-            aw, ad, rank = aw[admitted], ad[admitted], rank[admitted]
-            from_job = m_emp[ai][admitted]
-            acc.count("poaches", from_job.sum())
-            acc.count("hires", aw.numel() - from_job.sum())
-            pop.detach(aw[pop.firm[aw] >= 0])
+        # 7. arrivals: meetings at firms below the cap, with the step's departures, in time order per firm
+        if oi.numel():
+            own_delta = torch.zeros_like(delta_k)
+            own_delta[m_emp] = delta_di[at]
+            o_w, o_d, o_t, o_emp = mw[oi], md[oi], mt[oi], m_emp[oi]
+            o_step = offer[oi].to(torch.int64)
+            gone = ret_firm >= 0
+            dep_firm = torch.cat([ret_firm[gone], brk_firm, leave_firm])
+            dep_t = torch.cat([ev.retire_t[gone], brk_t, leave_t])
+            firms, times = torch.cat([o_d, dep_firm]), torch.cat([o_t, dep_t])
+            steps = torch.cat([o_step, torch.full_like(dep_firm, -1)])
+            full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max)
+            # workers who move out free their slot at their meeting's time: a second pass with them
+            stay_mover = admitted[: oi.numel()] & o_emp & (own_delta[oi] >= 0)
+            if bool(stay_mover.any()):
+                firms = torch.cat([firms, own_firm[oi][stay_mover]])
+                times = torch.cat([times, o_t[stay_mover]])
+                steps = torch.cat([steps, torch.full_like(o_d[stay_mover], -1)])
+                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max)
+            n_o = oi.numel()
+            full, admitted, rank = full[:n_o], admitted[:n_o], rank[:n_o]
+            acc.count("cap_refused", full.sum())
+            aw, ad, rank, from_job = o_w[admitted], o_d[admitted], rank[admitted], o_emp[admitted]
+            n_poach = from_job.sum()
+            acc.count("poaches", n_poach)
+            acc.count("hires", aw.numel() - n_poach)
+            pop.detach(aw[from_job & (pop.firm[aw] >= 0)])
             pop.attach(aw, ad, nth_free_slot(pop.slot_worker[ad] < 0, rank))
 
         if self.wage_tracker is not None:
             self.wage_tracker.on_moves(pop)
 
         # 8. learning: H on the whole workforce of each learning firm
-        learning = ev.learn.nonzero().squeeze(1)
+        learning = ev.learn
         learned = retiring[:0]
         if learning.numel():
             s = pop.firm_batch(learning)
@@ -335,9 +374,12 @@ class Simulator:
             learned = pop.slot_worker[learning][s.mask]
             pop.h[learned] = new_h[s.mask]
             acc.count("learning", learning.numel())
+        changed = torch.cat([retiring, learned])
         if self._pooled is not None:
             # the new workers of retired seats took no part in this step's decisions (priority rule)
-            self._pooled.refresh_workers(pop, torch.cat([retiring, learned]))
+            self._pooled.refresh_workers(pop, changed)
+        if self._moments is not None and changed.numel():
+            self._moments[changed] = log_h_moments(pop.h[changed])
 
         acc.flush()
         self.step_count += 1

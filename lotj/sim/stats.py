@@ -37,8 +37,10 @@ from lotj.economy.params import EconomyParams, meeting_rates
 #: ``hires`` from non-employment, ``poaches`` (moves between firms),
 #: ``meeting_separations`` employed workers with Δ < 0 at an outside meeting (they leave; to the
 #: poacher if it hires them, else to non-employment), ``cap_blocked`` meetings that reached a firm
-#: at the cap (it makes no offer), ``cap_refused`` offers refused because earlier arrivals of the
-#: same step filled the firm, ``value_evaluations`` firm states at which V was evaluated.
+#: at the cap in the decision state (it makes no offer), ``cap_refused`` meetings at a firm below the
+#: cap in the decision state that found it at the cap at their time within the step (earlier
+#: arrivals, or departures that come later; offers or not), ``value_evaluations`` firm states at
+#: which V was evaluated.
 COUNTERS = (
     "deaths",
     "learning",
@@ -63,6 +65,12 @@ _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
 #: among them, then the same for unmatched workers. The first and fourth are the exposures of rate checks.
 _SAMPLES = ("employed", "lh_emp", "lh2_emp", "unmatched", "lh_un", "lh2_un")
 _TRANSITIONS = ("en_num", "en_den", "ne_num", "ne_den")
+
+
+def log_h_moments(h: Tensor) -> Tensor:
+    """``(1, log h, log² h)`` of each worker, ``[W, 3]``: the terms of the per-step samples."""
+    lh = torch.log(h)
+    return torch.stack([torch.ones_like(lh), lh, lh * lh], 1)
 
 
 class Accumulator:
@@ -111,6 +119,15 @@ class Accumulator:
         moments = torch.stack([torch.ones_like(lh), lh, lh * lh], 1)  # [W, 3]
         groups = torch.stack([emp, 1.0 - emp], 1)  # [W, 2]
         self.samples += (groups.T @ moments).reshape(-1)  # employed: count, Σ log h, Σ log² h; then unmatched
+        self.hist += torch.bincount(sizes, minlength=self.n_max + 1).to(torch.float64)
+        self.steps += 1
+        self.n_firms = sizes.numel()
+
+    def sample_moments(self, sizes: Tensor, employed: Tensor, moments: Tensor) -> None:
+        """:meth:`sample` from every worker's :func:`log_h_moments` ``[W, 3]``, kept by the caller
+        (they change only where ``h`` does): two reductions instead of a pass over ``log h``."""
+        emp = torch.mv(moments.T, employed.to(moments.dtype))
+        self.samples += torch.cat([emp, moments.sum(0) - emp])
         self.hist += torch.bincount(sizes, minlength=self.n_max + 1).to(torch.float64)
         self.steps += 1
         self.n_firms = sizes.numel()
