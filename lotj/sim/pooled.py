@@ -87,16 +87,21 @@ class PooledValues:
         the cap), concatenated ``[U + D + M]``: one head evaluation on every pool (MODEL.md section 6)."""
         dev = self.device
         firms, rem_row, add_row = firms.to(dev), rem_row.to(dev), add_row.to(dev)
-        sw = pop.slot_worker.to(dev)[firms]
+        terms = self.workers
+        sw = pop.slot_worker.to(dev).index_select(0, firms)
         occupied = sw >= 0
         row, _ = occupied.nonzero(as_tuple=True)  # the workers of each firm, in slot order
-        pool = self.workers.new_zeros(firms.numel(), self.workers.shape[1])
-        pool.index_add_(0, row, self.workers[sw[occupied]])
-        n = pop.size.to(dev)[firms]
+        pool = terms.new_zeros(firms.numel(), terms.shape[1])
+        pool.index_add_(0, row, terms.index_select(0, sw[occupied]))
+        n = pop.size.to(dev).index_select(0, firms)
         pools = torch.cat(
-            [pool, pool[rem_row] - self.workers[deciders.to(dev)], pool[add_row] + self.workers[movers.to(dev)]]
+            [
+                pool,
+                pool.index_select(0, rem_row) - terms.index_select(0, deciders.to(dev)),
+                pool.index_select(0, add_row) + terms.index_select(0, movers.to(dev)),
+            ]
         )
-        sizes = torch.cat([n, n[rem_row] - 1, n[add_row] + 1])
-        rows = torch.cat([firms, firms[rem_row], firms[add_row]])
+        sizes = torch.cat([n, n.index_select(0, rem_row) - 1, n.index_select(0, add_row) + 1])
+        rows = torch.cat([firms, firms.index_select(0, rem_row), firms.index_select(0, add_row)])
         with torch.no_grad():
-            return self.vf.value_from_pool(self.firms[rows], pools, sizes)
+            return self.vf.value_from_pool(self.firms.index_select(0, rows), pools, sizes)
