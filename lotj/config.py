@@ -59,6 +59,15 @@ class SolverConfig:
     m_eval: int = 128  #: draws per integral (each of two independent sets) for the held-out residual
     heldout_fraction: float = 0.2  #: share of χ's firms whose Ω states are held out (never trained on)
     stratified: bool = True  #: stratified (equal-mass strata) meeting draws instead of i.i.d. draws
+    #: meeting expectations as exact weighted sums over the distinct workers of χ^N and χ^E instead of
+    #: Monte Carlo draws (discrete economies: no noise; lotj.train.omega.exact_draws)
+    exact_sums: bool = False
+    #: share of the Ω training pool replaced by exploration states (firm type from G_f, size uniform on
+    #: 0..n_max, workers from G_w) so that states the simulated χ rarely visits are trained on too
+    explore: float = 0.0
+    #: simulated cross-sections (one per refresh, newest last) pooled into the market of the residual:
+    #: ω, s^N, s^E and the meeting draws (1: the newest only)
+    market_window: int = 1
     stop_at_tol: bool = True  #: stop once val/residual < tol (and every `converged` callback agrees)
     gradient: str = "full"  #: full (gradient of R² through every V) | semi (through V(S) only; docs/solver.md)
     weighting: str = "batch"  #: batch (R / RMS ρV of the batch) | state (R / ρV₀(S) per state; docs/solver.md)
@@ -193,6 +202,10 @@ def validate(cfg: Config) -> Config:
     _require_finite_positive("solver", s, ("lr", "tol"))
     if not 0 < s.heldout_fraction < 1:
         raise ConfigError(f"solver.heldout_fraction = {s.heldout_fraction}: must be in (0, 1)")
+    if s.market_window < 1:
+        raise ConfigError(f"solver.market_window = {s.market_window}: must be >= 1 (simulated cross-sections)")
+    if not 0 <= s.explore < 1:
+        raise ConfigError(f"solver.explore = {s.explore}: must be in [0, 1) (a share of the Ω pool)")
     if not (math.isfinite(s.grad_clip) and s.grad_clip >= 0):
         raise ConfigError(f"solver.grad_clip = {s.grad_clip}: must be finite and >= 0 (0: no clipping)")
     if s.weighting not in ("batch", "state"):

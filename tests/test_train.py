@@ -252,6 +252,56 @@ def test_refresh_replaces_the_distributions(tmp_path):
     assert set(unpack(dm.heldout_batches()[0]).firm_id.tolist()) <= set(split.tolist())
 
 
+def _uniform_snapshot(p, z: float, employed_h: float, unmatched: int, n_firms: int = 30) -> EconomySnapshot:
+    """Every firm of productivity ``z`` with two workers of skill ``employed_h``; ``unmatched`` idle workers."""
+    width = p.n_max
+    mask = (torch.arange(width).unsqueeze(0) < 2).expand(n_firms, width).clone()
+    firms = FirmBatch(
+        torch.full((n_firms,), z, dtype=torch.float64),
+        torch.ones(n_firms, dtype=torch.float64),
+        torch.where(mask, employed_h, 1.0).to(torch.float64),
+        torch.ones(n_firms, width, dtype=torch.float64),
+        mask,
+    )
+    return EconomySnapshot(
+        firms, torch.full((unmatched,), 0.6, dtype=torch.float64), torch.ones(unmatched, dtype=torch.float64)
+    )
+
+
+def test_market_window_pools_the_last_cross_sections(tmp_path):
+    """With solver.market_window = 2 the market (rates and meeting draws) is that of the last two
+    snapshots pooled; Ω's states come from the newest alone; a checkpoint restores the window."""
+    cfg = tiny(tmp_path, "solver.market_window=2", "solver.exact_sums=true")
+    dm = build_datamodule(cfg)  # set up on the documented initial economy, which is never pooled
+    p = cfg.economy
+    old, new = _uniform_snapshot(p, 2.5, 1.7, 20), _uniform_snapshot(p, 0.8, 1.2, 40)
+    dm.refresh(old)
+    assert dm.history == [old] and dm.rates == old.meeting_rates(p)
+    dm.refresh(new)
+    employed = 2 * 60
+    pooled_rates = EconomySnapshot(
+        FirmBatch(*(torch.cat([getattr(old.firms, k), getattr(new.firms, k)]) for k in ("z", "q", "h", "a", "mask"))),
+        torch.cat([old.unmatched_h, new.unmatched_h]),
+        torch.cat([old.unmatched_a, new.unmatched_a]),
+    ).meeting_rates(p)
+    assert dm.rates == pooled_rates != new.meeting_rates(p)
+    assert pooled_rates.s_n == pytest.approx(
+        p.psi_n * 60 / (p.psi_n * 60 + p.psi_e * employed)
+    )  # 60 unmatched, 120 employed in the pool
+    batch = unpack(next(iter(dm.train_dataloader())))
+    assert bool((batch.states.z == 0.8).all())  # Ω from the newest
+    d = batch.draws[0]
+    rows = torch.arange(d.slot.numel())
+    employed_h = d.s_p.h[rows, d.slot]
+    assert sorted(employed_h.tolist()) == [1.2, 1.7] and d.weight_e.tolist() == pytest.approx([0.5, 0.5])
+    state = dm.state_dict()
+    again = build_datamodule(cfg)
+    again.load_state_dict(state)
+    assert again.rates == dm.rates and len(again.history) == 2 and again.refreshes == dm.refreshes
+    dm.refresh(new)  # the oldest leaves the window
+    assert dm.rates == new.meeting_rates(p)
+
+
 def test_module_exposes_the_network_as_value_function(tmp_path):
     cfg = tiny(tmp_path)
     dm = build_datamodule(cfg)

@@ -69,7 +69,12 @@ class MeetingDraws:
 
     ``h_n, a_n`` (``[M_N]``): unmatched workers from χ^N. ``h_e, a_e`` (``[M_E]``): employed workers
     from χ^E, with ``delta_p`` = Δ(S_p, x_j), the surplus at their current firm, and optionally
-    ``firm_e``: the index of that firm in the simulated economy (for void meetings)."""
+    ``firm_e``: the index of that firm in the simulated economy (for void meetings).
+
+    ``weight_n`` (``[M_N]``) and ``weight_e`` (``[M_E]``), optional: probability weights of the draws
+    (each summing to one). The expectations are then weighted sums, exact when the draws are the
+    support of a discrete χ^N or χ^E (:func:`lotj.train.omega.exact_draws`); None means equally
+    weighted Monte Carlo draws."""
 
     h_n: Tensor
     a_n: Tensor
@@ -77,6 +82,8 @@ class MeetingDraws:
     a_e: Tensor
     delta_p: Tensor
     firm_e: Tensor | None = None
+    weight_n: Tensor | None = None
+    weight_e: Tensor | None = None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> MeetingDraws:
         def mv(t: Tensor | None, keep_dtype: bool = False) -> Tensor | None:
@@ -85,8 +92,20 @@ class MeetingDraws:
             return t.to(device) if keep_dtype or dtype is None else t.to(device=device, dtype=dtype)
 
         return MeetingDraws(
-            mv(self.h_n), mv(self.a_n), mv(self.h_e), mv(self.a_e), mv(self.delta_p), mv(self.firm_e, True)
+            mv(self.h_n),
+            mv(self.a_n),
+            mv(self.h_e),
+            mv(self.a_e),
+            mv(self.delta_p),
+            mv(self.firm_e, True),
+            mv(self.weight_n),
+            mv(self.weight_e),
         )
+
+
+def _expectation(x: Tensor, weight: Tensor | None) -> Tensor:
+    """The expectation over draws (last dimension): the mean, or the weighted sum."""
+    return x.mean(-1) if weight is None else (x * weight.to(x.dtype)).sum(-1)
 
 
 def make_draws(
@@ -97,16 +116,19 @@ def make_draws(
     s_p: FirmBatch,
     slot: Tensor,
     firm_e: Tensor | None = None,
+    weight_n: Tensor | None = None,
+    weight_e: Tensor | None = None,
 ) -> MeetingDraws:
     """Assemble :class:`MeetingDraws` from raw draws: the unmatched workers ``(h_n, a_n)`` and the
-    employed workers given as their firms ``s_p`` and slots. Computes Δ(S_p, x_j) with the current
-    V once (:func:`lotj.economy.surplus.employed_surplus`); gradients flow through it."""
+    employed workers given as their firms ``s_p`` and slots (with optional probability weights).
+    Computes Δ(S_p, x_j) with the current V once (:func:`lotj.economy.surplus.employed_surplus`);
+    gradients flow through it."""
     rows = torch.arange(s_p.batch_size, device=s_p.z.device)
     if s_p.batch_size:
         delta_p = employed_surplus(vf, p, s_p, slot)
     else:
         delta_p = s_p.z[:0]
-    return MeetingDraws(h_n, a_n, s_p.h[rows, slot], s_p.a[rows, slot], delta_p, firm_e)
+    return MeetingDraws(h_n, a_n, s_p.h[rows, slot], s_p.a[rows, slot], delta_p, firm_e, weight_n, weight_e)
 
 
 def learned(p: EconomyParams, s: FirmBatch) -> FirmBatch:
@@ -155,16 +177,17 @@ def _meeting_term(
     meet_n, meet_e, diag = zero, zero, zero
     if m_n:
         gain_n = hire_surplus_from_values(p, v, v_plus[:, :m_n], draws.h_n).clamp_min(0.0)
-        meet_n = weight * _rate(rates.s_n) * gain_n.mean(-1)
-        diag = diag + weight * _rate(rates.s_n) * (gain_n > 0).to(v.dtype).mean(-1)
+        meet_n = weight * _rate(rates.s_n) * _expectation(gain_n, draws.weight_n)
+        diag = diag + weight * _rate(rates.s_n) * _expectation((gain_n > 0).to(v.dtype), draws.weight_n)
     if draws.h_e.shape[0]:
         hire = hire_surplus_from_values(p, v, v_plus[:, m_n:], draws.h_e)
         gain_e = poach_gain(hire, draws.delta_p.unsqueeze(0))
         if firm_id is not None and draws.firm_e is not None:
-            void = firm_id.unsqueeze(-1) == draws.firm_e.unsqueeze(0)
+            # a negative index is no simulated firm (exploration states, pooled exact draws): never void
+            void = (firm_id.unsqueeze(-1) == draws.firm_e.unsqueeze(0)) & (firm_id >= 0).unsqueeze(-1)
             gain_e = torch.where(void, torch.zeros_like(gain_e), gain_e)
-        meet_e = weight * _rate(rates.s_e) * gain_e.mean(-1)
-        diag = diag + weight * _rate(rates.s_e) * (gain_e > 0).to(v.dtype).mean(-1)
+        meet_e = weight * _rate(rates.s_e) * _expectation(gain_e, draws.weight_e)
+        diag = diag + weight * _rate(rates.s_e) * _expectation((gain_e > 0).to(v.dtype), draws.weight_e)
     return meet_n, meet_e, diag.detach()
 
 

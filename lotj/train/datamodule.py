@@ -1,7 +1,9 @@
 """``OmegaDataModule``: firm states from Ω and the Monte Carlo draws of each batch (MODEL.md section 6).
 
 The DataModule holds an :class:`~lotj.sim.distributions.EconomySnapshot` (χ, χ^N, χ^E) and its
-meeting rates. Until the simulator refreshes it, the snapshot is the documented initial economy
+meeting rates (pooled over the last ``solver.market_window`` snapshots:
+:meth:`OmegaDataModule.refresh`). Until the simulator refreshes it, the snapshot is the documented
+initial economy
 (:func:`lotj.sim.distributions.initial_snapshot`: firms from G_f with Poisson workforces from G_w,
 the other workers unmatched from G_w), a real starting distribution that the simulator replaces.
 
@@ -14,9 +16,12 @@ the other workers unmatched from G_w), a real starting distribution that the sim
   different number of times, in a different order, when a run resumes from a checkpoint; with keyed
   seeds a resumed run draws what the uninterrupted one drew.
 - **Training** (every epoch, ``reload_dataloaders_every_n_epochs=1``): a pool of ``solver.n_omega``
-  states from Ω (:func:`lotj.train.omega.sample_omega`) on the training firms; ``steps_per_epoch``
+  states from Ω (:func:`lotj.train.omega.sample_omega`) on the training firms, a share
+  ``solver.explore`` of them replaced by exploration states (:func:`lotj.train.omega.explore_states`;
+  0 by default: Ω as MODEL.md section 6 defines it); ``steps_per_epoch``
   batches of ``batch_size`` states drawn from it, each with fresh meeting draws (``m_n`` from χ^N,
-  ``m_e`` from χ^E, shared by the batch; a second independent set when ``solver.unbiased``).
+  ``m_e`` from χ^E, shared by the batch; a second independent set when ``solver.unbiased``), or with
+  ``solver.exact_sums`` the exact sums over the snapshot's distinct workers (discrete economies).
 - **Held out** (every epoch): ``solver.n_heldout`` fresh Ω states on the held-out firms, in chunks of
   ``batch_size``, each chunk with two independent draw sets of ``m_eval`` per integral, for the
   unbiased scale-free residual (docs/solver.md).
@@ -41,7 +46,7 @@ from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
-from lotj.train.omega import DrawSet, sample_draws, sample_omega
+from lotj.train.omega import DrawSet, exact_draws, explore_states, sample_draws, sample_omega
 
 Batch = dict[str, Tensor]
 
@@ -79,6 +84,8 @@ def pack(states: FirmBatch, firm_id: Tensor, draws: list[DrawSet], rates: Meetin
         out[f"d{i}_h_n"], out[f"d{i}_a_n"] = d.h_n, d.a_n
         _put_firms(out, d.s_p, f"d{i}_p_")
         out[f"d{i}_slot"], out[f"d{i}_firm_e"] = d.slot, d.firm_e
+        if d.weight_n is not None and d.weight_e is not None:
+            out[f"d{i}_w_n"], out[f"d{i}_w_e"] = d.weight_n, d.weight_e
     out["omega"] = torch.tensor(rates.omega, dtype=dt)
     out["s_n"] = torch.tensor(rates.s_n, dtype=dt)
     out["s_e"] = torch.tensor(rates.s_e, dtype=dt)
@@ -95,6 +102,8 @@ def unpack(batch: Batch) -> Unpacked:
             _get_firms(batch, f"d{i}_p_"),
             batch[f"d{i}_slot"],
             batch[f"d{i}_firm_e"],
+            batch.get(f"d{i}_w_n"),
+            batch.get(f"d{i}_w_e"),
         )
         for i in range(sets)
     ]
@@ -129,10 +138,15 @@ class OmegaDataModule(L.LightningDataModule):
         self.p: EconomyParams = cfg.economy
         self.solver = cfg.solver
         self.snapshot: EconomySnapshot | None = None
+        #: the last ``solver.market_window`` snapshots, newest first, and their pooled market
+        self.history: list[EconomySnapshot] = []
+        self.market: EconomySnapshot | None = None
         self.rates: MeetingRates | None = None
         self.train_firms: Tensor | None = None
         self.heldout_firms: Tensor | None = None
         self._split_n = -1
+        self._exact: DrawSet | None = None
+        self._provisional = False
         self.refreshes = 0
         #: κ of the stratification key log h + κ log a (:func:`lotj.train.omega.worker_sort_key`)
         self.kappa = self.p.gamma_e / self.p.outflow_rate
@@ -148,13 +162,23 @@ class OmegaDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.snapshot is None:
             self.refresh(self.initial())
+            self._provisional = True  # the initial economy is no simulated cross-section: never pooled
 
     def refresh(self, snapshot: EconomySnapshot) -> None:
         """Replace χ, χ^N, χ^E and the meeting rates; Ω is redrawn at the next epoch (train) and
         validation (held out). The split of firms is kept (rows keep their identity across the
-        simulator's refreshes, so held-out firms are never trained on) unless the number of firms changes."""
+        simulator's refreshes, so held-out firms are never trained on) unless the number of firms changes.
+
+        Ω's states come from ``snapshot`` (the newest χ). The market the residual sees (ω, s^N, s^E
+        and the meeting draws from χ^N, χ^E) pools the last ``solver.market_window`` snapshots
+        (:func:`pooled_snapshot`): one cross-section of a finite simulated economy carries sampling
+        noise in e and hence in s^N, which V inherits; pooling cross-sections a year or more apart
+        averages it down, at the cost of a lag of about half the window while the economy moves."""
         self.snapshot = snapshot
-        self.rates = snapshot.meeting_rates(self.p)
+        kept = [] if self._provisional else self.history
+        self._provisional = False
+        self.history = [snapshot, *kept][: max(1, int(self.solver.market_window))]
+        self._set_market()
         n = snapshot.n_firms
         if self.train_firms is None or self._split_n != n:
             self._split_n = n
@@ -163,6 +187,11 @@ class OmegaDataModule(L.LightningDataModule):
             self.heldout_firms = perm[:n_held] if n_held else perm
             self.train_firms = perm[n_held:] if n_held else perm
         self.refreshes += 1
+
+    def _set_market(self) -> None:
+        self.market = pooled_snapshot(self.history)
+        self.rates = self.market.meeting_rates(self.p)
+        self._exact = None
 
     # -------------------------------------------------------------- batches
     def _epoch(self) -> int:
@@ -180,18 +209,37 @@ class OmegaDataModule(L.LightningDataModule):
         return torch.Generator().manual_seed(seed)
 
     def draws(self, m_n: int, m_e: int, generator: torch.Generator) -> DrawSet:
-        assert self.snapshot is not None
-        return sample_draws(self.snapshot, m_n, m_e, generator, stratified=self.solver.stratified, kappa=self.kappa)
+        """Meeting draws for one batch: ``m_n`` and ``m_e`` Monte Carlo draws, or with
+        ``solver.exact_sums`` the exact sums over the snapshot (computed once per refresh)."""
+        assert self.market is not None
+        if self.solver.exact_sums:
+            if self._exact is None:
+                self._exact = exact_draws(self.market)
+            return self._exact
+        return sample_draws(self.market, m_n, m_e, generator, stratified=self.solver.stratified, kappa=self.kappa)
 
-    def omega_states(self, count: int, firms: Tensor, generator: torch.Generator) -> tuple[FirmBatch, Tensor]:
+    def omega_states(
+        self, count: int, firms: Tensor, generator: torch.Generator, explore: float = 0.0
+    ) -> tuple[FirmBatch, Tensor]:
+        """``count`` states from Ω on the given firms, of which a share ``explore`` are exploration
+        states (:func:`lotj.train.omega.explore_states`, firm index −1: no simulated firm)."""
         assert self.snapshot is not None
-        return sample_omega(self.p, self.snapshot, count, firms, generator)
+        n_explore = int(round(explore * count))
+        s, ids = sample_omega(self.p, self.snapshot, count - n_explore, firms, generator)
+        if n_explore == 0:
+            return s, ids
+        dev, dt = s.h.device, s.h.dtype
+        e, _ = explore_states(self.p, n_explore, generator)
+        parts = [getattr(s, k) for k in _FIRM_KEYS], [getattr(e, k).to(dev) for k in _FIRM_KEYS]
+        e_floats = [t.to(dt) if t.is_floating_point() else t for t in parts[1]]
+        both = FirmBatch(*(torch.cat([x, y]) for x, y in zip(parts[0], e_floats)))
+        return both, torch.cat([ids, torch.full((n_explore,), -1, dtype=ids.dtype, device=ids.device)])
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
         s = self.solver
         gen = self.stream(TRAIN)
-        pool, pool_id = self.omega_states(s.n_omega, self.train_firms, gen)
+        pool, pool_id = self.omega_states(s.n_omega, self.train_firms, gen, s.explore)
         sets = 2 if s.unbiased else 1
 
         def make(index: int) -> Batch:
@@ -227,6 +275,10 @@ class OmegaDataModule(L.LightningDataModule):
             "firms": {k: getattr(snap.firms, k) for k in _FIRM_KEYS},
             "unmatched_h": snap.unmatched_h,
             "unmatched_a": snap.unmatched_a,
+            "history": [
+                {"firms": {k: getattr(h.firms, k) for k in _FIRM_KEYS}, "unmatched": (h.unmatched_h, h.unmatched_a)}
+                for h in self.history[1:]
+            ],
             "train_firms": self.train_firms,
             "heldout_firms": self.heldout_firms,
             "refreshes": self.refreshes,
@@ -236,5 +288,22 @@ class OmegaDataModule(L.LightningDataModule):
         firms = FirmBatch(*(state["firms"][k] for k in _FIRM_KEYS))
         self.train_firms, self.heldout_firms = state["train_firms"], state["heldout_firms"]
         self._split_n = firms.batch_size
+        self._provisional = False
+        self.history = [
+            EconomySnapshot(FirmBatch(*(h["firms"][k] for k in _FIRM_KEYS)), *h["unmatched"])
+            for h in reversed(state.get("history", []))
+        ]
         self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
         self.refreshes = int(state["refreshes"])
+
+
+def pooled_snapshot(snapshots: list[EconomySnapshot]) -> EconomySnapshot:
+    """The economy of several cross-sections pooled (each counts as much as the others): their firms
+    and unmatched workers side by side. The first snapshot's firms keep their row indices, so the
+    firm identities of Ω states (drawn from it) still mark void meetings with their own workers."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    firms = FirmBatch(*(torch.cat([getattr(s.firms, k) for s in snapshots]) for k in _FIRM_KEYS))
+    return EconomySnapshot(
+        firms, torch.cat([s.unmatched_h for s in snapshots]), torch.cat([s.unmatched_a for s in snapshots])
+    )

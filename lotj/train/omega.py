@@ -5,7 +5,8 @@ one worker added (from χ^N or χ^E), one learning step. :func:`sample_omega` dr
 (from a given subset of the economy's firms, so that training and held-out states come from
 disjoint firms) and applies, with the probabilities of :data:`EVENTS`, no event, a removal of a
 uniformly drawn worker, the addition of a worker drawn from χ^N or χ^E (split in the proportions
-s^N : s^E of the meetings, half and half without meetings), or a learning step H(S). An event that
+s^N : s^E of the meetings, half and half without meetings), or a learning step H(S) (never when
+γ^E = 0: H(S) is then no event's outcome; the other events share its probability). An event that
 cannot happen leaves the state as it is (removal from an empty firm; addition at the size cap or
 from an empty distribution). Each state keeps the index of the firm it came from, which makes a
 meeting with one of that firm's own workers void (MODEL.md section 10).
@@ -16,14 +17,16 @@ Lightning DataModule (:mod:`lotj.train.datamodule`) only calls it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from lotj.economy.firms import FirmBatch
+from lotj.economy.firms import FirmBatch, sample_firm_types, sample_workers
 from lotj.economy.hjb import learned
 from lotj.economy.params import EconomyParams
+from lotj.economy.technology import learning_step
 from lotj.sim.distributions import EconomySnapshot
 
 #: Ω's events and their probabilities: χ itself, one removal, one addition, one learning step.
@@ -71,6 +74,8 @@ def sample_omega(
     firm_id = pool[torch.randint(pool.numel(), (count,), generator=generator)].to(dev)
     s = snapshot.firms.index(firm_id)
     probs = torch.tensor(list(EVENTS.values()), dtype=torch.float64)
+    if p.gamma_e == 0.0:  # no learning events: H(S) is not reachable (nor a state of a discrete economy)
+        probs[list(EVENTS).index("learn")] = 0.0
     event = torch.multinomial(probs, count, replacement=True, generator=generator).to(dev)
     names = list(EVENTS)
     remove, add, learn = (event == names.index(k) for k in ("remove", "add", "learn"))
@@ -85,17 +90,59 @@ def sample_omega(
     return s, firm_id
 
 
+#: Exploration follows learning chains until their weight in V falls below this share.
+EXPLORE_LEARNING_WEIGHT = 1e-3
+#: At most this many learning steps in an exploration state.
+EXPLORE_MAX_STEPS = 500
+
+
+def learning_horizon(p: EconomyParams) -> int:
+    """How many learning steps V(S) looks ahead: V(S) depends on V(H^k S) with a weight of about
+    ``(γ^E/(γ^E + r))^k`` (r = ρ + δ_f + δ_r + δ_m, the rate at which a match ends; MODEL.md
+    section 4), so the horizon is the k at which that weight falls to :data:`EXPLORE_LEARNING_WEIGHT`
+    (0 without learning)."""
+    if p.gamma_e <= 0.0:
+        return 0
+    ratio = p.gamma_e / (p.gamma_e + p.outflow_rate)
+    return min(EXPLORE_MAX_STEPS, math.ceil(math.log(EXPLORE_LEARNING_WEIGHT) / math.log(ratio)))
+
+
+def explore_states(
+    p: EconomyParams, count: int, generator: torch.Generator | None = None, learning_steps: int | None = None
+) -> tuple[FirmBatch, Tensor]:
+    """``count`` exploration states: a firm type from G_f, a size uniform on ``0..n_max``, its workers
+    from G_w (MODEL.md section 1), then ``k`` learning steps H (section 2), ``k`` uniform on
+    ``0..learning_steps`` (default :func:`learning_horizon`). Mixed into Ω by ``solver.explore`` so
+    that states the simulated χ rarely visits (large firms of low-productivity types, long learning
+    chains) are trained on too. Returns the states and each one's ``k``."""
+    z, q = sample_firm_types(p, count, generator)
+    size = torch.randint(p.n_max + 1, (count,), generator=generator)
+    h, a = sample_workers(p, count * p.n_max, generator)
+    mask = torch.arange(p.n_max).unsqueeze(0) < size.unsqueeze(1)
+    ones = torch.ones_like(h).view(count, p.n_max)
+    h, a = torch.where(mask, h.view(count, p.n_max), ones), torch.where(mask, a.view(count, p.n_max), ones)
+    steps = learning_horizon(p) if learning_steps is None else int(learning_steps)
+    k = torch.randint(steps + 1, (count,), generator=generator) if steps > 0 else torch.zeros(count, dtype=torch.long)
+    for step in range(int(k.max()) if count else 0):
+        moved = learning_step(h, a, q, mask, p.theta_plus, p.theta_minus)
+        h = torch.where((k > step).unsqueeze(-1), moved, h)
+    return FirmBatch(z, q, h, a, mask), k
+
+
 @dataclass
 class DrawSet:
     """Raw meeting draws for one batch: unmatched ``(h_n, a_n)`` ``[M_N]``; employed workers as their
     firms ``s_p`` ``[M_E]``, slots and firm indices (:func:`lotj.economy.hjb.make_draws` turns them
-    into :class:`lotj.economy.hjb.MeetingDraws` with the current V)."""
+    into :class:`lotj.economy.hjb.MeetingDraws` with the current V). ``weight_n``, ``weight_e``:
+    probability weights (:func:`exact_draws`), None for equally weighted Monte Carlo draws."""
 
     h_n: Tensor
     a_n: Tensor
     s_p: FirmBatch
     slot: Tensor
     firm_e: Tensor
+    weight_n: Tensor | None = None
+    weight_e: Tensor | None = None
 
 
 def stratified_positions(n_items: int, count: int, generator: torch.Generator | None = None) -> Tensor:
@@ -151,3 +198,69 @@ def sample_draws(
     n_max = snapshot.firms.n_max
     firm_e = pick // n_max
     return DrawSet(h_n, a_n, snapshot.firms.index(firm_e), pick % n_max, firm_e)
+
+
+#: The most distinct workers :func:`exact_draws` accepts in χ^N or χ^E (beyond it, Monte Carlo draws
+#: are cheaper than exact sums).
+MAX_EXACT_DRAWS = 4096
+
+
+def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
+    """The first occurrence of each distinct row of ``rows`` ``[N, K]`` and its share of the rows."""
+    _, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
+    first = torch.full((counts.numel(),), rows.shape[0], dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(rows.shape[0], device=rows.device), "amin")
+    return first, counts.to(rows.dtype) / rows.shape[0]
+
+
+def canonical_workers(s: FirmBatch) -> tuple[Tensor, Tensor]:
+    """Each firm's workers ``(h, a)`` sorted by h, then a, padding last (as −1): the firm's
+    multiset of workers as a row, equal for firms in the same state whatever their slot order."""
+    big = torch.finfo(s.h.dtype).max
+    h = torch.where(s.mask, s.h, torch.full_like(s.h, big))
+    a = torch.where(s.mask, s.a, torch.full_like(s.a, big))
+    order = torch.sort(a, dim=-1, stable=True).indices
+    h, a = h.gather(-1, order), a.gather(-1, order)
+    order = torch.sort(h, dim=-1, stable=True).indices
+    h, a = h.gather(-1, order), a.gather(-1, order)
+    pad = h == big
+    return torch.where(pad, -torch.ones_like(h), h), torch.where(pad, -torch.ones_like(a), a)
+
+
+def exact_draws(snapshot: EconomySnapshot) -> DrawSet:
+    """The meeting expectations as exact sums over the snapshot (MODEL.md section 4): every distinct
+    unmatched worker of χ^N once, weighted by its share of the unmatched, and every distinct employed
+    worker-in-firm state of χ^E (firm type, the firm's multiset of workers, the worker) once, weighted
+    by its share of the employed. In a discrete economy (finitely many worker and firm types, no
+    learning) these sets are small and the residual carries no Monte Carlo noise.
+
+    Distinct states pool different firms, so the draws carry no firm identity (``firm_e = −1``): a
+    meeting with a worker of the firm's own state is not void. The void share is one firm's weight,
+    ``1/N_f`` of the employed (MODEL.md section 10), which a Monte Carlo draw ignores equally often.
+    Raises ``ValueError`` beyond :data:`MAX_EXACT_DRAWS` distinct workers (use Monte Carlo draws)."""
+    firms = snapshot.firms
+    dev = firms.h.device
+    if snapshot.unmatched_h.numel():
+        first, weight_n = _unique_rows(torch.stack([snapshot.unmatched_h, snapshot.unmatched_a], -1))
+        h_n, a_n = snapshot.unmatched_h[first], snapshot.unmatched_a[first]
+    else:
+        h_n, a_n, weight_n = snapshot.unmatched_h[:0], snapshot.unmatched_a[:0], snapshot.unmatched_h[:0]
+    flat = firms.mask.reshape(-1).nonzero().squeeze(-1)
+    n_max = firms.n_max
+    firm_e, slot = flat // n_max, flat % n_max
+    if flat.numel():
+        hc, ac = canonical_workers(firms.index(firm_e))
+        own = torch.stack([firms.h[firm_e, slot], firms.a[firm_e, slot]], -1)
+        rows = torch.cat([firms.z[firm_e, None], firms.q[firm_e, None], hc, ac, own], -1)
+        first, weight_e = _unique_rows(rows)
+        firm_e, slot = firm_e[first], slot[first]
+    else:
+        weight_e = firms.z[:0]
+    too_many = max(h_n.numel(), firm_e.numel())
+    if too_many > MAX_EXACT_DRAWS:
+        raise ValueError(
+            f"exact meeting sums: {too_many} distinct workers (more than {MAX_EXACT_DRAWS}); the economy is "
+            "not discrete enough for exact sums: set solver.exact_sums=false (Monte Carlo draws)"
+        )
+    no_firm = torch.full_like(firm_e, -1)
+    return DrawSet(h_n, a_n, firms.index(firm_e), slot, no_firm, weight_n.to(dev), weight_e.to(dev))

@@ -93,7 +93,9 @@ class VModule(L.LightningModule):
     def residual(self, batch: Batch, semi: bool = False) -> VResidual:
         """The V residual of a batch (one or two draw sets); ``semi``: neighbours held fixed."""
         u = unpack(batch)
-        draws = [make_draws(self.net, self.p, d.h_n, d.a_n, d.s_p, d.slot, d.firm_e) for d in u.draws]
+        draws = [
+            make_draws(self.net, self.p, d.h_n, d.a_n, d.s_p, d.slot, d.firm_e, d.weight_n, d.weight_e) for d in u.draws
+        ]
         if semi:
             for d in draws:
                 d.delta_p = d.delta_p.detach()
