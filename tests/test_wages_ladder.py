@@ -93,3 +93,55 @@ def test_panel_has_wages_and_markdowns(ladder):
     md = panel.loc[emp & (j > 0), "markdown"].astype(float)
     w = panel.loc[emp & (j > 0), "W"].astype(float)
     assert np.allclose(md, w / j[j > 0])
+
+
+def test_a_restored_simulator_continues_with_its_wages():
+    """The wages are part of the checkpoint: a simulator restored from ``state_dict`` with the tracker's
+    state continues the same path with the same wages (a resumed run keeps them)."""
+    torch.manual_seed(0)
+    p = EconomyParams(n_max=8)
+    vf = SetFunctionValue(_congested_value(p, kappa=0.3))
+    wf = WorkerValueNet(p, embed_dim=8, phi_width=16, head_width=32)
+    with torch.no_grad():
+        for prm in wf.head[-1].parameters():
+            prm.add_(0.05 * torch.randn_like(prm))
+    sim = simulator_module.Simulator(p, 60, 0.02, seed=5)
+    tracker = track_wages(sim, wf, vf)
+    sim.advance(vf, 0.5)
+    sim_state, wage_state = sim.state_dict(), tracker.state_dict()
+    employed = sim.pop.employed()
+    assert torch.isfinite(tracker.wage[employed]).all()
+
+    restored = simulator_module.Simulator(p, 60, 0.02, seed=99)
+    restored.load_state_dict(sim_state)
+    tracker2 = track_wages(restored, wf, vf)  # a fresh tracker starts every wage at the midpoint ...
+    assert not torch.equal(torch.nan_to_num(tracker2.wage), torch.nan_to_num(tracker.wage))
+    tracker2.load_state_dict(wage_state, restored.pop)  # ... until the saved wages are restored
+    assert torch.equal(torch.nan_to_num(tracker2.wage, nan=-1.0), torch.nan_to_num(tracker.wage, nan=-1.0))
+    assert tracker2.counts == tracker.counts
+
+    sim.advance(vf, 0.3)
+    restored.advance(vf, 0.3)
+    assert torch.equal(restored.pop.firm, sim.pop.firm)
+    assert torch.allclose(torch.nan_to_num(tracker2.wage), torch.nan_to_num(tracker.wage), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="worker seats"):
+        tracker2.load_state_dict({"wage": torch.zeros(3), "counts": {}}, restored.pop)
+
+
+def test_the_simulator_checkpoint_carries_the_wages():
+    """Simulator.state_dict holds the attached tracker's wages; loading it into a simulator with a
+    tracker attached restores them (the W stage's checkpoint resumes with its wages)."""
+    torch.manual_seed(0)
+    p = EconomyParams(n_max=8)
+    vf = SetFunctionValue(_congested_value(p, kappa=0.3))
+    wf = WorkerValueNet(p, embed_dim=8, phi_width=16, head_width=32)
+    sim = simulator_module.Simulator(p, 60, 0.02, seed=5)
+    tracker = track_wages(sim, wf, vf)
+    sim.advance(vf, 0.5)
+    state = sim.state_dict()
+    assert state["wages"] is not None
+    restored = simulator_module.Simulator(p, 60, 0.02, seed=99)
+    tracker2 = track_wages(restored, wf, vf)
+    restored.load_state_dict(state)
+    assert torch.equal(torch.nan_to_num(tracker2.wage, nan=-1.0), torch.nan_to_num(tracker.wage, nan=-1.0))
+    assert tracker2.counts == tracker.counts

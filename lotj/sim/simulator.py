@@ -406,7 +406,8 @@ class Simulator:
 
     # ---------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
-        """Everything needed to continue the same path: tensors, generator states, clock, window."""
+        """Everything needed to continue the same path: tensors, generator states, clock, window, and
+        the wages when a wage tracker is attached."""
         return {
             "population": self.pop.state_dict(),
             "step_count": self.step_count,
@@ -418,6 +419,7 @@ class Simulator:
             "annual_id": None if self._annual_id is None else self._annual_id.clone(),
             "annual_employed": None if self._annual_employed is None else self._annual_employed.clone(),
             "dt": self.dt,
+            "wages": None if self.wage_tracker is None else self.wage_tracker.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -436,3 +438,5 @@ class Simulator:
         emp = state["annual_employed"]
         self._annual_employed = None if emp is None else emp.to(self.device).clone()
         self.last_statistics = self.statistics() if self.acc.years > 0 else None
+        if state.get("wages") is not None and self.wage_tracker is not None:
+            self.wage_tracker.load_state_dict(state["wages"], self.pop)

@@ -274,6 +274,28 @@ class WageTracker:
         self.wage[~pop.employed()] = math.nan
         self.initialise(pop)  # workers employed without a wage (none after the first step)
 
+    # ---------------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict:
+        """The wages of every worker seat and the counters: with the simulator's own state
+        (:meth:`lotj.sim.simulator.Simulator.state_dict`), everything needed to continue the path with its
+        wages. A step's pending outcomes are not saved: checkpoints are taken between steps, when none is."""
+        return {"wage": self.wage.detach().cpu().clone(), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict, pop: Population | None = None) -> None:
+        """Restore :meth:`state_dict` (onto the tracker's device). With ``pop`` (the restored population),
+        the number of seats is checked and workers employed without a wage get one (:meth:`initialise`)."""
+        wage = state["wage"]
+        n = pop.n_workers if pop is not None else self.wage.numel()
+        if wage.numel() != n:
+            raise ValueError(f"wage state has {wage.numel()} worker seats, the population {n}")
+        self.wage = wage.to(device=self.wage.device, dtype=self.wage.dtype).clone()
+        self.counts.update({k: int(v) for k, v in state["counts"].items()})
+        self._pending = None
+        self._log.clear()
+        if pop is not None:
+            self.wage[~pop.employed()] = math.nan
+            self.initialise(pop)
+
     # --------------------------------------------------------------------------- outputs
     def reset_shares(self) -> dict[str, float]:
         """The share of each cause among the wage resets counted so far (0 when none)."""
