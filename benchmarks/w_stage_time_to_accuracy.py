@@ -2,7 +2,8 @@
 
 Trains :class:`lotj.worker_net.WorkerValueNet` on the W residual of a config's economy (default
 ``conf=smoke``) with the W stage's DataModule and module, and prints, epoch by epoch, the wall time and
-the held-out scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)``, then the time at which the residual
+the held-out scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)`` and the per-worker one
+``sqrt(mean(R₁R₂ / (ρ max{W, U})²))`` (each worker by its own scale), then the time at which the residual
 first fell below each of 1e-1, 3e-2, 1e-2, 3e-3 and 1e-3, and the best value.
 
 V is frozen: the state dict of a :class:`lotj.nets.ValueNet` from ``v=PATH`` (a file written with
@@ -35,12 +36,17 @@ THRESHOLDS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3)
 class _Clock(L.Callback):
     def __init__(self) -> None:
         self.start = time.perf_counter()
-        self.rows: list[tuple[int, float, float]] = []
+        self.rows: list[tuple[int, float, float, float]] = []
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         value = float(trainer.callback_metrics["w/val_residual"])
-        self.rows.append((trainer.current_epoch, time.perf_counter() - self.start, value))
-        print(f"epoch {trainer.current_epoch:3d}  {self.rows[-1][1]:8.1f} s  held-out residual {value:.3e}", flush=True)
+        worker = float(trainer.callback_metrics["w/val_worker_residual"])
+        self.rows.append((trainer.current_epoch, time.perf_counter() - self.start, value, worker))
+        print(
+            f"epoch {trainer.current_epoch:3d}  {self.rows[-1][1]:8.1f} s  held-out residual {value:.3e}"
+            f"  per-worker {worker:.3e}",
+            flush=True,
+        )
 
 
 def main(argv: list[str]) -> None:
@@ -63,7 +69,7 @@ def main(argv: list[str]) -> None:
         vf.load_state_dict(torch.load(opts["v"], map_location="cpu"))
     vf.requires_grad_(False)
     dm = WDataModule(p, vf, snap, ws, seed=cfg.seed)
-    module = WModule(p, build_worker_net(cfg), vf, lr=ws.lr, lr_decay=ws.lr_decay, weight_decay=ws.weight_decay)
+    module = WModule.from_config(p, build_worker_net(cfg), vf, ws)
     clock = _Clock()
     trainer = L.Trainer(
         max_epochs=ws.max_epochs,
@@ -78,7 +84,8 @@ def main(argv: list[str]) -> None:
     print(
         f"conf={cfg.conf} threads={torch.get_num_threads()} V={'file ' + opts['v'] if opts['v'] else 'V0'} "
         f"batch={ws.batch_size} steps/epoch={ws.steps_per_epoch} M_N={ws.m_n} M_E={ws.m_e} M_Pi={ws.m_pi} "
-        f"unbiased={ws.unbiased} lr={ws.lr} decay={ws.lr_decay}"
+        f"unbiased={ws.unbiased} lr={ws.lr} decay={ws.lr_decay} schedule={ws.lr_schedule} lr_min={ws.lr_min} "
+        f"loss_weight={ws.loss_weight} epochs={ws.max_epochs}"
     )
     trainer.fit(module, datamodule=dm)
     for thr in THRESHOLDS:
@@ -86,6 +93,8 @@ def main(argv: list[str]) -> None:
         print(f"residual < {thr:.0e}: " + (f"{hit[1]:.1f} s (epoch {hit[0]})" if hit else "not reached"))
     best = min(clock.rows, key=lambda row: row[2])
     print(f"best held-out residual {best[2]:.3e} at {best[1]:.1f} s (epoch {best[0]})")
+    last = clock.rows[-1]
+    print(f"final held-out residual {last[2]:.3e}, per-worker {last[3]:.3e} ({last[1]:.1f} s)")
 
 
 if __name__ == "__main__":

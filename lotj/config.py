@@ -80,10 +80,10 @@ class WNetConfig:
     embed_dim: int = 16  #: size of the per-worker embedding φ pooled over coworkers
     phi_width: int = 32  #: hidden width of φ
     phi_depth: int = 2  #: hidden layers of φ
-    head_width: int = 64  #: hidden width of the head
+    head_width: int = 128  #: hidden width of the head
     head_depth: int = 2  #: hidden layers of the head
     activation: str = "silu"  #: silu | tanh | gelu | softplus
-    kinks: int = 4  #: soft kinks of the wage-monotone output m(w/h)
+    kinks: int = 8  #: soft kinks of the wage-monotone output m(w/h)
 
 
 @dataclass
@@ -108,6 +108,11 @@ class WSolverConfig:
     wage_mix: float = 0.5  #: after a refresh, share of states that carry the simulated wages
     refresh_years: float = 1.0  #: years simulated with wages between refreshes (0: no refresh)
     burn_in_years: float = 5.0  #: years simulated with wages before the panel is recorded
+    loss_weight: str = "state"  #: batch (mean R² / mean (ρW)²) | state (each worker's R by its own ρ max{W, U})
+    lr_schedule: str = "cosine"  #: exponential (lr_decay per epoch) | cosine (per step, to lr·lr_min)
+    lr_min: float = 0.01  #: final learning rate of the cosine schedule, as a share of lr
+    wage_range: str = "surplus"  #: flow ([b h, marginal product]) | surplus (also the wages of [U, U + Δ]) | mixed
+    warm_start_steps: int = 0  #: first steps fit W to the frozen-state oracle before the residual (docs/wages.md)
 
 
 @dataclass
@@ -253,6 +258,17 @@ def _validate_w(cfg: Config) -> None:
         v = getattr(ws, name)
         if not (math.isfinite(v) and v >= 0):
             raise ConfigError(f"wsolver.{name} = {v}: must be finite and >= 0")
+    for name, allowed in (
+        ("loss_weight", ("batch", "state")),
+        ("lr_schedule", ("exponential", "cosine")),
+        ("wage_range", ("flow", "surplus", "mixed")),
+    ):
+        if getattr(ws, name) not in allowed:
+            raise ConfigError(f"wsolver.{name} = {getattr(ws, name)!r}: allowed {list(allowed)}")
+    if not 0 < ws.lr_min <= 1:
+        raise ConfigError(f"wsolver.lr_min = {ws.lr_min}: must be in (0, 1] (a share of wsolver.lr)")
+    if ws.warm_start_steps < 0:
+        raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")
 
 
 def available_presets() -> list[str]:

@@ -8,6 +8,7 @@ import torch
 
 from lotj.config import WSolverConfig, load_config
 from lotj.economy.params import EconomyParams
+from lotj.economy.surplus import surplus
 from lotj.economy.wages import initial_wage_range
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim import simulator as simulator_module
@@ -39,9 +40,15 @@ def test_batches_hold_states_wages_and_two_heldout_draw_sets(economy):
     batch = next(iter(dm.train_dataloader()))
     s = batch_firms(batch)
     assert s.batch_size == 16 and batch["w"].shape == s.h.shape
-    lo, hi = initial_wage_range(P, s, 0.25)
+    with torch.no_grad():
+        delta = surplus(vf, P, s)
+    lo, hi = initial_wage_range(P, s, 0.25, delta)  # wage_range=surplus: the wages of the bargaining set
     m = s.mask
     assert ((batch["w"][m] >= lo[m]) & (batch["w"][m] <= hi[m])).all()
+    # down to the entry wage of a hire at W = U, b h − ψ^E E_Π[min{Δ_p⁺, Δ_k}] ≥ b h − ψ^E Δ⁺
+    assert (lo[m] <= (P.b * s.h - P.psi_e * delta.clamp_min(0.0))[m]).all()
+    flow_lo, _ = initial_wage_range(P, s, 0.25)
+    assert (batch["w"][m] < flow_lo[m]).any()
     assert batch["h_n"].numel() == 4 and batch["h_e"].numel() == 4 and batch["p_z"].numel() == 8
     assert "h_n2" not in batch  # one draw set for the biased loss
     val = dm.val_batches[0]
@@ -126,3 +133,50 @@ def test_w_stage_summary(tmp_path, economy):
     panel = read_panel(tmp_path / "panel.parquet")
     assert {"wage", "W", "J", "markdown"} <= set(panel.columns)
     assert panel.loc[panel["employed"], "wage"].notna().all()
+
+
+def test_warm_start_fits_the_frozen_state_oracle(economy):
+    """The warm start regresses W on the frozen-state oracle (docs/wages.md): the held-out distance to the
+    oracle falls several-fold, and the entry wage of a hire (the wage that gives W = U) moves from the
+    initial guess ``b h`` towards the oracle's Postel-Vinay–Robin entry wage."""
+    from lotj.economy.wages import frozen_state_values_from_terms
+    from lotj.sim.wages import invert_wage
+    from lotj.train.wmodule import terms_of_batch
+
+    snap, vf = economy
+    cfg = _cfg(warm_start_steps=10**6, lr=1e-2)
+    dm = WDataModule(P, vf, snap, cfg, seed=4)
+    torch.manual_seed(4)
+    net = WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32)
+    module = WModule.from_config(P, net, vf, cfg)
+    batch = dm.val_batches[0]
+    s, terms = terms_of_batch(vf, P, batch)
+    m = s.mask
+    u = P.unemployment_coef * s.h
+
+    def distance():
+        with torch.no_grad():
+            target = frozen_state_values_from_terms(P, batch["w"], terms[0])
+            W = net.values(s, batch["w"])
+        return float(((W - target).abs() / torch.maximum(target.abs(), u))[m].mean())
+
+    def entry_wage_gap():
+        with torch.no_grad():
+            w_net, _ = invert_wage(net, P, s, batch["w"], u, m)
+            oracle = frozen_state_values_from_terms(P, w_net, terms[0])
+        return float(((oracle - u).abs() / u)[m].mean())  # the oracle's value at the network's entry wage
+
+    before, gap_before = distance(), entry_wage_gap()
+    trainer = L.Trainer(
+        max_epochs=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+    )
+    trainer.fit(module, datamodule=dm)
+    after, gap_after = distance(), entry_wage_gap()
+    assert after < 0.3 * before, (before, after)
+    assert gap_after < 0.5 * gap_before, (gap_before, gap_after)

@@ -34,6 +34,11 @@ Expectations are Monte Carlo means over draws shared by a batch: ``M_N`` draws f
 draws from χ^E (with ``Δ(S_p, x_m)`` at their own firm), the :class:`lotj.economy.hjb.MeetingDraws` of
 the V residual, and ``M_Π`` poachers from Π. Everything that depends on V only is computed once per
 batch, without gradient (V is frozen), by :func:`wage_v_terms`; :func:`w_residual_from_terms` adds W.
+
+:func:`frozen_state_value` solves the equation with every neighbour difference set to zero: the exact W
+of a lone worker without learning or hires, and the oracle of the entry wage ``b h − ψ^E E_Π[min{Δ_p⁺, Δ_k}]``
+(docs/wages.md, "Negative entry wages"). :func:`initial_wage_range` gives the training wages, optionally
+covering the whole bargaining set.
 """
 
 from __future__ import annotations
@@ -260,6 +265,55 @@ def wage_v_terms(
     return WageVTerms(u, delta, h_new, a_new, hire_rate, leave_prob, delta_p, no_offer, s_learn)
 
 
+def frozen_state_value(
+    p: EconomyParams,
+    w: Tensor,
+    u: Tensor,
+    delta: Tensor,
+    delta_p: Tensor,
+    no_offer: Tensor,
+    iterations: int = 120,
+) -> Tensor:
+    """The worker value when the firm's state changes only through the worker's own events (MODEL.md
+    section 5 with every neighbour difference ``W_i(S') − W_i(S)`` set to zero): the root of
+
+        ρ W = w + (δ_f + δ_m)(U − W) − δ_r W + λ Q(W) + ψ^E E_Π P(W, Δ_p),
+
+    the mean over the poachers of ``delta_p`` (``[..., M_Π]``, with ``no_offer`` broadcasting against it).
+    For a lone worker whose ``h`` never changes and whose firm never hires (``γ^E = 0``, ``ω = 0``) this is the
+    exact W, a closed form piecewise linear in ``w``; in general it is the oracle-informed first guess of W
+    (the option value of the outside offers, which moves a hire's wage far from ``b h``, is all in it).
+
+    The right-hand side minus ``ρW`` decreases in W with slope at most ``−r̄`` (Q and P have slopes 0 or
+    −1), so the root is unique: it is found by bisection on a bracket that provably holds it."""
+    rbar = p.outflow_rate
+    w, u, delta = torch.broadcast_tensors(w, u, delta)
+
+    def g(W: Tensor) -> Tensor:
+        rhs = w + (p.delta_f + p.delta_m) * (u - W) - p.delta_r * W + p.lam * renegotiation_gain(W, u, delta)
+        if delta_p.shape[-1] and p.psi_e > 0:
+            gain = outside_meeting_gain(W.unsqueeze(-1), u.unsqueeze(-1), delta.unsqueeze(-1), delta_p, no_offer)
+            rhs = rhs + p.psi_e * gain.mean(-1)
+        return rhs - p.rho * W
+
+    # g(U + A) < 0 < g(U − A) for A > (|w| + (ρ + δ_r) U)/r̄ (every target lies between U − A and U + A)
+    span = (w.abs() + (p.rho + p.delta_r) * u.abs()) / rbar + delta.abs() + 1.0
+    if delta_p.shape[-1]:
+        span = span + delta_p.abs().amax(-1)
+    lo, hi = u - span, u + span
+    for _ in range(iterations):
+        mid = 0.5 * (lo + hi)
+        pos = g(mid) > 0
+        lo, hi = torch.where(pos, mid, lo), torch.where(pos, hi, mid)
+    return 0.5 * (lo + hi)
+
+
+def frozen_state_values_from_terms(p: EconomyParams, w: Tensor, terms: WageVTerms) -> Tensor:
+    """:func:`frozen_state_value` of every worker of a batch from its V terms (:func:`wage_v_terms`),
+    ``[B, n_max]`` (any finite value on padding)."""
+    return frozen_state_value(p, w, terms.u, terms.delta, terms.delta_p, terms.no_offer.unsqueeze(1))
+
+
 def w_residuals_from_terms(
     wf: WorkerValueFunction, p: EconomyParams, s: FirmBatch, w: Tensor, term_sets: list[WageVTerms]
 ) -> tuple[list[Tensor], Tensor]:
@@ -356,6 +410,15 @@ def scale_free_w_residual(r: Tensor, W: Tensor, mask: Tensor, rho: float, r2: Te
     return ms_r.abs().sqrt() / ms_w.sqrt().clamp_min(1e-300)
 
 
+def worker_residual_scale(p: EconomyParams, h: Tensor, W: Tensor) -> Tensor:
+    """Each worker's own scale of the W residual, ``ρ·max{|W_i|, U(h_i)}`` (``[B, n_max]``; positive on
+    padding too). Dividing a worker's residual by it bounds the relative error of its own W, whatever the
+    other workers of the batch are worth: the per-state weighting of the W loss (``wsolver.loss_weight``)
+    and the per-worker held-out residual (docs/wages.md)."""
+    u = p.unemployment_coef * h.clamp_min(1e-30)
+    return p.rho * torch.maximum(W.abs(), u)
+
+
 # ------------------------------------------------------------------------- wages for training
 
 
@@ -368,24 +431,46 @@ def flow_marginal_product(p: EconomyParams, s: FirmBatch) -> Tensor:
     return torch.where(s.mask, f - f_minus, torch.zeros_like(f_minus))
 
 
-def initial_wage_range(p: EconomyParams, s: FirmBatch, margin: float) -> tuple[Tensor, Tensor]:
+def initial_wage_range(
+    p: EconomyParams, s: FirmBatch, margin: float, delta: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """The documented wage range of W's training states before any wage is simulated (docs/wages.md):
     between the flow benefit ``b h`` and the flow marginal product ``F(S) − F(S⊖x_i)`` (ordered; at least
-    ``0.5 b h`` wide), widened by ``margin`` times its width on both sides. The bargaining set
-    ``U ≤ W ≤ U + Δ`` is unknown before W is trained; these are the wages that pay the worker its
-    outside flow and its whole flow contribution, and the wages the model produces lie around them."""
+    ``0.5 b h`` wide), widened by ``margin`` times its width on both sides. These are the wages that pay the
+    worker its outside flow and its whole flow contribution.
+
+    With the surplus ``delta = Δ(S, x_i)`` (``[B, n_max]``, from the frozen V) the range also covers the
+    wages of the whole bargaining set ``U ≤ W ≤ U + Δ``: down to ``b h − ψ^E Δ⁺``, the wage of a worker
+    hired at ``W = U`` whose every outside meeting raises it to its full surplus (the entry wage of the
+    Postel-Vinay–Robin ladder when all firms bid for the worker), and up to ``b h + r̄ Δ⁺``, the wage that
+    keeps ``W = U + Δ`` until the match ends (``r̄ = ρ + δ_f + δ_r + δ_m``)."""
     bh = p.b * s.h
     mp = flow_marginal_product(p, s)
     lo0, hi0 = torch.minimum(bh, mp), torch.maximum(bh, mp)
+    if delta is not None:
+        d = delta.clamp_min(0.0)
+        lo0 = torch.minimum(lo0, bh - p.psi_e * d)
+        hi0 = torch.maximum(hi0, bh + p.outflow_rate * d)
     hi0 = torch.maximum(hi0, lo0 + 0.5 * bh)
     width = hi0 - lo0
     return lo0 - margin * width, hi0 + margin * width
 
 
 def draw_initial_wages(
-    p: EconomyParams, s: FirmBatch, margin: float, generator: torch.Generator | None = None
+    p: EconomyParams,
+    s: FirmBatch,
+    margin: float,
+    generator: torch.Generator | None = None,
+    delta: Tensor | None = None,
+    flow_share: float = 0.0,
 ) -> Tensor:
-    """Wages drawn uniformly from :func:`initial_wage_range`, ``[B, n_max]`` (0 on padding)."""
-    lo, hi = initial_wage_range(p, s, margin)
+    """Wages drawn uniformly from :func:`initial_wage_range` (with the surplus ``delta`` when given),
+    ``[B, n_max]`` (0 on padding). With ``delta`` and ``flow_share > 0``, that share of the workers draw
+    from the flow range (without ``delta``) instead, where most employed workers' wages lie."""
+    lo, hi = initial_wage_range(p, s, margin, delta)
     u = torch.rand(s.h.shape, generator=generator, dtype=s.h.dtype).to(s.h.device)
+    if delta is not None and flow_share > 0:
+        lo_f, hi_f = initial_wage_range(p, s, margin)
+        pick = torch.rand(s.h.shape, generator=generator, dtype=s.h.dtype).to(s.h.device) < flow_share
+        lo, hi = torch.where(pick, lo_f, lo), torch.where(pick, hi_f, hi)
     return torch.where(s.mask, lo + u * (hi - lo), torch.zeros_like(lo))

@@ -6,12 +6,14 @@ firms from χ and weighting each of their workers equally is drawing workers fro
 firm); the removal, addition and learning neighbours are the workers' one-event neighbours.
 
 Wages. Before any wage is simulated, every worker's wage is drawn uniformly from the documented range
-of :func:`lotj.economy.wages.initial_wage_range` (between ``b h`` and the flow marginal product,
-widened). :meth:`WDataModule.refresh` takes a new snapshot and, optionally, the simulated wages of its
-workers (``[N_f, n_max]``, slot-aligned with ``snapshot.firms``): then a share ``wage_mix`` of the
-states carry their workers' simulated wages (Ω keeps every original worker in its slot) and the rest,
-and every worker added by an Ω event, a wage from the range, so that W is trained both where the
-simulation goes and around it.
+of :func:`lotj.economy.wages.initial_wage_range`: with ``wsolver.wage_range=surplus`` (the default) from
+the entry wage of a hire at ``W = U``, ``b h − ψ^E Δ⁺``, to the wage of ``W = U + Δ``, ``b h + r̄ Δ⁺``, and
+the flow range, all widened (Δ from the frozen V); with ``flow`` between ``b h`` and the flow marginal
+product only, widened; with ``mixed`` half the workers from each. :meth:`WDataModule.refresh` takes a
+new snapshot and, optionally, the simulated wages of its workers (``[N_f, n_max]``, slot-aligned with
+``snapshot.firms``): then a share ``wage_mix`` of the states carry their workers' simulated wages (Ω
+keeps every original worker in its slot) and the rest, and every worker added by an Ω event, a wage
+from the range, so that W is trained both where the simulation goes and around it.
 
 Meeting draws for each batch: ``M_N`` workers from χ^N, ``M_E`` from χ^E with ``Δ(S_p, x)`` at their own
 firm (V frozen: the surplus of every employed worker is computed once per refresh), ``M_Π`` poachers
@@ -37,10 +39,16 @@ from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.surplus import surplus
 from lotj.economy.value import ValueFunction
 from lotj.economy.wages import draw_initial_wages
+from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
 from lotj.train.omega import sample_draws, sample_omega
 
 Batch = dict[str, Tensor]
+
+#: ``wsolver.wage_range``: ``flow`` draws the initial wages between ``b h`` and the flow marginal product;
+#: ``surplus`` also covers the wages of the whole bargaining set ``[U, U + Δ]``; ``mixed`` draws half the
+#: workers' wages from each (docs/wages.md).
+WAGE_RANGES = ("flow", "surplus", "mixed")
 
 _FIRM_KEYS = ("z", "q", "h", "a", "mask")
 
@@ -87,6 +95,8 @@ class WDataModule(L.LightningDataModule):
         heldout_share: float = 0.2,
     ):
         super().__init__()
+        if cfg.wage_range not in WAGE_RANGES:
+            raise ConfigError(f"wsolver.wage_range = {cfg.wage_range!r}: must be one of {', '.join(WAGE_RANGES)}")
         self.p, self.vf, self.cfg, self.seed = p, vf, cfg, int(seed)
         self.heldout_share = heldout_share
         self.refreshes = 0
@@ -121,7 +131,12 @@ class WDataModule(L.LightningDataModule):
         self, count: int, firms: Tensor, wages: Tensor | None, gen: torch.Generator
     ) -> tuple[FirmBatch, Tensor, Tensor]:
         s, firm_id = sample_omega(self.p, self.snapshot, count, firms, gen)
-        w = draw_initial_wages(self.p, s, self.cfg.wage_margin, gen)
+        delta = None
+        if self.cfg.wage_range in ("surplus", "mixed"):  # cover the bargaining set (docs/wages.md)
+            with torch.no_grad():
+                delta = surplus(self.vf, self.p, s)
+        flow_share = 0.5 if self.cfg.wage_range == "mixed" else 0.0
+        w = draw_initial_wages(self.p, s, self.cfg.wage_margin, gen, delta, flow_share)
         if wages is not None:
             orig = self.snapshot.firms.mask[firm_id]
             sim_w = wages.to(w.dtype)[firm_id]

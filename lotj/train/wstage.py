@@ -12,6 +12,9 @@
    annual panel (``sim.panel_years``) with the wage columns ``wage, W, J, markdown``;
 4. returns the summary keys of the stage (:func:`wage_summary`).
 
+The refresh callback's state (the simulator's path and the wage of every worker) is saved in a Lightning
+checkpoint of the stage, so a resumed W stage keeps the simulated wages.
+
 Lightning plumbing and bookkeeping only: the economics is in :mod:`lotj.economy.wages`,
 :mod:`lotj.sim.wages` and :mod:`lotj.sim.wage_tracking`.
 """
@@ -68,6 +71,20 @@ class WageRefreshCallback(Callback):
         super().__init__()
         self.simulator, self.tracker, self.datamodule, self.vf, self.years = simulator, tracker, datamodule, vf, years
         self.simulation_seconds = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        """The simulator's path and its wages (saved in a Lightning checkpoint of the W stage)."""
+        return {
+            "simulator": self.simulator.state_dict(),
+            "wages": self.tracker.state_dict(),
+            "simulation_seconds": self.simulation_seconds,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the saved path with its wages (a resumed W stage keeps the simulated wages)."""
+        self.simulator.load_state_dict(state_dict["simulator"])
+        self.tracker.load_state_dict(state_dict["wages"], self.simulator.pop)
+        self.simulation_seconds = float(state_dict["simulation_seconds"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.years <= 0:
@@ -149,7 +166,7 @@ def run_w_stage(
     net = build_worker_net(cfg)
     tracker = track_wages(simulator, net, v_function)
     dm = WDataModule(p, v_function, simulator.snapshot(), ws, rates=simulated_rates(simulator), seed=cfg.seed)
-    module = WModule(p, net, v_function, lr=ws.lr, lr_decay=ws.lr_decay, weight_decay=ws.weight_decay)
+    module = WModule.from_config(p, net, v_function, ws)
     refresh = WageRefreshCallback(simulator, tracker, dm, v_function, ws.refresh_years)
     stop = EarlyStopping(monitor="w/val_residual", mode="min", stopping_threshold=ws.tol, patience=10**9)
     trainer = L.Trainer(

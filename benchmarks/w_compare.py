@@ -1,0 +1,106 @@
+"""Two W-stage training configurations on one economy, scored on one common held-out set (docs/wages.md).
+
+Trains :class:`lotj.worker_net.WorkerValueNet` twice on the W residual of a config's economy (default
+``conf=smoke``), once with the overrides ``a=...`` and once with ``b=...`` (space-separated ``key=value``
+config overrides, applied on top of the others), with the same frozen V, seed and economy, and scores
+both after every epoch on the same held-out states: firms disjoint from the training firms, with wages
+drawn over the whole bargaining set (``wsolver.wage_range=surplus``: from the entry wage of a worker
+hired at ``W = U`` up to the wage of ``W = U + Δ``). Printed per epoch: wall time, the held-out
+scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)`` and the per-worker one
+``sqrt(mean(R₁R₂ / (ρ max{W, U})²))``; at the end, the best and final values of each.
+
+V: as in ``w_stage_time_to_accuracy.py`` (``v=PATH`` or the initial guess V₀).
+
+Usage: ``python benchmarks/w_compare.py [threads=1] [v=PATH] a="k=v ..." b="k=v ..." [key=value ...]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import lightning as L
+import torch
+from _options import options_and_config
+
+from lotj.config import load_config
+from lotj.nets import ValueNet, franchise_guess
+from lotj.sim.distributions import initial_snapshot
+from lotj.train.wdatamodule import WDataModule
+from lotj.train.wmodule import WModule
+from lotj.train.wstage import build_worker_net
+
+
+class _Clock(L.Callback):
+    def __init__(self, name: str) -> None:
+        self.name, self.start = name, time.perf_counter()
+        self.rows: list[tuple[int, float, float, float]] = []
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        m = trainer.callback_metrics
+        row = (trainer.current_epoch, time.perf_counter() - self.start)
+        self.rows.append((*row, float(m["w/val_residual"]), float(m["w/val_worker_residual"])))
+        print(
+            f"[{self.name}] epoch {row[0]:3d}  {row[1]:7.1f} s  held-out residual {self.rows[-1][2]:.3e}"
+            f"  per-worker {self.rows[-1][3]:.3e}",
+            flush=True,
+        )
+
+
+def main(argv: list[str]) -> None:
+    opts, cfg = options_and_config(argv, {"threads": "1", "v": "", "a": "", "b": ""})
+    rest = [x for x in argv if x.partition("=")[0] not in opts]
+    if not any(x.startswith("conf=") for x in rest):
+        rest.append("conf=smoke")
+    p = cfg.economy
+    snap = initial_snapshot(p, cfg.sim.n_firms, torch.Generator().manual_seed(cfg.seed))
+    n = cfg.net
+    vf = ValueNet(
+        p,
+        n.embed_dim,
+        n.phi_width,
+        n.phi_depth,
+        n.rho_width,
+        n.rho_depth,
+        n.activation,
+        franchise=franchise_guess(snap.firms, p.eta),
+    )
+    if opts["v"]:
+        vf.load_state_dict(torch.load(opts["v"], map_location="cpu"))
+    vf.requires_grad_(False)
+    common_cfg = load_config([*rest, "wsolver.wage_range=surplus"]).wsolver
+    common = WDataModule(p, vf, snap, common_cfg, seed=cfg.seed)
+    print(f"conf={cfg.conf} threads={torch.get_num_threads()} V={'file ' + opts['v'] if opts['v'] else 'V0'}")
+    results = {}
+    for name in ("a", "b"):
+        run_cfg = load_config([*rest, *opts[name].split()])
+        ws = run_cfg.wsolver
+        print(f"[{name}] {opts[name] or '(config as given)'}")
+        torch.manual_seed(run_cfg.seed)
+        dm = WDataModule(p, vf, snap, ws, seed=run_cfg.seed)
+        module = WModule.from_config(p, build_worker_net(run_cfg), vf, ws)
+        clock = _Clock(name)
+        trainer = L.Trainer(
+            max_epochs=ws.max_epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
+            callbacks=[clock],
+        )
+        trainer.fit(module, train_dataloaders=dm.train_dataloader(), val_dataloaders=common.val_dataloader())
+        results[name] = clock.rows
+    for name, rows in results.items():
+        best = min(rows, key=lambda r: r[2])
+        best_w = min(rows, key=lambda r: r[3])
+        last = rows[-1]
+        print(
+            f"[{name}] final residual {last[2]:.3e} per-worker {last[3]:.3e} ({last[1]:.0f} s); "
+            f"best residual {best[2]:.3e} (epoch {best[0]}), best per-worker {best_w[3]:.3e} (epoch {best_w[0]})"
+        )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
