@@ -1,22 +1,26 @@
-"""Ω, the simulated χ and its one-event neighbours (MODEL.md section 6), and χ^E draws with Δ."""
+"""Ω, the simulated χ and its one-event neighbours (MODEL.md section 6; lotj.train.omega), and χ^E
+draws with Δ."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
+import pytest
 import torch
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.technology import learning_step
 from lotj.economy.value import SetFunctionValue
-from lotj.sim.omega import OMEGA_EVENTS, sample_omega
 from lotj.sim.reference import crowding_value
 from lotj.sim.samplers import employed_with_surplus
 from lotj.sim.simulator import Simulator
+from lotj.train.omega import EVENTS, sample_omega, sample_omega_events
 
 P = EconomyParams(n_max=6)
+NAMES = list(EVENTS)
 
 
 def economy():
@@ -30,15 +34,14 @@ def multiset(h: torch.Tensor, mask: torch.Tensor) -> list[float]:
 
 def test_every_state_is_its_source_firm_after_at_most_one_event(gen):
     snap = economy()
-    out = sample_omega(P, snap, 2000, gen)
-    s, src, ev = out.states, out.source, out.event
+    s, src, ev = sample_omega_events(P, snap, 2000, generator=gen)
     base = snap.firms.index(src)
     workers = set(snap.unmatched_h.tolist()) | set(snap.firms.h[snap.firms.mask].tolist())
     learned = learning_step(base.h, base.a, base.q, base.mask, P.theta_plus, P.theta_minus)
     assert torch.equal(s.z, base.z) and torch.equal(s.q, base.q)
     assert bool((s.size() <= P.n_max).all())
     for k in range(2000):
-        name = OMEGA_EVENTS[int(ev[k])]
+        name = NAMES[int(ev[k])]
         now, was = multiset(s.h[k], s.mask[k]), multiset(base.h[k], base.mask[k])
         if name == "none":
             assert now == was
@@ -52,26 +55,55 @@ def test_every_state_is_its_source_firm_after_at_most_one_event(gen):
             torch.testing.assert_close(s.h[k][s.mask[k]], learned[k][base.mask[k]])
 
 
-def test_event_shares_follow_the_weights_where_events_can_happen(gen):
+def test_sample_omega_is_sample_omega_events_without_the_events():
     snap = economy()
-    weights = (0.1, 0.2, 0.3, 0.4)
-    out = sample_omega(P, snap, 20000, gen, weights=weights)
-    n = snap.firms.index(out.source).size()
-    possible = {1: (n > 0), 2: (n < P.n_max), 3: (n > 0)}
-    for code, w in enumerate(weights):
-        if code == 0:
-            continue
-        eligible = float(possible[code].double().mean())
-        share = float((out.event == code).double().mean())
-        expected = w * eligible
-        assert abs(share - expected) < 3.29 * math.sqrt(expected * (1 - expected) / 20000), OMEGA_EVENTS[code]
+    held_out = torch.arange(0, 300, 3)
+    s, src = sample_omega(P, snap, 500, held_out, torch.Generator().manual_seed(5))
+    s2, src2, _ = sample_omega_events(P, snap, 500, held_out, torch.Generator().manual_seed(5))
+    assert torch.equal(src, src2) and torch.equal(s.mask, s2.mask)
+    assert torch.equal(s.h, s2.h) and torch.equal(s.a, s2.a)
+
+
+@pytest.mark.parametrize("gamma_e", [1.0, 0.0])
+def test_event_shares_follow_omega_where_events_can_happen(gen, gamma_e):
+    """A quarter each (a third each of none, remove, add without learning), times the share of
+    firms where the event can happen: not a removal or learning in an empty firm, nor an addition
+    at the cap."""
+    snap = economy()
+    p = dataclasses.replace(P, gamma_e=gamma_e)
+    _, src, ev = sample_omega_events(p, snap, 20000, generator=gen)
+    n = snap.firms.index(src).size()
+    possible = {"remove": n > 0, "add": n < P.n_max, "learn": n > 0}
+    weight = 0.25 if gamma_e > 0 else 1.0 / 3.0
+    for name, can in possible.items():
+        expected = (weight if name != "learn" or gamma_e > 0 else 0.0) * float(can.double().mean())
+        share = float((ev == NAMES.index(name)).double().mean())
+        assert abs(share - expected) < 3.29 * math.sqrt(expected * (1 - expected) / 20000) + 1e-12, name
+
+
+def test_additions_come_from_unmatched_and_employed_in_the_meeting_split(gen):
+    """An added worker is an unmatched worker with probability s^N, an employed one otherwise."""
+    snap = economy()
+    s, src, ev = sample_omega_events(P, snap, 20000, generator=gen)
+    base = snap.firms.index(src)
+    added = (ev == NAMES.index("add")).nonzero().squeeze(-1)
+    unmatched = set(snap.unmatched_h.tolist())
+    employed = set(snap.firms.h[snap.firms.mask].tolist())
+    assert not unmatched & employed  # continuous h: a worker's h says which distribution it came from
+    from_n = 0
+    for k in added.tolist():
+        extra = list((Counter(multiset(s.h[k], s.mask[k])) - Counter(multiset(base.h[k], base.mask[k]))).elements())
+        assert extra[0] in unmatched or extra[0] in employed
+        from_n += extra[0] in unmatched
+    s_n, m = snap.meeting_rates(P).s_n, added.numel()
+    assert abs(from_n / m - s_n) < 3.29 * math.sqrt(s_n * (1 - s_n) / m)
 
 
 def test_subset_of_firms_is_respected(gen):
     snap = economy()
     held_out = torch.arange(0, 300, 3)
-    out = sample_omega(P, snap, 500, gen, firms=held_out)
-    assert bool(torch.isin(out.source, held_out).all())
+    _, src = sample_omega(P, snap, 500, held_out, gen)
+    assert bool(torch.isin(src, held_out).all())
 
 
 def test_employed_draws_carry_their_surplus_at_their_own_firm(gen):

@@ -10,6 +10,7 @@ s^N : s^E of the meetings, half and half without meetings), or a learning step H
 cannot happen leaves the state as it is (removal from an empty firm; addition at the size cap or
 from an empty distribution). Each state keeps the index of the firm it came from, which makes a
 meeting with one of that firm's own workers void (MODEL.md section 10).
+:func:`sample_omega_events` draws the same states and also returns the event applied to each.
 
 Pure tensor code on :mod:`lotj.economy` and :class:`lotj.sim.distributions.EconomySnapshot`; the
 Lightning DataModule (:mod:`lotj.train.datamodule`) only calls it.
@@ -69,6 +70,21 @@ def sample_omega(
 ) -> tuple[FirmBatch, Tensor]:
     """``count`` states from Ω (module docstring), drawn from the firms with indices ``firms``
     (all firms when None). Returns the states and the index of the firm each came from."""
+    s, firm_id, _ = sample_omega_events(p, snapshot, count, firms, generator)
+    return s, firm_id
+
+
+def sample_omega_events(
+    p: EconomyParams,
+    snapshot: EconomySnapshot,
+    count: int,
+    firms: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[FirmBatch, Tensor, Tensor]:
+    """:func:`sample_omega` (the same draws from the same generator), with the event applied to each
+    state as a third tensor: its index in :data:`EVENTS`, ``none`` where the drawn event could not
+    happen (removal from an empty firm, addition at the cap or from an empty distribution, learning
+    in an empty firm) and the state is its firm's."""
     dev = snapshot.firms.z.device
     pool = torch.arange(snapshot.n_firms) if firms is None else firms.cpu()
     firm_id = pool[torch.randint(pool.numel(), (count,), generator=generator)].to(dev)
@@ -79,15 +95,17 @@ def sample_omega(
     event = torch.multinomial(probs, count, replacement=True, generator=generator).to(dev)
     names = list(EVENTS)
     remove, add, learn = (event == names.index(k) for k in ("remove", "add", "learn"))
+    n = s.size()
 
     s = s.remove(random_worker_slot(s, generator), active=remove)
     rates = snapshot.meeting_rates(p)
     p_unmatched = rates.s_n if rates.omega > 0 else 0.5
     h_new, a_new, ok = _draw_workers(snapshot, count, p_unmatched, generator)
-    s, _ = s.add(h_new, a_new, active=add & ok & (s.size() < p.n_max))
+    s, added = s.add(h_new, a_new, active=add & ok & (s.size() < p.n_max))
     h_learned = learned(p, s).h
     s = FirmBatch(s.z, s.q, torch.where(learn.unsqueeze(-1), h_learned, s.h), s.a, s.mask)
-    return s, firm_id
+    happened = ((remove | learn) & (n > 0)) | added
+    return s, firm_id, torch.where(happened, event, torch.full_like(event, names.index("none")))
 
 
 #: Exploration follows learning chains until their weight in V falls below this share.
