@@ -28,18 +28,3 @@ def test_overrides_reach_the_w_groups():
 def test_bad_w_values_are_refused(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(["conf=smoke", override])
-
-
-@pytest.mark.parametrize(
-    "arg, needle",
-    [
-        ("wsolver.loss_weight=worker", "wsolver.loss_weight"),
-        ("wsolver.lr_schedule=linear", "wsolver.lr_schedule"),
-        ("wsolver.wage_range=all", "wsolver.wage_range"),
-        ("wsolver.lr_min=0", "wsolver.lr_min"),
-        ("wsolver.warm_start_steps=-1", "wsolver.warm_start_steps"),
-    ],
-)
-def test_bad_w_training_options_are_refused_when_loading(arg, needle):
-    with pytest.raises(ConfigError, match=needle):
-        load_config(["conf=smoke", arg])

@@ -166,6 +166,9 @@ def test_worker_scale_weights_every_worker_by_its_own_value():
 
 @pytest.mark.parametrize("bad", ["wsolver.loss_weight=rms", "wsolver.lr_schedule=step", "wsolver.wage_range=wide"])
 def test_w_options_refused_by_name(bad):
+    """Refused when the config loads, and again by the module and data module for a config built in code."""
+    import dataclasses
+
     from lotj.config import load_config
     from lotj.errors import ConfigError
     from lotj.sim.distributions import initial_snapshot
@@ -173,10 +176,16 @@ def test_w_options_refused_by_name(bad):
     from lotj.train.wmodule import WModule
     from lotj.worker_net import WorkerValueNet
 
-    cfg = load_config(["conf=smoke", "wsolver.n_states=8", "wsolver.n_heldout=4", bad])
+    key, value = bad.split("=")
+    with pytest.raises(ConfigError, match=key):
+        load_config(["conf=smoke", bad])
+    cfg = load_config(["conf=smoke", "wsolver.n_states=8", "wsolver.n_heldout=4"])
+    ws = dataclasses.replace(cfg.wsolver, **{key.split(".")[1]: value})
     p = cfg.economy
     vf = _linear_value(p, 0.3)
-    key = bad.split("=")[0]
-    with pytest.raises(ConfigError, match=key):
-        WModule.from_config(p, WorkerValueNet(p), vf, cfg.wsolver)
-        WDataModule(p, vf, initial_snapshot(p, 20, torch.Generator().manual_seed(0)), cfg.wsolver)
+    if key != "wsolver.wage_range":  # the module uses the loss and schedule options
+        with pytest.raises(ConfigError, match=key):
+            WModule.from_config(p, WorkerValueNet(p), vf, ws)
+    if key == "wsolver.wage_range":  # the data module draws the wages
+        with pytest.raises(ConfigError, match=key):
+            WDataModule(p, vf, initial_snapshot(p, 20, torch.Generator().manual_seed(0)), ws)
