@@ -110,6 +110,24 @@ def test_discrete_types(gen):
     assert torch.all(z == 1.0) and torch.all(q == 0.99)
 
 
+def test_stratified_discrete_types_have_the_exact_mix_in_random_order():
+    """The initial economy's discrete firm types: every type count within one of count × probability,
+    in random order; each position still has the type's probability (mean over seeds)."""
+    types = [[0.6, 1.0, 0.3], [1.0, 1.0, 0.45], [1.5, 1.0, 0.25]]
+    p = EconomyParams(firm_types=types, worker_types=[[1.0, 1.0, 1.0]])
+    first = []
+    for seed in range(400):
+        z, _ = sample_firm_types(p, 101, torch.Generator().manual_seed(seed), stratified=True)
+        for value, _, prob in types:
+            assert abs(int((z == value).sum()) - 101 * prob) < 1.0
+        first.append(float(z[0]))
+        assert not torch.equal(z, z.sort().values) or seed > 0  # not sorted by type
+    share = sum(f == 1.0 for f in first) / len(first)
+    assert abs(share - 0.45) < 4 * math.sqrt(0.45 * 0.55 / len(first))
+    firms = sample_initial_firms(p, 1000, torch.Generator().manual_seed(1))
+    assert abs(int((firms.z == 1.5).sum()) - 250) <= 1
+
+
 def test_same_generator_seed_same_draws():
     p = EconomyParams()
     a = sample_initial_firms(p, 50, torch.Generator().manual_seed(7))

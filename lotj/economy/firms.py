@@ -136,10 +136,25 @@ def truncated_normal_draws(
 
 
 def _discrete_draws(
-    rows: list[list[float]], count: int, generator: torch.Generator | None, dtype: torch.dtype, device
+    rows: list[list[float]],
+    count: int,
+    generator: torch.Generator | None,
+    dtype: torch.dtype,
+    device,
+    stratified: bool = False,
 ) -> tuple[Tensor, Tensor]:
+    """``count`` draws of the types ``rows`` (``[value, value, probability]``). With ``stratified``, a
+    systematic sample in random order: each type appears ``count × probability`` times to within one
+    (every draw still has the type's probability), so the sample's type mix carries no sampling noise."""
     table = torch.tensor(rows, dtype=torch.float64)
-    idx = torch.multinomial(table[:, 2], count, replacement=True, generator=generator)
+    if stratified and count > 0:
+        cdf = torch.cumsum(table[:, 2] / table[:, 2].sum(), 0)
+        u = torch.rand(1, generator=generator, dtype=torch.float64)
+        positions = (torch.arange(count, dtype=torch.float64) + u) / count
+        idx = torch.searchsorted(cdf, positions).clamp(max=len(rows) - 1)
+        idx = idx[torch.randperm(count, generator=generator)]
+    else:
+        idx = torch.multinomial(table[:, 2], count, replacement=True, generator=generator)
     return table[idx, 0].to(dtype=dtype, device=device), table[idx, 1].to(dtype=dtype, device=device)
 
 
@@ -164,11 +179,13 @@ def sample_firm_types(
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    stratified: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Draw ``count`` firms ``(z, q)`` from G_f (MODEL.md section 1), or from ``p.firm_types``.
+    """Draw ``count`` firms ``(z, q)`` from G_f (MODEL.md section 1), or from ``p.firm_types`` (with
+    ``stratified``, in the types' exact proportions to within one firm: :func:`_discrete_draws`).
     Returns ``(z, q)``, each ``[count]``."""
     if p.firm_types is not None:
-        return _discrete_draws(p.firm_types, count, generator, dtype, device)
+        return _discrete_draws(p.firm_types, count, generator, dtype, device, stratified)
     x = truncated_normal_draws([p.mu_z, p.mu_q], p.sigma_f, count, generator, dtype, device)
     return torch.exp(x[:, 0]), torch.exp(x[:, 1])
 
@@ -183,8 +200,10 @@ def sample_initial_firms(
 ) -> FirmBatch:
     """The documented initial economy: firms from G_f with Poisson(``mean_size``) workers from G_w
     (capped at ``n_max``); ``mean_size`` defaults to ``n_w``. It is a starting distribution that the
-    simulator moves to the stationary χ."""
-    z, q = sample_firm_types(p, count, generator, dtype, device)
+    simulator moves to the stationary χ. Discrete firm types come in their exact proportions (to within
+    one firm): firms die at δ_f, slowly at calibrated rates, so the initial type mix is the economy's for
+    a long time, and a random mix would shift every statistic by its sampling error for the whole run."""
+    z, q = sample_firm_types(p, count, generator, dtype, device, stratified=True)
     lam = float(p.n_w if mean_size is None else mean_size)
     n = torch.poisson(torch.full((count,), lam, dtype=torch.float64), generator=generator).long()
     n = n.clamp(max=p.n_max)
