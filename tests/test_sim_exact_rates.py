@@ -28,24 +28,13 @@ import torch
 from lotj.config import load_config
 from lotj.exact import solve_equilibrium
 from lotj.exact.linalg import expm
-from lotj.exact.stationary import firm_rates
+from lotj.exact.stationary import firm_generator
 from lotj.sim.simulator import Simulator
 
 
 def generator(space, p, pol, chi, u) -> np.ndarray:
     """One firm's generator at ``(χ, u)``: hires and poaches, losses, death into a newborn firm."""
-    r = firm_rates(space, p, pol, chi, u)
-    n = space.n_states
-    q = np.zeros((n, n))
-    for j in range(space.n_worker_types):
-        room = space.plus[:, j] >= 0
-        np.add.at(q, (np.nonzero(room)[0], space.plus[room, j]), r.hire[room, j])
-        has = space.minus[:, j] >= 0
-        np.add.at(q, (np.nonzero(has)[0], space.minus[has, j]), space.counts[has, j] * r.leave[has, j])
-    for f in range(space.n_firm_types):
-        q[:, space.empty_state(f)] += p.delta_f * space.p_f[f]
-    q[np.diag_indices(n)] -= q.sum(1)
-    return q
+    return firm_generator(space, p, pol, chi, u)
 
 
 @pytest.fixture(scope="module")

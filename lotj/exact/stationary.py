@@ -123,11 +123,11 @@ def _jacobian(space: StateSpace, p: EconomyParams, pol: Policies, x: np.ndarray)
     return jac
 
 
-def picard_step(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distribution) -> Distribution:
-    """One fixed-point step: freeze the rates at ``dist``, take the stationary law of that linear chain
-    for χ, then balance the unmatched flows given the new χ. A starting point for Newton."""
+def firm_generator(space: StateSpace, p: EconomyParams, pol: Policies, chi: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """One firm's generator ``Q [N, N]`` with the rates frozen at ``(χ, u)``: hires and poaches of each
+    worker type, the loss of one, and death into a newborn firm of a type drawn from G_f."""
     n_states = space.n_states
-    r = firm_rates(space, p, pol, dist.chi, dist.u)
+    r = firm_rates(space, p, pol, chi, u)
     q = np.zeros((n_states, n_states))
     for j in range(space.n_worker_types):
         room = space.plus[:, j] >= 0
@@ -137,6 +137,14 @@ def picard_step(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distri
     for f in range(space.n_firm_types):
         q[:, space.empty_state(f)] += p.delta_f * space.p_f[f]
     q[np.diag_indices(n_states)] -= q.sum(1)
+    return q
+
+
+def picard_step(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distribution) -> Distribution:
+    """One fixed-point step: freeze the rates at ``dist``, take the stationary law of that linear chain
+    for χ, then balance the unmatched flows given the new χ. A starting point for Newton."""
+    n_states = space.n_states
+    q = firm_generator(space, p, pol, dist.chi, dist.u)
     system = q.T.copy()
     system[0] = 1.0
     rhs = np.zeros(n_states)
