@@ -84,6 +84,7 @@ class WNetConfig:
     head_depth: int = 2  #: hidden layers of the head
     activation: str = "silu"  #: silu | tanh | gelu | softplus
     kinks: int = 8  #: soft kinks of the wage-monotone output m(w/h)
+    surplus_input: bool = False  #: take the frozen V's surplus Δ(S, x_i) as input and scale (docs/wages.md)
 
 
 @dataclass

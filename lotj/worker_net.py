@@ -30,6 +30,22 @@ The last layer of the head starts at zero with biases ``f = 0``, ``g_k = 0`` (ki
 training starts from ``W = U + (w − b h)/r̄``, the exact value of a worker whose wage is never reset and
 whose ``h`` stays put (MODEL.md section 5 with λ = ψ^E = γ^E = 0 and no coworkers).
 
+With ``surplus_input`` (``wnet.surplus_input``) the network is given the frozen V's surplus
+``Δ(S', x_i) = V(S') − V(S'⊖x_i) − U(x_i)`` at every state ``S'`` where W is evaluated (the own state, every
+``S⊖x_j``, every ``S⊕x_m``, ``H(S)``), so that it need not re-learn V's surplus; with V's pool (a sum of
+per-worker terms, :meth:`lotj.nets.ValueNet.worker_terms`) ``V(S⊖x_j⊖x_i)`` and ``V(S⊕x_m⊖x_i)`` are one head
+evaluation of V each. Δ enters the head (as ``Δ/(h μ_i/r̄)`` and ``asinh(Δ/U)``) and sets the scales: with
+``S = τ softplus(Δ/τ) ≈ Δ⁺`` (``τ`` a tenth of ``h μ_i/r̄``),
+
+    x = (w_i − b h_i)/(r̄ S),     y = S m(x),
+    W_i = U + y + (c_lo − 1) min{y, 0} + (c_hi − 1) max{y − Δ⁺, 0},
+
+so the wage is measured in units of ``r̄ S`` (``x = 1`` is the wage that keeps ``W = U + S`` until the match
+ends), the value above ``U`` in units of the surplus, and the last map puts exact kinks of slopes
+``c_lo, c_hi > 0`` (head outputs) at ``W = U`` and ``W = U + Δ``, the edges of the bargaining set, where
+renegotiation and the meeting cut start to act. W stays strictly increasing in ``w`` and starts from the
+same ``U + (w − b h)/r̄``.
+
 ``WorkerValueNet`` implements :class:`lotj.economy.worker_value.WorkerValueFunction`; only real
 workers (and real worker pairs) are evaluated. :meth:`WorkerValueNet.worker_fn` is the same function
 of one worker and an explicit coworker set, for the naive reference
@@ -66,6 +82,7 @@ class WorkerValueNet(nn.Module):
         head_depth: int = 2,
         activation: str = "silu",
         kinks: int = 4,
+        surplus_input: bool = False,
     ):
         super().__init__()
         if kinks < 1:
@@ -77,17 +94,23 @@ class WorkerValueNet(nn.Module):
         self.n_max = int(p.n_max)
         self.kinks = int(kinks)
         self.embed_dim = int(embed_dim)
+        self.surplus_input = bool(surplus_input)
+        # the frozen V that gives the surplus inputs (attach_value), kept in a list: not a submodule, so it is
+        # neither trained nor saved with W
+        self._frozen_v: list[nn.Module] = []
         self.register_buffer("worker_loc", torch.tensor([p.mu_h, p.mu_a], dtype=torch.float64))
         self.register_buffer("worker_scale", torch.tensor([_sd(p.sd_log_h), _sd(p.sd_log_a)], dtype=torch.float64))
         self.register_buffer("firm_loc", torch.tensor([p.mu_z, p.mu_q], dtype=torch.float64))
         self.register_buffer("firm_scale", torch.tensor([_sd(p.sd_log_z), _sd(p.sd_log_q)], dtype=torch.float64))
         self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
-        self.head = mlp(2 + 2 + 1 + 1 + 1 + embed_dim, head_width, head_depth, 2 * kinks + 3, activation)
+        n_surplus = 2 if self.surplus_input else 0  # surplus inputs; and two edge slopes in the output
+        n_out = 2 * kinks + 3 + n_surplus
+        self.head = mlp(2 + 2 + 1 + 1 + 1 + embed_dim + n_surplus, head_width, head_depth, n_out, activation)
         last = self.head[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
         with torch.no_grad():
-            bias = torch.zeros(2 * kinks + 3)
+            bias = torch.zeros(n_out)  # edge slopes (surplus_input): exp(0) = 1, no kink
             bias[1] = 0.0  # t_1
             bias[2 : kinks + 1] = math.log(math.expm1(1.0))  # gaps of 1 after softplus
             # g_0..g_K = 0: unit slopes (no kink)
@@ -109,8 +132,13 @@ class WorkerValueNet(nn.Module):
         """φ(x) for workers of any shape ``[...]``: ``[..., E]``."""
         return self.phi(self.worker_features(h, a))
 
-    def output(self, raw: Tensor, h: Tensor, w: Tensor, scale: Tensor) -> Tensor:
-        """``W = U(h) + (h σ/r̄) m((w/h − b)/σ)`` from the head's raw output ``[..., 2K+3]`` (module docstring)."""
+    def output(self, raw: Tensor, h: Tensor, w: Tensor, scale: Tensor, surplus: Tensor | None = None) -> Tensor:
+        """``W = U(h) + (h σ/r̄) m((w/h − b)/σ)`` from the head's raw output ``[..., 2K+3]`` (module docstring).
+
+        With the surplus ``Δ`` (``surplus_input``) the value above ``U``, ``y = (h σ/r̄) m``, passes through the
+        map ``y ↦ y + (c_lo − 1) min{y, 0} + (c_hi − 1) max{y − Δ⁺, 0}`` (slopes ``c_lo, c_hi > 0`` from the
+        last two raw outputs): increasing, with exact kinks at ``W = U`` and ``W = U + Δ``, the edges of the
+        bargaining set, where renegotiation (and the meeting cut) start to act on W."""
         k = self.kinks
         f = raw[..., 0]
         t = raw[..., 1:2] + torch.cat(
@@ -121,14 +149,27 @@ class WorkerValueNet(nn.Module):
         x = (w.to(self.dtype) / h - self.b) / scale
         ramps = tau.unsqueeze(-1) * nn.functional.softplus((x.unsqueeze(-1) - t) / tau.unsqueeze(-1))
         m = f + slopes[..., 0] * x + ((slopes[..., 1:] - slopes[..., :-1]) * ramps).sum(-1)
-        return self.u_coef * h + (h * scale / self.r) * m
+        y = (h * scale / self.r) * m
+        if surplus is not None:
+            edge = torch.exp(raw[..., 2 * k + 3 : 2 * k + 5].clamp(-20.0, 20.0)) - 1.0
+            y = y + edge[..., 0] * y.clamp_max(0.0) + edge[..., 1] * (y - surplus.clamp_min(0.0)).clamp_min(0.0)
+        return self.u_coef * h + y
 
     def curve(
-        self, h: Tensor, a: Tensor, z: Tensor, q: Tensor, co_sum: Tensor, n_co: Tensor, sum_h_eta: Tensor
+        self,
+        h: Tensor,
+        a: Tensor,
+        z: Tensor,
+        q: Tensor,
+        co_sum: Tensor,
+        n_co: Tensor,
+        sum_h_eta: Tensor,
+        surplus: Tensor | None = None,
     ) -> Callable[[Tensor], Tensor]:
         """W as a function of the wage, ``w ↦ W``, of workers ``(h, a)`` at firms ``(z, q)`` whose other workers
         have embedding sum ``co_sum`` ``[..., E]``, count ``n_co`` and ``Σ_all h^η = sum_h_eta`` (the worker
-        included). The head runs once; each evaluation of the curve is the closed-form output map."""
+        included); ``surplus``: the frozen V's ``Δ(S, x_i)`` at that state (needed with ``surplus_input``,
+        ignored otherwise). The head runs once; each evaluation of the curve is the closed-form output map."""
         h = h.to(self.dtype)
         zq = (torch.stack([torch.log(z.to(self.dtype)), torch.log(q.to(self.dtype))], -1) - self.firm_loc) / (
             self.firm_scale
@@ -138,26 +179,128 @@ class WorkerValueNet(nn.Module):
         rest = (sum_h_eta - h.pow(self.eta)).clamp_min(0.0)
         mp = (sum_h_eta.pow(1.0 / self.eta) - rest.pow(1.0 / self.eta)) / h
         mean_co = co_sum / n_co.clamp_min(1.0).unsqueeze(-1)
-        feats = torch.cat(
-            [
-                self.worker_features(h, a),
-                zq,
-                (n_co / self.n_max).unsqueeze(-1),
-                rel.unsqueeze(-1),
-                (z.to(self.dtype) * mp).unsqueeze(-1),
-                mean_co,
-            ],
-            -1,
-        )
+        parts = [
+            self.worker_features(h, a),
+            zq,
+            (n_co / self.n_max).unsqueeze(-1),
+            rel.unsqueeze(-1),
+            (z.to(self.dtype) * mp).unsqueeze(-1),
+            mean_co,
+        ]
         scale = z.to(self.dtype) * mp + 1e-3 * self.b
-        raw = self.head(feats)
-        return lambda w: self.output(raw, h, w, scale)
+        d = None
+        if self.surplus_input:
+            if surplus is None:
+                raise ValueError("WorkerValueNet(surplus_input=True) needs the surplus Δ(S, x_i) of every state")
+            d = surplus.to(self.dtype)
+            flow_value = h * scale / self.r  # the value of the flow marginal product until the match ends
+            parts += [(d / flow_value).unsqueeze(-1), torch.asinh(d / (self.u_coef * h)).unsqueeze(-1)]
+            scale = self.r * self.surplus_scale(d, flow_value) / h  # so that W = U + S m((w − b h)/(r̄ S))
+        raw = self.head(torch.cat(parts, -1))
+        return lambda w: self.output(raw, h, w, scale, d)
+
+    @staticmethod
+    def surplus_scale(delta: Tensor, flow_value: Tensor) -> Tensor:
+        """The value scale ``S = τ softplus(Δ/τ)`` of the surplus parameterisation, ``τ = 0.1 · flow_value``:
+        ``S ≈ Δ`` for a clearly positive surplus, smooth and positive for every Δ."""
+        tau = 0.1 * flow_value
+        return tau * nn.functional.softplus(delta / tau)
 
     def evaluate(
-        self, h: Tensor, a: Tensor, w: Tensor, z: Tensor, q: Tensor, co_sum: Tensor, n_co: Tensor, sum_h_eta: Tensor
+        self,
+        h: Tensor,
+        a: Tensor,
+        w: Tensor,
+        z: Tensor,
+        q: Tensor,
+        co_sum: Tensor,
+        n_co: Tensor,
+        sum_h_eta: Tensor,
+        surplus: Tensor | None = None,
     ) -> Tensor:
         """W of workers ``(h, a, w)``; the other arguments as :meth:`curve`. Leading shapes agree."""
-        return self.curve(h, a, z, q, co_sum, n_co, sum_h_eta)(w)
+        return self.curve(h, a, z, q, co_sum, n_co, sum_h_eta, surplus)(w)
+
+    # ------------------------------------------------------- the frozen V's surplus (surplus_input)
+    def attach_value(self, vf: nn.Module) -> WorkerValueNet:
+        """Give the network the frozen V whose surplus ``Δ(S, x_i) = V(S) − V(S⊖x_i) − U(x_i)`` it takes as an
+        input (``surplus_input``). ``vf`` needs the pool interface of :class:`lotj.nets.ValueNet`
+        (``worker_terms``, ``firm_terms``, ``value_from_pool``). V is neither trained nor saved with W."""
+        for name in ("worker_terms", "firm_terms", "value_from_pool"):
+            if not callable(getattr(vf, name, None)):
+                raise TypeError(f"the surplus input needs a V with the pool interface of ValueNet (no {name!r})")
+        self._frozen_v[:] = [vf]
+        return self
+
+    @property
+    def value_function(self) -> nn.Module:
+        if not self._frozen_v:
+            raise RuntimeError("WorkerValueNet(surplus_input=True): attach the frozen V first (attach_value)")
+        return self._frozen_v[0]
+
+    def _v_pool(self, s: FirmBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """V's firm terms ``[B, 5]``, worker terms ``[B, n_max, P]`` (0 on padding), pool ``[B, P]``, n ``[B]``."""
+        vf = self.value_function
+        mask = s.mask
+        h = torch.where(mask, s.h, torch.ones_like(s.h))
+        a = torch.where(mask, s.a, torch.ones_like(s.a))
+        t_real = vf.worker_terms(h[mask], a[mask])
+        t = torch.zeros(*mask.shape, t_real.shape[-1], dtype=t_real.dtype, device=t_real.device)
+        t = t.index_put((mask,), t_real)
+        return vf.firm_terms(s.z, s.q), t, t.sum(-2), mask.sum(-1).to(t.dtype)
+
+    def own_surplus(self, s: FirmBatch, b: Tensor, i: Tensor) -> Tensor:
+        """``Δ(S, x_i)`` of the workers ``(b, i)`` (firm rows, slots) from the frozen V, ``[R]``: ``V(S)`` and
+        ``V(S⊖x_i)`` are one head evaluation each on V's pool (no gradient)."""
+        vf = self.value_function
+        with torch.no_grad():
+            firm, t, pool, n = self._v_pool(s)
+            v = vf.value_from_pool(firm, pool, n)
+            v_minus = vf.value_from_pool(firm[b], pool[b] - t[b, i], n[b] - 1.0)
+            return (v[b] - v_minus - self.u_coef * s.h[b, i]).to(self.dtype)
+
+    def removal_surplus(self, s: FirmBatch, b: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        """``Δ(S⊖x_j, x_i) = V(S⊖x_j) − V(S⊖x_j⊖x_i) − U(x_i)`` of the pairs ``(b, i, j)``, ``[R]``: the double
+        removals are the pool minus both workers' terms, one V head evaluation per pair (no gradient)."""
+        vf = self.value_function
+        with torch.no_grad():
+            firm, t, pool, n = self._v_pool(s)
+            v_j = vf.value_from_pool(firm[b], pool[b] - t[b, j], n[b] - 1.0)
+            v_ji = vf.value_from_pool(firm[b], pool[b] - t[b, j] - t[b, i], n[b] - 2.0)
+            return (v_j - v_ji - self.u_coef * s.h[b, i]).to(self.dtype)
+
+    def addition_surplus(self, s: FirmBatch, b: Tensor, i: Tensor, h_new: Tensor, a_new: Tensor) -> Tensor:
+        """``Δ(S⊕x_m, x_i) = V(S⊕x_m) − V(S⊕x_m⊖x_i) − U(x_i)`` of the workers ``(b, i)`` and every new
+        worker ``m`` (``h_new, a_new``: ``[M]`` shared or ``[B, M]``), ``[R, M]`` (no gradient)."""
+        vf = self.value_function
+        with torch.no_grad():
+            firm, t, pool, n = self._v_pool(s)
+            t_new = vf.worker_terms(h_new, a_new)  # [M, P] or [B, M, P]
+            if t_new.dim() == 2:
+                t_new = t_new.unsqueeze(0).expand(s.batch_size, -1, -1)
+            m = t_new.shape[1]
+            plus = pool.unsqueeze(1) + t_new  # [B, M, P]
+            v_plus = vf.value_from_pool(
+                firm.unsqueeze(1).expand(-1, m, -1), plus, (n + 1.0).unsqueeze(-1).expand(-1, m)
+            )
+            v_plus_minus = vf.value_from_pool(
+                firm[b].unsqueeze(1).expand(-1, m, -1), plus[b] - t[b, i].unsqueeze(1), n[b].unsqueeze(-1).expand(-1, m)
+            )
+            return (v_plus[b] - v_plus_minus - self.u_coef * s.h[b, i].unsqueeze(-1)).to(self.dtype)
+
+    def explicit_surplus(
+        self, h: Tensor, a: Tensor, z: Tensor, q: Tensor, h_co: Tensor, a_co: Tensor, mask_co: Tensor
+    ) -> Tensor:
+        """``Δ`` of worker ``(h, a)`` (``[N]``) at a firm ``(z, q)`` whose other workers are the explicit set
+        ``h_co, a_co, mask_co`` (``[N, m]``): ``V(co ∪ {x}) − V(co) − U(x)`` (the plain form, :meth:`worker_fn`)."""
+        vf = self.value_function
+        with torch.no_grad():
+            hc = torch.where(mask_co, h_co, torch.ones_like(h_co))
+            ac = torch.where(mask_co, a_co, torch.ones_like(a_co))
+            t = torch.where(mask_co.unsqueeze(-1), vf.worker_terms(hc, ac), 0.0).sum(-2)
+            firm, n = vf.firm_terms(z, q), mask_co.sum(-1).to(t.dtype)
+            v = vf.value_from_pool(firm, t + vf.worker_terms(h, a), n + 1.0)
+            return (v - vf.value_from_pool(firm, t, n) - self.u_coef * h).to(self.dtype)
 
     def _encode(self, s: FirmBatch) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         """φ ``[B, n_max, E]`` (0 on padding), pool ``[B, E]``, n ``[B]``, h^η ``[B, n_max]`` (0 on padding), Σh^η."""
@@ -174,7 +317,10 @@ class WorkerValueNet(nn.Module):
         """``W_i(S)``, ``[B, n_max]`` (0 on padding)."""
         phi, pool, n, _, sum_he = self._encode(s)
         b, i = s.mask.nonzero(as_tuple=True)
-        vals = self.evaluate(s.h[b, i], s.a[b, i], w[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b])
+        d = self.own_surplus(s, b, i) if self.surplus_input else None
+        vals = self.evaluate(
+            s.h[b, i], s.a[b, i], w[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b], d
+        )
         return torch.zeros(s.mask.shape, dtype=vals.dtype, device=vals.device).index_put((b, i), vals)
 
     def removal_values(self, s: FirmBatch, w: Tensor) -> Tensor:
@@ -192,6 +338,7 @@ class WorkerValueNet(nn.Module):
             pool[b] - phi[b, i] - phi[b, j],
             n[b] - 2.0,
             sum_he[b] - h_eta[b, j],
+            self.removal_surplus(s, b, i, j) if self.surplus_input else None,
         )
         return torch.zeros(pair.shape, dtype=vals.dtype, device=vals.device).index_put((b, i, j), vals)
 
@@ -220,6 +367,7 @@ class WorkerValueNet(nn.Module):
             (pool[b] - phi[b, i]).unsqueeze(1) + phi_new[b],
             rep(n[b]),
             sum_he[b].unsqueeze(1) + he_new[b],
+            self.addition_surplus(s, b, i, h_new, a_new) if self.surplus_input else None,
         )
         out = torch.zeros(*s.mask.shape, m, dtype=vals.dtype, device=vals.device)
         return out.index_put((b, i), vals)
@@ -229,7 +377,8 @@ class WorkerValueNet(nn.Module):
         fixed: one pass of φ and of the head, then only the output map per evaluation (wage inversion)."""
         phi, pool, n, _, sum_he = self._encode(s)
         b, i = active.nonzero(as_tuple=True)
-        return self.curve(s.h[b, i], s.a[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b])
+        d = self.own_surplus(s, b, i) if self.surplus_input else None
+        return self.curve(s.h[b, i], s.a[b, i], s.z[b], s.q[b], pool[b] - phi[b, i], n[b] - 1.0, sum_he[b], d)
 
     def forward(self, s: FirmBatch, w: Tensor) -> Tensor:
         return self.values(s, w)
@@ -244,5 +393,6 @@ class WorkerValueNet(nn.Module):
         ac = torch.where(mask_co, a_co, torch.ones_like(a_co)).to(self.dtype)
         phi = torch.where(mask_co.unsqueeze(-1), self.encode_workers(hc, ac), 0.0)
         he = torch.where(mask_co, hc.pow(self.eta), torch.zeros_like(hc)).sum(-1)
+        d = self.explicit_surplus(h, a, z, q, h_co, a_co, mask_co) if self.surplus_input else None
         h = h.to(self.dtype)
-        return self.evaluate(h, a, w, z, q, phi.sum(-2), mask_co.sum(-1).to(self.dtype), he + h.pow(self.eta))
+        return self.evaluate(h, a, w, z, q, phi.sum(-2), mask_co.sum(-1).to(self.dtype), he + h.pow(self.eta), d)

@@ -103,7 +103,8 @@ def test_training_lowers_the_heldout_residual(economy):
 @pytest.mark.skipif(
     "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"
 )
-def test_w_stage_summary(tmp_path, economy):
+@pytest.mark.parametrize("surplus_input", [False, True])
+def test_w_stage_summary(tmp_path, economy, surplus_input):
     from lotj.sim.panel import read_panel
     from lotj.train.wstage import run_w_stage
 
@@ -121,6 +122,7 @@ def test_w_stage_summary(tmp_path, economy):
             "wsolver.refresh_years=0.2",
             "wsolver.burn_in_years=0.5",
             "wnet.head_width=16",
+            f"wnet.surplus_input={str(surplus_input).lower()}",
             "logging.progress_bar=false",
         ]
     )

@@ -111,6 +111,8 @@ class WModule(L.LightningModule):
             for prm in vf.parameters():
                 prm.requires_grad_(False)
         self.vf = vf
+        if getattr(net, "surplus_input", False):
+            net.attach_value(vf)  # W takes the frozen V's surplus as an input (docs/wages.md)
         self.lr, self.lr_decay, self.weight_decay = lr, lr_decay, weight_decay
         self._val_sums = torch.zeros(3, dtype=torch.float64)
 

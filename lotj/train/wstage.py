@@ -45,10 +45,19 @@ from lotj.worker_net import WorkerValueNet
 
 
 def build_worker_net(cfg: Config) -> WorkerValueNet:
-    """The W network of the config's ``wnet`` group, in the run's precision."""
+    """The W network of the config's ``wnet`` group, in the run's precision. With ``wnet.surplus_input`` it
+    needs the frozen V (``WorkerValueNet.attach_value``; :class:`lotj.train.wmodule.WModule` attaches its V)."""
     n = cfg.wnet
     net = WorkerValueNet(
-        cfg.economy, n.embed_dim, n.phi_width, n.phi_depth, n.head_width, n.head_depth, n.activation, n.kinks
+        cfg.economy,
+        n.embed_dim,
+        n.phi_width,
+        n.phi_depth,
+        n.head_width,
+        n.head_depth,
+        n.activation,
+        n.kinks,
+        surplus_input=n.surplus_input,
     )
     return net.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32)
 
@@ -164,6 +173,8 @@ def run_w_stage(
     if isinstance(v_function, torch.nn.Module):
         v_function.eval()
     net = build_worker_net(cfg)
+    if net.surplus_input:
+        net.attach_value(v_function)
     tracker = track_wages(simulator, net, v_function)
     dm = WDataModule(p, v_function, simulator.snapshot(), ws, rates=simulated_rates(simulator), seed=cfg.seed)
     module = WModule.from_config(p, net, v_function, ws)
