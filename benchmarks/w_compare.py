@@ -7,7 +7,8 @@ both after every epoch on the same held-out states: firms disjoint from the trai
 drawn over the whole bargaining set (``wsolver.wage_range=surplus``: from the entry wage of a worker
 hired at ``W = U`` up to the wage of ``W = U + Δ``). Printed per epoch: wall time, the held-out
 scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)`` and the per-worker one
-``sqrt(mean(R₁R₂ / (ρ max{W, U})²))``; at the end, the best and final values of each.
+``sqrt(mean(R₁R₂ / (ρ max{W, U})²))``; after each training, the held-out residual by the workers' position
+``(W − U)/Δ`` in their bargaining set; at the end, the best and final values of each.
 
 V: as in ``w_stage_time_to_accuracy.py`` (``v=PATH`` or the initial guess V₀).
 
@@ -16,6 +17,7 @@ Usage: ``python benchmarks/w_compare.py [threads=1] [v=PATH] a="k=v ..." b="k=v 
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 
@@ -24,10 +26,11 @@ import torch
 from _options import options_and_config
 
 from lotj.config import load_config
+from lotj.economy.wages import worker_residual_scale
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule
-from lotj.train.wmodule import WModule
+from lotj.train.wmodule import WModule, residual_of_batch, terms_of_batch
 from lotj.train.wstage import build_worker_net
 
 
@@ -45,6 +48,31 @@ class _Clock(L.Callback):
             f"  per-worker {self.rows[-1][3]:.3e}",
             flush=True,
         )
+
+
+def _breakdown(name: str, module: WModule, vf: ValueNet, p, common: WDataModule) -> None:
+    """The held-out residual by the worker's position ``(W − U)/Δ`` in its bargaining set: each bin's share of
+    the workers, its share of the summed ``R₁R₂`` (the headline), and its per-worker RMS."""
+    cols = []
+    with torch.no_grad():
+        for batch in common.val_dataloader():
+            s, term_sets = terms_of_batch(vf, p, batch)
+            r1, r2, W, m = residual_of_batch(module.net, vf, p, batch)
+            u, d = term_sets[0].u, term_sets[0].delta
+            sq = r1 * (r1 if r2 is None else r2)
+            rel = sq / worker_residual_scale(p, s.h, W).pow(2)
+            cols.append(torch.stack([sq[m], rel[m], ((W - u) / d.clamp_min(1e-12))[m], d[m]], -1))
+    sq, rel, pos, d = torch.cat(cols).T
+    edges = [-math.inf, -0.5, -0.05, 0.05, 0.5, 0.95, 1.05, 1.5, math.inf]
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        k = (pos >= lo) & (pos < hi) & (d > 0)
+        if k.any():
+            print(
+                f"[{name}] (W-U)/Δ in [{lo:5}, {hi:5}): workers {float(k.double().mean()):.3f}  "
+                f"share of R1R2 {float(sq[k].sum() / sq.sum()):.3f}  per-worker {float(rel[k].mean().abs().sqrt()):.3f}"
+            )
+    if (d <= 0).any():
+        print(f"[{name}] Δ <= 0: workers {float((d <= 0).double().mean()):.3f}")
 
 
 def main(argv: list[str]) -> None:
@@ -92,6 +120,7 @@ def main(argv: list[str]) -> None:
         )
         trainer.fit(module, train_dataloaders=dm.train_dataloader(), val_dataloaders=common.val_dataloader())
         results[name] = clock.rows
+        _breakdown(name, module, vf, p, common)
     for name, rows in results.items():
         best = min(rows, key=lambda r: r[2])
         best_w = min(rows, key=lambda r: r[3])

@@ -6,7 +6,8 @@ weights), W a :class:`lotj.worker_net.WorkerValueNet` with the ``wnet`` sizes of
 median over repetitions of:
 
 - ``v_terms``: the V side of the residual (surpluses, hire indicators, poachers' Δ_p; no gradient);
-- ``forward``: the W side of the residual (W at S, H(S), every S⊖x_j and S⊕x_m; P, Q);
+- ``forward``: the W side of the residual (W at S, H(S), every S⊖x_j and S⊕x_m; P, Q; with
+  ``wnet.surplus_input=true`` also the frozen V's surplus at each of those states);
 - ``forward+backward``: the W side and the gradient of the squared residual.
 
 Usage: ``python benchmarks/w_residual_throughput.py [threads=2] [reps=20] [conf=smoke] [key=value ...]``.
@@ -59,8 +60,18 @@ def main(argv: list[str]) -> None:
     vf.requires_grad_(False)
     wn = cfg.wnet
     net = WorkerValueNet(
-        p, wn.embed_dim, wn.phi_width, wn.phi_depth, wn.head_width, wn.head_depth, wn.activation, wn.kinks
+        p,
+        wn.embed_dim,
+        wn.phi_width,
+        wn.phi_depth,
+        wn.head_width,
+        wn.head_depth,
+        wn.activation,
+        wn.kinks,
+        surplus_input=wn.surplus_input,
     )
+    if net.surplus_input:
+        net.attach_value(vf)
     dm = WDataModule(p, vf, snap, cfg.wsolver, seed=cfg.seed)
     batch = next(iter(dm.train_dataloader()))
     s, poachers = batch_firms(batch), batch_firms(batch, "p_")
