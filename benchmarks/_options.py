@@ -1,10 +1,13 @@
-"""Command-line handling shared by the W benchmarks: ``key=value`` benchmark options beside config overrides."""
+"""Shared by the W benchmarks: ``key=value`` benchmark options beside config overrides, and the frozen V."""
 
 from __future__ import annotations
 
 import torch
 
 from lotj.config import Config, load_config
+from lotj.nets import ValueNet, franchise_guess
+from lotj.sim.distributions import EconomySnapshot
+from lotj.train.vmodule import build_net
 
 
 def options_and_config(argv: list[str], defaults: dict[str, str]) -> tuple[dict[str, str], Config]:
@@ -23,3 +26,12 @@ def options_and_config(argv: list[str], defaults: dict[str, str]) -> tuple[dict[
     torch.set_num_threads(int(opts["threads"]))
     torch.set_default_dtype(torch.float64)
     return opts, load_config(rest)
+
+
+def frozen_value(cfg: Config, snapshot: EconomySnapshot, path: str = "") -> ValueNet:
+    """The V the W stage holds fixed: the config's network with the separable guess of ``snapshot``,
+    loaded from the state dict at ``path`` when given (otherwise the untrained guess), without gradients."""
+    vf = build_net(cfg, franchise_guess(snapshot.firms, cfg.economy.eta))
+    if path:
+        vf.load_state_dict(torch.load(path, map_location="cpu"))
+    return vf.requires_grad_(False)

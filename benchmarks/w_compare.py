@@ -23,11 +23,11 @@ import time
 
 import lightning as L
 import torch
-from _options import options_and_config
+from _options import frozen_value, options_and_config
 
 from lotj.config import load_config
 from lotj.economy.wages import worker_residual_scale
-from lotj.nets import ValueNet, franchise_guess
+from lotj.nets import ValueNet
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule, residual_of_batch, terms_of_batch
@@ -82,20 +82,7 @@ def main(argv: list[str]) -> None:
         rest.append("conf=smoke")
     p = cfg.economy
     snap = initial_snapshot(p, cfg.sim.n_firms, torch.Generator().manual_seed(cfg.seed))
-    n = cfg.net
-    vf = ValueNet(
-        p,
-        n.embed_dim,
-        n.phi_width,
-        n.phi_depth,
-        n.rho_width,
-        n.rho_depth,
-        n.activation,
-        franchise=franchise_guess(snap.firms, p.eta),
-    )
-    if opts["v"]:
-        vf.load_state_dict(torch.load(opts["v"], map_location="cpu"))
-    vf.requires_grad_(False)
+    vf = frozen_value(cfg, snap, opts["v"])
     common_cfg = load_config([*rest, "wsolver.wage_range=surplus"]).wsolver
     common = WDataModule(p, vf, snap, common_cfg, seed=cfg.seed)
     print(f"conf={cfg.conf} threads={torch.get_num_threads()} V={'file ' + opts['v'] if opts['v'] else 'V0'}")

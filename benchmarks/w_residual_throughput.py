@@ -20,12 +20,11 @@ import sys
 import time
 
 import torch
-from _options import options_and_config
+from _options import frozen_value, options_and_config
 
 from lotj.economy.hjb import MeetingDraws
 from lotj.economy.params import MeetingRates
 from lotj.economy.wages import w_residual_from_terms, wage_v_terms
-from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
 from lotj.worker_net import WorkerValueNet
@@ -46,18 +45,7 @@ def main(argv: list[str]) -> None:
     p = cfg.economy
     gen = torch.Generator().manual_seed(cfg.seed)
     snap = initial_snapshot(p, cfg.sim.n_firms, gen)
-    n = cfg.net
-    vf = ValueNet(
-        p,
-        n.embed_dim,
-        n.phi_width,
-        n.phi_depth,
-        n.rho_width,
-        n.rho_depth,
-        n.activation,
-        franchise=franchise_guess(snap.firms, p.eta),
-    )
-    vf.requires_grad_(False)
+    vf = frozen_value(cfg, snap)
     wn = cfg.wnet
     net = WorkerValueNet(
         p,

@@ -22,9 +22,8 @@ import time
 
 import lightning as L
 import torch
-from _options import options_and_config
+from _options import frozen_value, options_and_config
 
-from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
@@ -54,20 +53,7 @@ def main(argv: list[str]) -> None:
     p, ws = cfg.economy, cfg.wsolver
     torch.manual_seed(cfg.seed)
     snap = initial_snapshot(p, cfg.sim.n_firms, torch.Generator().manual_seed(cfg.seed))
-    n = cfg.net
-    vf = ValueNet(
-        p,
-        n.embed_dim,
-        n.phi_width,
-        n.phi_depth,
-        n.rho_width,
-        n.rho_depth,
-        n.activation,
-        franchise=franchise_guess(snap.firms, p.eta),
-    )
-    if opts["v"]:
-        vf.load_state_dict(torch.load(opts["v"], map_location="cpu"))
-    vf.requires_grad_(False)
+    vf = frozen_value(cfg, snap, opts["v"])
     dm = WDataModule(p, vf, snap, ws, seed=cfg.seed)
     module = WModule.from_config(p, build_worker_net(cfg), vf, ws)
     clock = _Clock()
