@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import torch
 
 from lotj.config import Config, load_config
@@ -35,3 +36,17 @@ def frozen_value(cfg: Config, snapshot: EconomySnapshot, path: str = "") -> Valu
     if path:
         vf.load_state_dict(torch.load(path, map_location="cpu"))
     return vf.requires_grad_(False)
+
+
+def w_trainer(ws, callbacks: list) -> L.Trainer:
+    """A quiet Lightning Trainer for a W stage of ``ws.max_epochs`` (no logger, checkpoints or bar)."""
+    return L.Trainer(
+        max_epochs=ws.max_epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
+        callbacks=callbacks,
+    )

@@ -23,7 +23,7 @@ import time
 
 import lightning as L
 import torch
-from _options import frozen_value, options_and_config
+from _options import frozen_value, options_and_config, w_trainer
 
 from lotj.config import load_config
 from lotj.economy.wages import worker_residual_scale
@@ -95,16 +95,7 @@ def main(argv: list[str]) -> None:
         dm = WDataModule(p, vf, snap, ws, seed=run_cfg.seed)
         module = WModule.from_config(p, build_worker_net(run_cfg), vf, ws)
         clock = _Clock(name)
-        trainer = L.Trainer(
-            max_epochs=ws.max_epochs,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
-            callbacks=[clock],
-        )
+        trainer = w_trainer(ws, [clock])
         trainer.fit(module, train_dataloaders=dm.train_dataloader(), val_dataloaders=common.val_dataloader())
         results[name] = clock.rows
         _breakdown(name, module, vf, p, common)

@@ -22,7 +22,7 @@ import time
 
 import lightning as L
 import torch
-from _options import frozen_value, options_and_config
+from _options import frozen_value, options_and_config, w_trainer
 
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule
@@ -57,16 +57,7 @@ def main(argv: list[str]) -> None:
     dm = WDataModule(p, vf, snap, ws, seed=cfg.seed)
     module = WModule.from_config(p, build_worker_net(cfg), vf, ws)
     clock = _Clock()
-    trainer = L.Trainer(
-        max_epochs=ws.max_epochs,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
-        callbacks=[clock],
-    )
+    trainer = w_trainer(ws, [clock])
     print(
         f"conf={cfg.conf} threads={torch.get_num_threads()} V={'file ' + opts['v'] if opts['v'] else 'V0'} "
         f"batch={ws.batch_size} steps/epoch={ws.steps_per_epoch} M_N={ws.m_n} M_E={ws.m_e} M_Pi={ws.m_pi} "
