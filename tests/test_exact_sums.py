@@ -87,7 +87,7 @@ def test_exact_sums_pool_firm_states_whatever_the_slot_order():
     f = snap.firms
     reversed_slots = FirmBatch(f.z, f.q, f.h.flip(-1), f.a.flip(-1), f.mask.flip(-1))
     both = EconomySnapshot(
-        FirmBatch(*(torch.cat([getattr(f, k), getattr(reversed_slots, k)]) for k in ("z", "q", "h", "a", "mask"))),
+        FirmBatch.cat([f, reversed_slots]),
         snap.unmatched_h,
         snap.unmatched_a,
     )

@@ -280,7 +280,7 @@ def test_market_window_pools_the_last_cross_sections(tmp_path):
     dm.refresh(new)
     employed = 2 * 60
     pooled_rates = EconomySnapshot(
-        FirmBatch(*(torch.cat([getattr(old.firms, k), getattr(new.firms, k)]) for k in ("z", "q", "h", "a", "mask"))),
+        FirmBatch.cat([old.firms, new.firms]),
         torch.cat([old.unmatched_h, new.unmatched_h]),
         torch.cat([old.unmatched_a, new.unmatched_a]),
     ).meeting_rates(p)

@@ -47,6 +47,11 @@ class FirmBatch:
         ones = torch.ones(shape, dtype=z.dtype, device=z.device)
         return cls(z, q, ones, ones.clone(), torch.zeros(shape, dtype=torch.bool, device=z.device))
 
+    @classmethod
+    def cat(cls, batches: list[FirmBatch]) -> FirmBatch:
+        """The firms of ``batches`` one after another (same ``n_max``, dtype and device)."""
+        return cls(*(torch.cat([getattr(b, k) for b in batches]) for k in ("z", "q", "h", "a", "mask")))
+
     def clone(self) -> FirmBatch:
         return FirmBatch(self.z.clone(), self.q.clone(), self.h.clone(), self.a.clone(), self.mask.clone())
 

@@ -126,7 +126,7 @@ def learning_states(
         batch = batch.index(batch.size() > 0)
         out.append(batch)
         have += batch.batch_size
-    s = FirmBatch(*(torch.cat([getattr(b, f) for b in out])[:count] for f in ("z", "q", "h", "a", "mask")))
+    s = FirmBatch.cat(out).index(torch.arange(count))
     steps = torch.randint(0, max_iterates + 1, (count,), generator=generator)
     h = s.h
     for k in range(1, max_iterates + 1):

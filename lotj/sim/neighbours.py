@@ -41,7 +41,7 @@ def neighbour_values(
     plus, added = s.index(add_row).add(h_new, a_new)
     if not bool(added.all()):
         raise ValueError("an addition neighbour was requested for a firm without a free slot")
-    batch = FirmBatch(*(torch.cat([getattr(b, k) for b in (s, minus, plus)]) for k in ("z", "q", "h", "a", "mask")))
+    batch = FirmBatch.cat([s, minus, plus])
     with torch.no_grad():
         v = vf.value(batch)
     u, d = s.batch_size, rem_row.numel()

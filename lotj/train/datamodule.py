@@ -230,10 +230,8 @@ class OmegaDataModule(L.LightningDataModule):
             return s, ids
         dev, dt = s.h.device, s.h.dtype
         e, _ = explore_states(self.p, n_explore, generator)
-        parts = [getattr(s, k) for k in _FIRM_KEYS], [getattr(e, k).to(dev) for k in _FIRM_KEYS]
-        e_floats = [t.to(dt) if t.is_floating_point() else t for t in parts[1]]
-        both = FirmBatch(*(torch.cat([x, y]) for x, y in zip(parts[0], e_floats)))
-        return both, torch.cat([ids, torch.full((n_explore,), -1, dtype=ids.dtype, device=ids.device)])
+        e = FirmBatch(*(t.to(dev, dt) if t.is_floating_point() else t.to(dev) for t in (e.z, e.q, e.h, e.a, e.mask)))
+        return FirmBatch.cat([s, e]), torch.cat([ids, torch.full((n_explore,), -1, dtype=ids.dtype, device=ids.device)])
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
@@ -303,7 +301,7 @@ def pooled_snapshot(snapshots: list[EconomySnapshot]) -> EconomySnapshot:
     firm identities of Ω states (drawn from it) still mark void meetings with their own workers."""
     if len(snapshots) == 1:
         return snapshots[0]
-    firms = FirmBatch(*(torch.cat([getattr(s.firms, k) for s in snapshots]) for k in _FIRM_KEYS))
+    firms = FirmBatch.cat([s.firms for s in snapshots])
     return EconomySnapshot(
         firms, torch.cat([s.unmatched_h for s in snapshots]), torch.cat([s.unmatched_a for s in snapshots])
     )
