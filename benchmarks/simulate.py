@@ -38,25 +38,14 @@ import torch
 from lotj.config import load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
-from lotj.sim.pooled import PooledValues
+from lotj.sim.pooled import PerStepEncoding, PooledValues
 from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
+from lotj.train.sim_callback import SUMMARY
 
-DT_STATS = (
-    "e",
-    "omega",
-    "firm_size_mean",
-    "firm_size_p50",
-    "firm_size_p90",
-    "firm_size_share_at_cap",
-    "en_rate",
-    "ne_rate",
-    "mean_log_h_employed",
-    "var_log_h_employed",
-    "mean_log_h_unmatched",
-    "var_log_h_unmatched",
-    "cap_refused_share",
-)
+#: The statistics of the dt check: the run summary's (lotj.train.sim_callback.SUMMARY) less s^N and s^E,
+#: which follow from e, and the window's length.
+DT_STATS = tuple(k for k in SUMMARY if k not in ("s_n", "s_e", "years"))
 
 
 def make_net(cfg, seed: int, random_head: float) -> ValueNet:
@@ -73,20 +62,6 @@ def make_net(cfg, seed: int, random_head: float) -> ValueNet:
             for prm in net.head[-1].parameters():
                 prm.normal_(0.0, random_head)
     return net
-
-
-class PerStepEncoding:
-    """The network without its pool interface: the simulator then encodes the firms involved at
-    every step (``ValueNet.sparse_neighbours``), the decision path before pools were kept."""
-
-    def __init__(self, net: ValueNet):
-        self.net = net
-
-    def value(self, s):
-        return self.net.value(s)
-
-    def sparse_neighbours(self, *args):
-        return self.net.sparse_neighbours(*args)
 
 
 def throughput(cfg, args) -> None:

@@ -6,21 +6,8 @@ import torch
 
 from lotj.economy.params import EconomyParams
 from lotj.nets import ValueNet
-from lotj.sim.pooled import PooledValues
+from lotj.sim.pooled import PerStepEncoding, PooledValues
 from lotj.sim.simulator import Simulator
-
-
-class PerStepEncoding:
-    """The network without its pool interface: decisions through ``ValueNet.sparse_neighbours``."""
-
-    def __init__(self, net: ValueNet):
-        self.net = net
-
-    def value(self, s):
-        return self.net.value(s)
-
-    def sparse_neighbours(self, *args):
-        return self.net.sparse_neighbours(*args)
 
 
 def make_net(p: EconomyParams) -> ValueNet:

@@ -23,6 +23,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from lotj.economy.firms import FirmBatch
+from lotj.nets import ValueNet
 from lotj.sim.population import Population
 
 
@@ -105,3 +107,18 @@ class PooledValues:
         rows = torch.cat([firms, firms.index_select(0, rem_row), firms.index_select(0, add_row)])
         with torch.no_grad():
             return self.vf.value_from_pool(self.firms.index_select(0, rows), pools, sizes)
+
+
+class PerStepEncoding:
+    """A pooled network seen without its pool interface: the simulator then encodes the firms involved
+    at every step (``ValueNet.sparse_neighbours``), the decision path before pools were kept. For
+    comparing the two paths (tests, ``benchmarks/simulate.py --compare``)."""
+
+    def __init__(self, net: ValueNet):
+        self.net = net
+
+    def value(self, s: FirmBatch) -> Tensor:
+        return self.net.value(s)
+
+    def sparse_neighbours(self, *args: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return self.net.sparse_neighbours(*args)
