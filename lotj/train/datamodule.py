@@ -137,8 +137,7 @@ class OmegaDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.p: EconomyParams = cfg.economy
         self.solver = cfg.solver
-        self.snapshot: EconomySnapshot | None = None
-        #: the last ``solver.market_window`` snapshots, newest first, and their pooled market
+        #: the last ``solver.market_window`` snapshots, newest first (:attr:`snapshot`), and their pooled market
         self.history: list[EconomySnapshot] = []
         self.market: EconomySnapshot | None = None
         self.rates: MeetingRates | None = None
@@ -154,6 +153,11 @@ class OmegaDataModule(L.LightningDataModule):
             self.refresh(snapshot)
 
     # ------------------------------------------------------------ snapshot
+    @property
+    def snapshot(self) -> EconomySnapshot | None:
+        """The newest χ, χ^N, χ^E (Ω's states come from it); None before :meth:`setup`."""
+        return self.history[0] if self.history else None
+
     def initial(self) -> EconomySnapshot:
         """The documented initial economy (module docstring), from the run's seed."""
         gen = torch.Generator().manual_seed(int(self.cfg.seed))
@@ -174,7 +178,6 @@ class OmegaDataModule(L.LightningDataModule):
         (:func:`pooled_snapshot`): one cross-section of a finite simulated economy carries sampling
         noise in e and hence in s^N, which V inherits; pooling cross-sections a year or more apart
         averages it down, at the cost of a lag of about half the window while the economy moves."""
-        self.snapshot = snapshot
         kept = [] if self._provisional else self.history
         self._provisional = False
         self.history = [snapshot, *kept][: max(1, int(self.solver.market_window))]
