@@ -79,7 +79,7 @@ class StepEvents:
 def draw_destinations(sizes: Tensor, u: Tensor) -> Tensor:
     """Firms drawn with probability ∝ ``n_k + 1`` from uniforms ``u`` in ``[0, 1)`` (inverse CDF on the
     cumulative weights)."""
-    cum = torch.cumsum((sizes + 1).to(torch.float64), 0)
+    cum = torch.cumsum(sizes + 1, 0, dtype=torch.float64)
     return torch.searchsorted(cum, u.to(torch.float64) * cum[-1], right=True).clamp_(max=sizes.numel() - 1)
 
 
@@ -119,6 +119,7 @@ class EventDraws:
             "death": probs.death,
             "learn": probs.learn,
         }
+        self.n_workers = int(n_workers)
         self.places = [n_firms if firm else n_workers for _, firm in _KINDS]
         self.p = [p[name] for name, _ in _KINDS]
         self.rows = []
@@ -135,9 +136,20 @@ class EventDraws:
         self.start_list = (ends - torch.tensor(self.rows)).tolist()
         self.starts = torch.tensor(self.start_list).to(device)
         self.last = (ends - 1).clamp_min(0).to(device)
+        self.last_limit = self.limit[self.last] if self.last.numel() and kind.numel() else self.last
         self.total = int(ends[-1])
+        # acceptance of a row by its third uniform, for an employed and for an unmatched place: always for
+        # retirements, deaths and learning; breaks and λ shocks on the job only; meetings thinned from
+        # max(p^E, p^N) to the place's own probability (a threshold of 2 or -1 makes the uniform irrelevant)
+        top = max(self.meet_max, 1e-300)
+        always, on_job = (2.0, 2.0), (2.0, -1.0)
+        meet = (probs.meet_e / top, probs.meet_n / top)
+        accept = {"retire": always, "brk": on_job, "reneg": on_job, "meet": meet, "death": always, "learn": always}
+        table = torch.tensor([accept[name] for name, _ in _KINDS], dtype=torch.float64)
+        self.accept_kind = table.to(device)
+        self.accept = table[kind].to(device)  # [total, 2]: (employed, unmatched)
 
-    def _positions(self, u: Tensor, inv_log: Tensor, starts: Tensor) -> Tensor:
+    def _positions(self, u: Tensor, inv_log: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
         """Positions of the events of each segment from the gap uniforms ``u`` (in ``(0, 1]``)."""
         gaps = torch.floor(torch.log(u) * inv_log).to(torch.int64) + 1
         cum = torch.cumsum(gaps, 0)
@@ -145,12 +157,14 @@ class EventDraws:
         return cum - 1, base
 
     def draw(self, employed: Tensor, sizes: Tensor, generator: torch.Generator) -> StepEvents:
-        """The events of one step from the state at its start (``employed`` ``[W]``, ``sizes`` ``[N_f]``)."""
+        """The events of one step from the state at its start (``employed`` ``[W]``, ``sizes`` ``[N_f]``).
+
+        Every row is kept or dropped in one pass (inside its segment's places, and accepted by its
+        third uniform for the place's employment status), so the step's events take one compaction."""
         u = torch.rand(self.total, 4, generator=generator, dtype=torch.float64, device=self.device)
         cum, base = self._positions(1.0 - u[:, 0], self.inv_log, self.starts)
-        pos = cum - base[self.kind]
-        ends_at = pos[self.last] if self.total else pos
-        short = (ends_at < self.limit[self.last]).tolist() if self.total else []
+        pos = cum - base.index_select(0, self.kind)
+        short = (pos.index_select(0, self.last) < self.last_limit).tolist() if self.total else []
         if any(s and r > 0 for s, r in zip(short, self.rows)):  # a segment ended before its last place
             rows = [u[s : s + r] for s, r in zip(self.start_list, self.rows)]
             position = [pos[s : s + r] for s, r in zip(self.start_list, self.rows)]
@@ -159,38 +173,33 @@ class EventDraws:
                     position[k], rows[k] = self._extend(k, position[k], rows[k], generator)
             kind = torch.cat([torch.full_like(x, k) for k, x in enumerate(position)])
             pos, u = torch.cat(position), torch.cat(rows)
-            limit = torch.tensor(self.places, device=self.device)[kind]
+            limit = torch.tensor(self.places, device=self.device).index_select(0, kind)
+            accept = self.accept_kind.index_select(0, kind)
         else:
-            kind, limit = self.kind, self.limit
-        hit = (pos < limit).nonzero().squeeze(1)
-        counts = torch.bincount(kind[hit], minlength=len(_KINDS)).tolist()
-        out = dict(zip((name for name, _ in _KINDS), zip(pos[hit].split(counts), u[hit].split(counts))))
-        death, _ = out["death"]
-        learn, _ = out["learn"]
-        retire, ur = out["retire"]
-        brk, ub = out["brk"]
-        on_job = employed[brk]
-        brk, ub = brk[on_job], ub[on_job]
-        reneg, ul = out["reneg"]
-        on_job = employed[reneg]
-        reneg, ul = reneg[on_job], ul[on_job]
-        meet, um = out["meet"]
-        emp = employed[meet]
-        top = max(self.meet_max, 1e-300)
-        take = um[:, 2] < torch.where(emp, self.probs.meet_e / top, self.probs.meet_n / top)
-        meet, um = meet[take], um[take]
+            kind, limit, accept = self.kind, self.limit, self.accept
+        inside = pos < limit
+        if self.n_workers > 0:
+            emp = employed.index_select(0, pos.clamp_max(self.n_workers - 1))
+        else:
+            emp = torch.zeros_like(inside)
+        hit = (inside & (u[:, 2] < torch.where(emp, accept[:, 0], accept[:, 1]))).nonzero().squeeze(1)
+        counts = torch.bincount(kind.index_select(0, hit), minlength=len(_KINDS)).tolist()
+        retire, brk, reneg, meet, death, learn = pos.index_select(0, hit).split(counts)
+        times = u.index_select(0, hit)
+        t_retire, t_brk, t_reneg, t_meet, _, _ = times[:, 1].split(counts)
+        u_meet = times[:, 3].split(counts)[3]
         return StepEvents(
             death=death,
             learn=learn,
             retire=retire,
-            retire_t=ur[:, 1],
+            retire_t=t_retire,
             brk=brk,
-            brk_t=ub[:, 1],
+            brk_t=t_brk,
             reneg=reneg,
-            reneg_t=ul[:, 1],
+            reneg_t=t_reneg,
             meeters=meet,
-            meet_t=um[:, 1],
-            dest=draw_destinations(sizes, um[:, 3]),
+            meet_t=t_meet,
+            dest=draw_destinations(sizes, u_meet),
         )
 
     def _extend(self, k: int, position: Tensor, rows: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -211,7 +220,7 @@ class EventDraws:
 
 
 def admit_in_time_order(
-    firm: Tensor, time: Tensor, step: Tensor, start_size: Tensor, cap: int
+    firm: Tensor, time: Tensor, step: Tensor, start_size: Tensor, cap: int, n_out: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The size cap within a step, event by event in time order at each firm (docs/simulator.md).
 
@@ -219,33 +228,36 @@ def admit_in_time_order(
     offers (``+1``) and meetings without an offer (``0``). A firm starts the step with
     ``start_size[firm]`` workers; an offer is admitted iff the firm is below ``cap`` at its time.
     Returns, in input order: ``full`` (the firm was at the cap when the event came), ``admitted``
-    (offers admitted) and ``rank`` (``0, 1, …`` among the admitted offers of one firm, in time order).
+    (offers admitted) and ``rank`` (``0, 1, …`` among the admitted offers of one firm, in time order);
+    of the first ``n_out`` events only when ``n_out`` is given.
 
     The size path with refusals is the running sum reflected at the cap: with ``y`` the sum of
     the steps without refusals, ``x_i = y_i − max(0, max_{j≤i} (y_j − cap))`` (departures never
     empty a firm), so the whole process is one sort, cumulative sums and one cumulative maximum."""
     k = firm.numel()
-    if k == 0:
+    n = k if n_out is None else int(n_out)
+    if k == 0 or n == 0:
         empty = torch.zeros(0, dtype=torch.bool, device=firm.device)
-        return empty, empty, firm.clone()
+        return empty, empty, firm[:0].clone()
     order = torch.sort(firm.to(torch.float64) + 0.5 * time, stable=True).indices  # firm, then time
-    f, s = firm[order], step[order]
+    f, s = firm.index_select(0, order), step.index_select(0, order)
     first = torch.searchsorted(f, f)  # index of the first event of each event's firm
     at_first = first == torch.arange(k, device=f.device)
     seg = torch.cumsum(at_first, 0)
     c = torch.cumsum(s, 0)
-    y = start_size[f] + c - (c - s)[first]  # size after the event, without refusals
+    y = start_size.index_select(0, f) + c - (c - s).index_select(0, first)  # size after the event, without refusals
     big = 2 * (k + cap) + 1
-    over = torch.cummax((y - cap) + seg * big, 0).values - seg * big
+    shift = seg * big
+    over = torch.cummax((y - cap) + shift, 0).values - shift
     lost = over.clamp_min(0)  # refusals so far (the reflection term)
-    lost_before = torch.where(at_first, torch.zeros_like(lost), lost.roll(1))
+    lost_before = torch.where(at_first, 0, lost.roll(1))
     full = (y - s - lost_before) >= cap
     admitted = (s > 0) & ~full
     a = torch.cumsum(admitted, 0)
-    rank = a - (a - admitted.to(a.dtype))[first] - 1
-    out_full, out_adm, out_rank = torch.empty_like(full), torch.empty_like(admitted), torch.empty_like(rank)
-    out_full[order], out_adm[order], out_rank[order] = full, admitted, rank
-    return out_full, out_adm, out_rank
+    rank = a - (a - admitted.to(a.dtype)).index_select(0, first) - 1
+    # back to input order: the sorted position of each of the first n events
+    where = torch.empty_like(order).index_copy_(0, order, torch.arange(k, device=f.device))[:n]
+    return full.index_select(0, where), admitted.index_select(0, where), rank.index_select(0, where)
 
 
 def nth_free_slot(free: Tensor, rank: Tensor) -> Tensor:

@@ -63,16 +63,21 @@ class PooledValues:
             vf = copy.deepcopy(vf).to(dtype)  # the caller's network is left as it is
         self.vf = vf
         self.device = value_device(vf, pop.h.device)
+        #: the network lives on the population's device: no transfers (and no calls to make them)
+        self.local = self.device == pop.h.device
         with torch.no_grad():
             self.workers = vf.worker_terms(pop.h.to(self.device), pop.a.to(self.device))
             self.firms = vf.firm_terms(pop.z.to(self.device), pop.q.to(self.device))
 
+    def _here(self, x: Tensor) -> Tensor:
+        return x if self.local else x.to(self.device)
+
     def refresh_workers(self, pop: Population, seats: Tensor) -> None:
         """Re-encode the workers in ``seats`` (their ``h`` changed, or the seat has a new worker)."""
         if seats.numel():
-            seats = seats.to(self.device)
             with torch.no_grad():
-                self.workers[seats] = self.vf.worker_terms(pop.h[seats].to(self.device), pop.a[seats].to(self.device))
+                h, a = pop.h.index_select(0, seats), pop.a.index_select(0, seats)
+                self.workers.index_copy_(0, self._here(seats), self.vf.worker_terms(self._here(h), self._here(a)))
 
     def refresh_firms(self, pop: Population, firms: Tensor) -> None:
         """Recompute the head inputs of the firms ``firms`` (newborn firms)."""
@@ -87,20 +92,20 @@ class PooledValues:
         """``V`` of the firms ``firms`` ``[U]``, then of ``firms[rem_row] ⊖ deciders`` ``[D]`` (each
         decider a worker of that firm), then of ``firms[add_row] ⊕ movers`` ``[M]`` (a firm below
         the cap), concatenated ``[U + D + M]``: one head evaluation on every pool (MODEL.md section 6)."""
-        dev = self.device
-        firms, rem_row, add_row = firms.to(dev), rem_row.to(dev), add_row.to(dev)
+        here = self._here
+        firms, rem_row, add_row = here(firms), here(rem_row), here(add_row)
         terms = self.workers
-        sw = pop.slot_worker.to(dev).index_select(0, firms)
+        sw = here(pop.slot_worker).index_select(0, firms)
         occupied = sw >= 0
-        row, _ = occupied.nonzero(as_tuple=True)  # the workers of each firm, in slot order
+        row = occupied.nonzero()[:, 0]  # the workers of each firm, in slot order
         pool = terms.new_zeros(firms.numel(), terms.shape[1])
-        pool.index_add_(0, row, terms.index_select(0, sw[occupied]))
-        n = pop.size.to(dev).index_select(0, firms)
+        pool.index_add_(0, row, terms.index_select(0, sw.view(-1).index_select(0, occupied.view(-1).nonzero()[:, 0])))
+        n = here(pop.size).index_select(0, firms)
         pools = torch.cat(
             [
                 pool,
-                pool.index_select(0, rem_row) - terms.index_select(0, deciders.to(dev)),
-                pool.index_select(0, add_row) + terms.index_select(0, movers.to(dev)),
+                pool.index_select(0, rem_row) - terms.index_select(0, here(deciders)),
+                pool.index_select(0, add_row) + terms.index_select(0, here(movers)),
             ]
         )
         sizes = torch.cat([n, n.index_select(0, rem_row) - 1, n.index_select(0, add_row) + 1])

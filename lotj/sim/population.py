@@ -120,36 +120,46 @@ class Population:
         return EconomySnapshot(self.firm_batch(), self.h[un].clone(), self.a[un].clone())
 
     # ---------------------------------------------------------------- updates
-    def detach(self, workers: Tensor) -> None:
-        """Make the (employed) workers ``workers`` unmatched; their slots become free."""
+    def detach(self, workers: Tensor, firms: Tensor | None = None) -> None:
+        """Make the (employed, distinct) workers ``workers`` unmatched; their slots become free.
+        ``firms``: their firms, when the caller has them already."""
         if workers.numel() == 0:
             return
-        firms = self.firm[workers]
-        self.slot_worker[firms, self.slot[workers]] = -1
+        if firms is None:
+            firms = self.firm.index_select(0, workers)
+        flat = firms * self.n_max + self.slot.index_select(0, workers)
+        self.slot_worker.view(-1).index_fill_(0, flat, -1)
         self.size.index_add_(0, firms, torch.full_like(firms, -1))
-        self.firm[workers] = -1
-        self.slot[workers] = -1
+        self.firm.index_fill_(0, workers, -1)
+        self.slot.index_fill_(0, workers, -1)
 
     def attach(self, workers: Tensor, firms: Tensor, slots: Tensor) -> None:
         """Put the (unmatched) workers into the given free slots (distinct ``(firm, slot)`` pairs)."""
         if workers.numel() == 0:
             return
-        self.slot_worker[firms, slots] = workers
+        self.slot_worker.view(-1).index_copy_(0, firms * self.n_max + slots, workers)
         self.size.index_add_(0, firms, torch.ones_like(firms))
-        self.firm[workers] = firms
-        self.slot[workers] = slots
+        self.firm.index_copy_(0, workers, firms)
+        self.slot.index_copy_(0, workers, slots)
 
     def replace_workers(self, workers: Tensor, h: Tensor, a: Tensor) -> None:
         """Retirement: the seats ``workers`` get new unmatched workers ``(h, a)`` with fresh ids."""
+        if workers.numel() == 0:
+            return
+        self.detach(workers[self.firm[workers] >= 0])
+        self.renew_workers(workers, h, a)
+
+    def renew_workers(self, workers: Tensor, h: Tensor, a: Tensor) -> None:
+        """The (unmatched, distinct) seats ``workers`` get new workers ``(h, a)`` with fresh ids: a
+        retirement whose seat the caller has already detached."""
         k = workers.numel()
         if k == 0:
             return
-        employed = workers[self.firm[workers] >= 0]
-        self.detach(employed)
-        self.worker_id[workers] = self.next_worker_id + torch.arange(k, device=self.h.device)
+        ids = torch.arange(self.next_worker_id, self.next_worker_id + k, device=self.h.device)
+        self.worker_id.index_copy_(0, workers, ids)
         self.next_worker_id += k
-        self.h[workers] = h
-        self.a[workers] = a
+        self.h.index_copy_(0, workers, h)
+        self.a.index_copy_(0, workers, a)
 
     def replace_firms(self, firms: Tensor, z: Tensor, q: Tensor) -> Tensor:
         """Firm death: every worker of ``firms`` becomes unmatched and each firm is replaced by a

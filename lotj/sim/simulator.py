@@ -221,33 +221,32 @@ class Simulator:
         ``movers[m]`` at firm ``dests[m]`` (below the cap), from one evaluation of V on the firms
         involved and their neighbours (:func:`lotj.sim.neighbours.neighbour_values`)."""
         pop = self.pop
-        own = pop.firm[deciders]
+        own = pop.firm.index_select(0, deciders)
         firms, inv = torch.unique(torch.cat([own, dests]), return_inverse=True)
         n_d = deciders.numel()
         self.acc.count("value_evaluations", firms.numel() + n_d + movers.numel())
         u = self.params.unemployment_coef
+        rem_row, add_row = inv[:n_d], inv[n_d:]
         if self._pooled is not None:
-            v_all = self._pooled.values(pop, firms, inv[:n_d], deciders, inv[n_d:], movers)
-            v_all = v_all.to(self.device, self.dtype)
-            v = v_all[: firms.numel()]
-            v_minus, v_plus = v_all[firms.numel() :].split([n_d, movers.numel()])
-            delta_own = v[inv[:n_d]] - v_minus - u * pop.h[deciders]
-            delta_hire = v_plus - v[inv[n_d:]] - u * pop.h[movers]
-            return delta_own, delta_hire
-        s = pop.firm_batch(firms)
-        dev = self.value_device or self.device
-        dt = self.value_dtype or self.dtype
-        if (dev, dt) != (self.device, self.dtype):
-            s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
-        h_new, a_new = pop.h[movers].to(dev, dt), pop.a[movers].to(dev, dt)
-        rem_row, add_row = inv[:n_d].to(dev), inv[n_d:].to(dev)
-        v, v_minus, v_plus = neighbour_values(vf, s, rem_row, pop.slot[deciders].to(dev), add_row, h_new, a_new)
-        v, v_minus, v_plus = (x.to(self.device, self.dtype) for x in (v, v_minus, v_plus))
-        delta_own = v[inv[:n_d]] - v_minus - u * pop.h[deciders]
-        delta_hire = v_plus - v[inv[n_d:]] - u * pop.h[movers]
+            v_all = self._pooled.values(pop, firms, rem_row, deciders, add_row, movers)
+            v, v_minus, v_plus = v_all.to(self.device, self.dtype).split([firms.numel(), n_d, movers.numel()])
+        else:
+            s = pop.firm_batch(firms)
+            dev = self.value_device or self.device
+            dt = self.value_dtype or self.dtype
+            if (dev, dt) != (self.device, self.dtype):
+                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+            h_new, a_new = pop.h[movers].to(dev, dt), pop.a[movers].to(dev, dt)
+            rem_slot = pop.slot[deciders].to(dev)
+            v, v_minus, v_plus = neighbour_values(vf, s, rem_row.to(dev), rem_slot, add_row.to(dev), h_new, a_new)
+            v, v_minus, v_plus = (x.to(self.device, self.dtype) for x in (v, v_minus, v_plus))
+        delta_own = v.index_select(0, rem_row) - v_minus - u * pop.h.index_select(0, deciders)
+        delta_hire = v_plus - v.index_select(0, add_row) - u * pop.h.index_select(0, movers)
         return delta_own, delta_hire
 
     def _step(self, vf: ValueFunction) -> None:
+        """One step (module docstring). The bookkeeping works on compact index arrays of the workers
+        with an event (a step touches few workers), with one compaction per selection."""
         p, pop, acc = self.params, self.pop, self.acc
         n_max = p.n_max
         dev = self.device
@@ -260,131 +259,165 @@ class Simulator:
 
         # 2. firm deaths: newborn empty firms from G_f; the workers' other events are void
         blocked = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
-        blocked[ev.retire] = True
+        blocked.index_fill_(0, ev.retire, True)
         if ev.death.numel():
             z, q = self.new_firms.take(ev.death.numel())
-            blocked[pop.replace_firms(ev.death, z, q)] = True
+            blocked.index_fill_(0, pop.replace_firms(ev.death, z, q), True)
             if self._pooled is not None:
                 self._pooled.refresh_firms(pop, ev.death)
             acc.count("deaths", ev.death.numel())
         start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
         # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
         retiring = ev.retire
-        ret_firm = pop.firm[retiring]
+        gone = (pop.firm.index_select(0, retiring) >= 0).nonzero().squeeze(1)
+        ret_emp = retiring.index_select(0, gone)
+        ret_firm, ret_t = pop.firm.index_select(0, ret_emp), ev.retire_t.index_select(0, gone)
+        # 4. match breaks (a departure at its time); retirees and breaks leave their firms together
+        live_brk = blocked.index_select(0, ev.brk).logical_not_().nonzero().squeeze(1)
+        breaking, brk_t = ev.brk.index_select(0, live_brk), ev.brk_t.index_select(0, live_brk)
+        brk_firm = pop.firm.index_select(0, breaking)
+        pop.detach(torch.cat([ret_emp, breaking]), torch.cat([ret_firm, brk_firm]))
         if retiring.numel():
             h, a = self.new_workers.take(retiring.numel())
-            pop.replace_workers(retiring, h, a)
+            pop.renew_workers(retiring, h, a)
             acc.count("retirements", retiring.numel())
-        # 4. match breaks (a departure at its time)
-        live_brk = ~blocked[ev.brk]
-        breaking, brk_t = ev.brk[live_brk], ev.brk_t[live_brk]
-        brk_firm = pop.firm[breaking]
-        pop.detach(breaking)
         acc.count("breaks", breaking.numel())
-        blocked[breaking] = True
+        blocked.index_fill_(0, breaking, True)
 
         # 5. decisions on the decision state (compact index arrays: a step touches few workers)
-        live_reneg = ~blocked[ev.reneg]
-        reneg_w, reneg_t = ev.reneg[live_reneg], ev.reneg_t[live_reneg]
-        own_firm = pop.firm[ev.meeters]
-        live = ~blocked[ev.meeters]
-        void = live & (ev.dest == own_firm)
-        acc.count("void_meetings", void.sum())
-        keep = live & ~void
-        mw, md, mt, own_firm = ev.meeters[keep], ev.dest[keep], ev.meet_t[keep], own_firm[keep]
+        live_reneg = blocked.index_select(0, ev.reneg).logical_not_().nonzero().squeeze(1)
+        reneg_w, reneg_t = ev.reneg.index_select(0, live_reneg), ev.reneg_t.index_select(0, live_reneg)
+        own_all = pop.firm.index_select(0, ev.meeters)
+        live = blocked.index_select(0, ev.meeters).logical_not_()
+        kept = (live & (ev.dest != own_all)).nonzero().squeeze(1)  # live meetings, void ones dropped
+        acc.count("void_meetings", live.sum() - kept.numel())
+        mw, md = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
+        mt, own_firm = ev.meet_t.index_select(0, kept), own_all.index_select(0, kept)
         m_emp = own_firm >= 0
-        n_me = m_emp.sum()
-        acc.count("meetings_e", n_me)
-        acc.count("meetings_n", mw.numel() - n_me)
+        ei = m_emp.nonzero().squeeze(1)  # outside meetings of employed workers
+        acc.count("meetings_e", ei.numel())
+        acc.count("meetings_n", mw.numel() - ei.numel())
         acc.count("reneg_shocks", reneg_w.numel())
 
-        meet_e = mw[m_emp]
+        meet_e = mw.index_select(0, ei)
         # ascending seats with a λ shock or an outside meeting; a decision's time is its meeting's, else its shock's
         di, di_inv = torch.unique(torch.cat([reneg_w, meet_e]), return_inverse=True)
         at = di_inv[reneg_w.numel() :]  # each outside meeting's row in di
         di_t = torch.empty(di.numel(), dtype=mt.dtype, device=dev)
-        di_t[di_inv[: reneg_w.numel()]] = reneg_t
-        di_t[at] = mt[m_emp]
-        open_ = pop.size[md] < n_max
-        n_open = open_.sum()
-        acc.count("cap_blocked", mw.numel() - n_open)
-        oi = open_.nonzero().squeeze(1)
-        delta_di = torch.zeros(di.numel(), dtype=self.dtype, device=dev)
-        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
+        di_t.index_copy_(0, di_inv[: reneg_w.numel()], reneg_t)
+        di_t.index_copy_(0, at, mt.index_select(0, ei))
+        open_ = pop.size.index_select(0, md) < n_max
+        oi = open_.nonzero().squeeze(1)  # meetings at a firm below the cap: they get a decision
+        acc.count("cap_blocked", mw.numel() - oi.numel())
+        o_w, o_d = mw.index_select(0, oi), md.index_select(0, oi)
         if di.numel() or oi.numel():
-            delta_di, delta_k[oi] = self._surpluses(vf, di, mw[oi], md[oi])
-        met_e = torch.zeros(di.numel(), dtype=torch.bool, device=dev)
-        met_e[at] = True
-        threshold = torch.zeros_like(delta_k)
-        threshold[m_emp] = delta_di[at].clamp_min(0.0)
-        offer = open_ & (delta_k > threshold)
+            delta_di, delta_o = self._surpluses(vf, di, o_w, o_d)
+        else:
+            delta_di, delta_o = (
+                torch.zeros(0, dtype=self.dtype, device=dev),
+                torch.zeros(0, dtype=self.dtype, device=dev),
+            )
+        # Δ(S, x) of each meeting's worker at its own firm (0 for unmatched workers)
+        own_delta = torch.zeros(mw.numel(), dtype=self.dtype, device=dev)
+        own_delta.index_copy_(0, ei, delta_di.index_select(0, at))
+        own_o = own_delta.index_select(0, oi)
+        offer_o = delta_o > own_o.clamp_min(0.0)
         if self.wage_tracker is not None:
-            reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
-            reneg[reneg_w] = True
-            delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=dev)
-            delta_own[di] = delta_di
-            self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
+            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o)
 
         # 6. separations: Δ < 0 at a λ shock or an outside meeting (a departure at its time)
-        negative = delta_di < 0
-        acc.count("reneg_separations", (negative & ~met_e).sum())
-        acc.count("meeting_separations", (negative & met_e).sum())
-        leaving = di[negative]
-        leave_firm, leave_t = pop.firm[leaving], di_t[negative]
-        pop.detach(leaving)
+        ni = (delta_di < 0).nonzero().squeeze(1)
+        at_meeting = torch.zeros(di.numel(), dtype=torch.bool, device=dev).index_fill_(0, at, True)
+        n_meet_sep = at_meeting.index_select(0, ni).sum()
+        acc.count("reneg_separations", ni.numel() - n_meet_sep)
+        acc.count("meeting_separations", n_meet_sep)
+        leaving, leave_t = di.index_select(0, ni), di_t.index_select(0, ni)
+        leave_firm = pop.firm.index_select(0, leaving)
+        # the leavers' slots are freed below, with those of the workers who move out (no state is read between)
 
         # 7. arrivals: meetings at firms below the cap, with the step's departures, in time order per firm
+        out_w, out_firm = leaving[:0], leave_firm[:0]
         if oi.numel():
-            own_delta = torch.zeros_like(delta_k)
-            own_delta[m_emp] = delta_di[at]
-            o_w, o_d, o_t, o_emp = mw[oi], md[oi], mt[oi], m_emp[oi]
-            o_step = offer[oi].to(torch.int64)
-            gone = ret_firm >= 0
-            dep_firm = torch.cat([ret_firm[gone], brk_firm, leave_firm])
-            dep_t = torch.cat([ev.retire_t[gone], brk_t, leave_t])
-            firms, times = torch.cat([o_d, dep_firm]), torch.cat([o_t, dep_t])
-            steps = torch.cat([o_step, torch.full_like(dep_firm, -1)])
-            full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max)
-            # workers who move out free their slot at their meeting's time: a second pass with them
-            stay_mover = admitted[: oi.numel()] & o_emp & (own_delta[oi] >= 0)
-            if bool(stay_mover.any()):
-                firms = torch.cat([firms, own_firm[oi][stay_mover]])
-                times = torch.cat([times, o_t[stay_mover]])
-                steps = torch.cat([steps, torch.full_like(o_d[stay_mover], -1)])
-                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max)
             n_o = oi.numel()
-            full, admitted, rank = full[:n_o], admitted[:n_o], rank[:n_o]
+            o_t, o_emp = mt.index_select(0, oi), m_emp.index_select(0, oi)
+            o_own = own_firm.index_select(0, oi)
+            firms = torch.cat([o_d, ret_firm, brk_firm, leave_firm])
+            times = torch.cat([o_t, ret_t, brk_t, leave_t])
+            steps = torch.cat([offer_o.to(torch.int64), torch.full((firms.numel() - n_o,), -1, device=dev)])
+            admitted = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)[1]
+            # workers who move out free their slot at their meeting's time: a second pass with them
+            # (an employed mover with Δ ≥ 0 still holds its slot; one with Δ < 0 left in step 6)
+            can_move_out = o_emp & (own_o >= 0)
+            stay_mover = (admitted & can_move_out).nonzero().squeeze(1)
+            if stay_mover.numel():
+                firms = torch.cat([firms, o_own.index_select(0, stay_mover)])
+                times = torch.cat([times, o_t.index_select(0, stay_mover)])
+                steps = torch.cat([steps, torch.full((stay_mover.numel(),), -1, device=dev)])
+                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
+            else:
+                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
             acc.count("cap_refused", full.sum())
-            aw, ad, rank, from_job = o_w[admitted], o_d[admitted], rank[admitted], o_emp[admitted]
+            ai = admitted.nonzero().squeeze(1)
+            aw, ad, rank, from_job = (x.index_select(0, ai) for x in (o_w, o_d, rank, o_emp))
             n_poach = from_job.sum()
             acc.count("poaches", n_poach)
             acc.count("hires", aw.numel() - n_poach)
-            pop.detach(aw[from_job & (pop.firm[aw] >= 0)])
-            pop.attach(aw, ad, nth_free_slot(pop.slot_worker[ad] < 0, rank))
+            moving_out = (admitted & can_move_out).nonzero().squeeze(1)
+            out_w, out_firm = o_w.index_select(0, moving_out), o_own.index_select(0, moving_out)
+        pop.detach(torch.cat([leaving, out_w]), torch.cat([leave_firm, out_firm]))
+        if oi.numel():
+            pop.attach(aw, ad, nth_free_slot(pop.slot_worker.index_select(0, ad) < 0, rank))
 
         if self.wage_tracker is not None:
             self.wage_tracker.on_moves(pop)
 
         # 8. learning: H on the whole workforce of each learning firm
         learning = ev.learn
-        learned = retiring[:0]
+        changed = retiring
         if learning.numel():
-            s = pop.firm_batch(learning)
-            new_h = learning_step(s.h, s.a, s.q, s.mask, p.theta_plus, p.theta_minus)
-            learned = pop.slot_worker[learning][s.mask]
-            pop.h[learned] = new_h[s.mask]
+            sw = pop.slot_worker.index_select(0, learning)
+            mask = sw >= 0
+            seat = sw.clamp_min(0).view(-1)  # padding reads seat 0: learning_step leaves padding alone
+            h_pad = pop.h.index_select(0, seat).view(sw.shape)
+            a_pad = pop.a.index_select(0, seat).view(sw.shape)
+            new_h = learning_step(h_pad, a_pad, pop.q.index_select(0, learning), mask, p.theta_plus, p.theta_minus)
+            real = mask.view(-1).nonzero().squeeze(1)
+            learned = seat.index_select(0, real)
+            pop.h.index_copy_(0, learned, new_h.view(-1).index_select(0, real))
             acc.count("learning", learning.numel())
-        changed = torch.cat([retiring, learned])
+            changed = torch.cat([retiring, learned])
         if self._pooled is not None:
             # the new workers of retired seats took no part in this step's decisions (priority rule)
             self._pooled.refresh_workers(pop, changed)
         if self._moments is not None and changed.numel():
-            self._moments[changed] = log_h_moments(pop.h[changed])
+            self._moments.index_copy_(0, changed, log_h_moments(pop.h.index_select(0, changed)))
 
         acc.flush()
         self.step_count += 1
         if self.step_count % self.spy == 0:
             self._record_annual()
+
+    def _wage_decisions(
+        self,
+        reneg_w: Tensor,
+        di: Tensor,
+        delta_di: Tensor,
+        mw: Tensor,
+        md: Tensor,
+        m_emp: Tensor,
+        open_: Tensor,
+        oi: Tensor,
+        delta_o: Tensor,
+    ) -> None:
+        """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`)."""
+        pop, dev = self.pop, self.device
+        reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
+        reneg[reneg_w] = True
+        delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=dev)
+        delta_own[di] = delta_di
+        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
+        delta_k[oi] = delta_o
+        self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
 
     def _record_annual(self) -> None:
         """An annual date: EN/NE transitions since the previous one and the panel rows if recording."""

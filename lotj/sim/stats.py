@@ -79,6 +79,7 @@ class Accumulator:
     def __init__(self, n_max: int, device: torch.device | str):
         self.n_max = n_max
         self.device = device
+        self._index_cache: dict[tuple[int, ...], Tensor] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -105,7 +106,10 @@ class Accumulator:
     def flush(self) -> None:
         """Move the pending counts into :attr:`counts` (called at the end of every step)."""
         if self._pending:
-            idx = torch.tensor(self._pending_idx, device=self.counts.device)
+            key = tuple(self._pending_idx)  # the same counters every step: the index tensor is kept
+            idx = self._index_cache.get(key)
+            if idx is None:
+                idx = self._index_cache[key] = torch.tensor(key, device=self.counts.device)
             self.counts.index_add_(0, idx, torch.stack(self._pending).to(torch.float64))
             self._pending_idx, self._pending = [], []
         if any(self._pending_int):
