@@ -157,11 +157,11 @@ def test_learning_validation_with_the_exact_series(tmp_path):
 def test_command_line_exit_status_names_the_miss(tmp_path, monkeypatch, capsys):
     argv = ["conf=exact_learning", f"out_dir={tmp_path}", "solver.n_heldout=32"]
     p = load_config(argv).economy
-    monkeypatch.setattr(validate, "train_network", lambda cfg: _series_value(p))
+    monkeypatch.setattr(validate, "train_network", lambda cfg, *_: _series_value(p))
     assert validate.main(argv) == 0
     assert "PASSED" in capsys.readouterr().out
     monkeypatch.setattr(
-        validate, "train_network", lambda cfg: _scaled(_series_value(p), lambda z, h, m: 1 + 0 * z + 0.01)
+        validate, "train_network", lambda cfg, *_: _scaled(_series_value(p), lambda z, h, m: 1 + 0 * z + 0.01)
     )
     assert validate.main(argv) == 1
     err = capsys.readouterr().err
@@ -269,3 +269,53 @@ def test_command_line_refuses_an_economy_without_a_pure_equilibrium(tmp_path, ca
     argv = ["conf=exact_small", f"out_dir={tmp_path}", "economy.eta=0.7", "economy.b=0.5"]
     assert validate.main(argv) == 2
     assert "no pure equilibrium" in capsys.readouterr().err
+
+
+def _population(space, chi_counts: np.ndarray, u_counts: np.ndarray):
+    """Firms with ``chi_counts[s]`` rows in state ``s`` and ``u_counts[j]`` unmatched workers of type j."""
+    states = np.repeat(np.arange(space.n_states), chi_counts)
+    firms = space.firm_batch(states)
+    types = np.repeat(np.arange(space.n_worker_types), u_counts)
+    return firms, torch.as_tensor(space.h[types]), torch.as_tensor(space.a[types])
+
+
+def test_distribution_of_a_population_counts_states_and_unmatched_types(small):
+    from lotj.exact.market import Distribution
+
+    _, sol = small
+    space = sol.space
+    rng = np.random.default_rng(0)
+    chi_counts = rng.integers(0, 5, space.n_states)
+    u_counts = np.array([3, 0, 7])
+    firms, h, a = _population(space, chi_counts, u_counts)
+    perm = torch.randperm(firms.batch_size, generator=torch.Generator().manual_seed(1))
+    dist = Distribution.of_population(space, firms.index(perm), h, a)  # row order is irrelevant
+    n = chi_counts.sum()
+    np.testing.assert_allclose(dist.chi, chi_counts / n, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(dist.u, u_counts / n, rtol=0, atol=1e-15)
+    # workers per firm: employed (Σ n χ) plus unmatched
+    assert dist.employed(space) + dist.u.sum() == pytest.approx((chi_counts @ space.size + u_counts.sum()) / n)
+    with pytest.raises(ValueError, match="worker"):
+        Distribution.of_population(space, firms, h * 1.1 + 0.05, a)
+
+
+def test_market_split_separates_the_solver_error_from_the_market_sampling_error(small):
+    _, sol = small
+    space = sol.space
+    # a population whose empirical law is the equilibrium's rounded to 1e5 firms: its market is
+    # close to, not equal to, the exact one
+    n = 100_000
+    chi_counts = np.round(sol.dist.chi * n).astype(int)
+    u_counts = np.round(sol.dist.u * chi_counts.sum()).astype(int)
+    firms, h, a = _population(space, chi_counts, u_counts)
+    exact_v = sol.value_function()
+    split = validate.market_split(exact_v, sol, firms, h, a)
+    gap = split["market_v_vs_equilibrium_v"]
+    assert 0 < gap["mean"] < 1e-3  # rounding the law to 1e5 firms moves V a little
+    # the equilibrium V is off the market's V by exactly that gap (relative to the market's V)
+    assert split["network_vs_market_v"]["max"] == pytest.approx(gap["max"], rel=0.05)
+    # a V 1% too high everywhere is 1% off the market's V, whatever the market
+    high = _scaled(exact_v, lambda z, h, m: 1.01 + 0 * z)
+    off = validate.market_split(high, sol, firms, h, a)["network_vs_market_v"]
+    assert off["mean"] == pytest.approx(0.01, abs=2e-3)
+    assert split["e"] == pytest.approx(sol.e, rel=1e-3)

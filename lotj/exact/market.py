@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, meeting_rates
 from lotj.exact.states import StateSpace
 
@@ -43,6 +44,21 @@ class Distribution:
         for f in range(space.n_firm_types):
             chi[space.empty_state(f)] = space.p_f[f]
         return cls(chi, n_w * space.p_w.copy())
+
+    @classmethod
+    def of_population(cls, space: StateSpace, firms: FirmBatch, unmatched_h, unmatched_a) -> Distribution:
+        """The empirical distribution of a finite population (a simulated cross-section, or several
+        side by side): ``χ`` the share of firms in each state, ``u_j`` the unmatched workers of type
+        ``j`` per firm (so that, as in the model, firms have measure 1 and workers measure N_w).
+        Raises ValueError for a firm above the cap or a firm or worker that is not one of the types."""
+        states = space.locate(firms.z, firms.q, firms.h, firms.a, firms.mask)
+        if (states < 0).any():
+            raise ValueError(f"{int((states < 0).sum())} firms have more than n_max = {space.n_max} workers")
+        n_firms = len(states)
+        chi = np.bincount(states, minlength=space.n_states) / n_firms
+        types = space.worker_type(unmatched_h, unmatched_a)
+        u = np.bincount(types, minlength=space.n_worker_types) / n_firms
+        return cls(chi, u.astype(np.float64))
 
 
 @dataclass

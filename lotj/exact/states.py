@@ -188,6 +188,12 @@ class StateSpace:
             torch.as_tensor(mask),
         )
 
+    def worker_type(self, h, a) -> np.ndarray:
+        """Worker-type index of each worker ``(h, a)`` (tensors or arrays of one shape). Raises
+        ValueError when a worker is not one of the types."""
+        h, a = (np.asarray(_np(t), dtype=np.float64) for t in (h, a))
+        return _match(np.stack([h, a], -1), np.stack([self.h, self.a], -1), "worker", "(h, a)")
+
     def locate(self, z, q, h, a, mask) -> np.ndarray:
         """State index of every row of a padded batch (tensors or arrays); ``-1`` for rows with more
         than ``n_max`` workers. Raises ValueError when a firm or worker is not one of the types."""
