@@ -10,6 +10,7 @@ from lotj.economy.params import EconomyParams
 from lotj.sim.events import EventDraws, StepProbabilities, admit_in_time_order, draw_destinations
 from lotj.sim.population import Population
 from lotj.sim.simulator import Simulator
+from lotj.sim.stats import COUNTERS
 
 
 def reference_events(draws: EventDraws, u: torch.Tensor, employed: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -99,3 +100,32 @@ def test_population_updates_keep_both_views():
     pop.check()
     assert torch.equal(pop.firm[workers], free[:, 0]) and torch.equal(pop.slot[workers], free[:, 1])
     assert isinstance(Population.from_state_dict(pop.state_dict(), "cpu"), Population)
+
+
+def test_a_kept_snapshot_is_a_copy_that_later_steps_leave_alone():
+    """Market windows keep old snapshots: a firm death (which rewrites z, q of its row in place) or
+    any other event after the snapshot must not show in it."""
+    from lotj.economy.value import SetFunctionValue
+    from lotj.sim.reference import crowding_value
+
+    p = EconomyParams(n_max=6, delta_f=0.5, gamma_e=0.5)  # many deaths and learning events
+    sim = Simulator(p, 200, 0.02, seed=4)
+    vf = SetFunctionValue(crowding_value(p))
+    sim.advance(vf, 0.5)
+    snap = sim.snapshot()
+    kept = [t.clone() for t in (snap.firms.z, snap.firms.q, snap.firms.h, snap.firms.a, snap.firms.mask)]
+    kept += [snap.unmatched_h.clone(), snap.unmatched_a.clone()]
+    sim.advance(vf, 1.0)
+    assert sim.acc.counts[COUNTERS.index("deaths")] > 0
+    after = (
+        snap.firms.z,
+        snap.firms.q,
+        snap.firms.h,
+        snap.firms.a,
+        snap.firms.mask,
+        snap.unmatched_h,
+        snap.unmatched_a,
+    )
+    for old, new in zip(kept, after):
+        assert torch.equal(old, new)
+    assert not torch.equal(sim.snapshot().firms.z, snap.firms.z)  # the economy itself did move on

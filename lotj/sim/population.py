@@ -115,9 +115,13 @@ class Population:
         return FirmBatch(z, q, torch.where(mask, self.h[seat], one), torch.where(mask, self.a[seat], one), mask)
 
     def snapshot(self) -> EconomySnapshot:
-        """The economy as an :class:`EconomySnapshot` (all firms; the unmatched workers)."""
+        """The economy as an :class:`EconomySnapshot` (all firms; the unmatched workers): a copy that
+        later steps leave alone (a firm death rewrites ``z, q`` of its row in place, and snapshots are
+        kept, e.g. pooled over a market window)."""
         un = ~self.employed()
-        return EconomySnapshot(self.firm_batch(), self.h[un].clone(), self.a[un].clone())
+        firms = self.firm_batch()
+        firms = FirmBatch(firms.z.clone(), firms.q.clone(), firms.h, firms.a, firms.mask)
+        return EconomySnapshot(firms, self.h[un].clone(), self.a[un].clone())
 
     # ---------------------------------------------------------------- updates
     def detach(self, workers: Tensor, firms: Tensor | None = None) -> None:
