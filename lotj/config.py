@@ -44,7 +44,11 @@ class SolverConfig:
 
     stages: list[str] = field(default_factory=lambda: ["v"])  #: solve stages in order: v, w
     lr: float = 1e-3
-    lr_decay: float = 0.98  #: multiplicative learning-rate decay per epoch
+    lr_decay: float = 0.98  #: multiplicative learning-rate decay per epoch (``schedule=exponential``)
+    #: learning-rate schedule: exponential (``lr_decay`` per epoch) | cosine (per step, from ``lr`` to
+    #: ``lr·lr_min`` over ``max_epochs × steps_per_epoch`` steps)
+    schedule: str = "exponential"
+    lr_min: float = 0.01  #: final learning rate of the cosine schedule, as a share of ``lr``
     weight_decay: float = 0.0
     batch_size: int = 256
     steps_per_epoch: int = 50
@@ -171,6 +175,7 @@ class Config:
 _ACTIVATIONS = ("silu", "tanh", "gelu", "softplus")
 _STAGES = ("v", "w")
 _LOGGERS = ("csv", "wandb", "none")
+_SCHEDULES = ("exponential", "cosine")
 
 
 def _require_at_least_one(group: str, obj: Any, names: tuple[str, ...]) -> None:
@@ -221,6 +226,10 @@ def validate(cfg: Config) -> Config:
     if cfg.net.franchise == 0 or not math.isfinite(cfg.net.franchise):
         raise ConfigError(f"net.franchise = {cfg.net.franchise}: must be > 0, or < 0 for the guess from χ")
     _require_lr_decay("solver", s.lr_decay)
+    if s.schedule not in _SCHEDULES:
+        raise ConfigError(f"solver.schedule = {s.schedule!r}: allowed {list(_SCHEDULES)}")
+    if not 0 < s.lr_min <= 1:
+        raise ConfigError(f"solver.lr_min = {s.lr_min}: must be in (0, 1] (a share of solver.lr)")
     bad = [st for st in s.stages if st not in _STAGES]
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")

@@ -350,6 +350,36 @@ def test_loss_options_train(tmp_path, option):
     assert math.isfinite(summary["loss"]) and summary["best_residual"] < 0.9 * summary["initial_residual"]
 
 
+@pytest.mark.parametrize("schedule", ["exponential", "cosine"])
+def test_learning_rate_schedule(tmp_path, schedule):
+    cfg = tiny(
+        tmp_path,
+        "solver.max_epochs=4",
+        "solver.steps_per_epoch=10",
+        "solver.lr=1e-3",
+        "solver.lr_decay=0.5",
+        "solver.lr_min=0.1",
+        f"solver.schedule={schedule}",
+    )
+    conf = build_module(cfg, build_datamodule(cfg)).configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]
+    assert sched["interval"] == ("step" if schedule == "cosine" else "epoch")
+    per_epoch = 10 if schedule == "cosine" else 1
+    lrs = [opt.param_groups[0]["lr"]]
+    for _ in range(4):  # epoch by epoch
+        for _ in range(per_epoch):
+            opt.step()
+            sched["scheduler"].step()
+        lrs.append(opt.param_groups[0]["lr"])
+    if schedule == "cosine":
+        # lr_min + (lr − lr_min)(1 + cos(π t/T))/2 at t = 0, 10, 20, 30, 40 of T = 40 steps
+        floor = 1e-4
+        expected = [floor + (1e-3 - floor) * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(5)]
+    else:
+        expected = [1e-3 * 0.5**e for e in range(5)]
+    assert lrs == pytest.approx(expected, rel=1e-9)
+
+
 def test_a_negative_heldout_product_mean_does_not_read_as_zero():
     from lotj.train.vmodule import heldout_metrics, new_accumulator
 

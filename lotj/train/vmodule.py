@@ -163,6 +163,11 @@ class VModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         s = self.cfg.solver
         opt = torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+        if s.schedule == "cosine":
+            # per step, from lr to lr·lr_min over the run's max_epochs × steps_per_epoch steps
+            total = max(s.max_epochs * s.steps_per_epoch, 1)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total, eta_min=s.lr * s.lr_min)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
