@@ -430,7 +430,10 @@ def run_validation(
     report = build_report(cfg, vf, exact, sim_stats, ref_stats, targets)
     if isinstance(exact, ExactSolution) and markets:
         m = markets[-1]
-        report["market_split"] = market_split(vf, exact, m.firms, m.unmatched_h, m.unmatched_a)
+        try:
+            report["market_split"] = market_split(vf, exact, m.firms, m.unmatched_h, m.unmatched_a)
+        except ValueError as exc:  # a diagnostic: a population it cannot read must not sink the report
+            report["market_split_error"] = str(exc)
     report["train_seconds"] = train_seconds
     report["total_seconds"] = time.perf_counter() - start
     report["config"] = to_yaml(cfg)
