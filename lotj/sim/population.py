@@ -105,10 +105,12 @@ class Population:
         return self.size.clone()
 
     def firm_batch(self, idx: Tensor | None = None) -> FirmBatch:
-        """The padded firm states of the firms ``idx`` (all firms when None); padding h = a = 1."""
+        """The padded firm states of the firms ``idx`` (all firms when None); padding h = a = 1. A copy:
+        later updates leave it alone (a firm death rewrites ``z, q`` of its row in place, and batches are
+        kept, e.g. snapshots pooled over a market window)."""
         sw = self.slot_worker if idx is None else self.slot_worker[idx]
-        z = self.z if idx is None else self.z[idx]
-        q = self.q if idx is None else self.q[idx]
+        z = self.z.clone() if idx is None else self.z[idx]
+        q = self.q.clone() if idx is None else self.q[idx]
         mask = sw >= 0
         seat = sw.clamp_min(0)
         one = torch.ones((), dtype=self.h.dtype, device=self.h.device)
@@ -116,12 +118,9 @@ class Population:
 
     def snapshot(self) -> EconomySnapshot:
         """The economy as an :class:`EconomySnapshot` (all firms; the unmatched workers): a copy that
-        later steps leave alone (a firm death rewrites ``z, q`` of its row in place, and snapshots are
-        kept, e.g. pooled over a market window)."""
+        later steps leave alone."""
         un = ~self.employed()
-        firms = self.firm_batch()
-        firms = FirmBatch(firms.z.clone(), firms.q.clone(), firms.h, firms.a, firms.mask)
-        return EconomySnapshot(firms, self.h[un].clone(), self.a[un].clone())
+        return EconomySnapshot(self.firm_batch(), self.h[un].clone(), self.a[un].clone())
 
     # ---------------------------------------------------------------- updates
     def detach(self, workers: Tensor, firms: Tensor | None = None) -> None:
