@@ -4,7 +4,7 @@ The network's residual reads the market (e, ω, s^N, χ^N, χ^E) of a finite sim
 discrete economy this script measures what that alone costs: it simulates the economy under the
 *exact* equilibrium V (so every decision is the equilibrium's), pools the cross-sections of the
 last ``--years`` years as the training pipeline does (``solver.market_window``), solves the V
-equation exactly given that pooled market (``lotj.exact.bellman.solve_values``), and prints the
+equation exactly given that pooled market (``ExactSolution.values_given``), and prints the
 relative distance of that V from the equilibrium V, mean and max over every state. No network
 reaches a smaller error than this floor when it trains on such a market. Prints figures; not a test.
 
@@ -29,9 +29,9 @@ import torch
 
 from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
-from lotj.exact.bellman import Policies, Surpluses, solve_values
+from lotj.exact.bellman import Policies, Surpluses
 from lotj.exact.equilibrium import ExactSolution, solve_equilibrium
-from lotj.exact.market import Distribution, Market
+from lotj.exact.market import Distribution
 from lotj.exact.stationary import stationary_distribution
 from lotj.sim.simulator import Simulator
 
@@ -47,8 +47,7 @@ def pooled_distribution(sol: ExactSolution, snapshots: list) -> Distribution:
 def floor(sol: ExactSolution, dist: Distribution) -> tuple[float, float, float]:
     """Mean and max relative distance of the exact V given ``dist``'s market from the equilibrium V,
     and that market's employment rate."""
-    market = Market.of(sol.space, sol.params, dist)
-    v = solve_values(sol.space, sol.params, market, start=sol.policies).v
+    v, market = sol.values_given(dist)
     rel = np.abs(v / sol.v - 1.0)
     return float(rel.mean()), float(rel.max()), market.e
 

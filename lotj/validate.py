@@ -41,10 +41,10 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import ValueFunction
 from lotj.errors import ConfigError
-from lotj.exact.bellman import hjb_residual, solve_values
+from lotj.exact.bellman import hjb_residual
 from lotj.exact.equilibrium import ExactSolution, NoPureEquilibriumError, solve_equilibrium
 from lotj.exact.learning import LearningCheck, check_closed_workforce, learning_check
-from lotj.exact.market import Distribution, Market
+from lotj.exact.market import Distribution
 
 #: Seed offset of the held-out draw of the learning economy (training uses ``cfg.seed``).
 HELDOUT_SEED_OFFSET = 7919
@@ -162,13 +162,11 @@ def market_split(vf: ValueFunction, exact: ExactSolution, firms: FirmBatch, unma
     The network's residual reads the market of a finite simulated economy (``firms`` and unmatched
     workers, the pooled cross-sections of the last epoch), not the exact stationary one. Given that
     market (its e, ω, s^N, χ^N and χ^E: :meth:`lotj.exact.market.Distribution.of_population`), the V
-    equation has an exact solution too (:func:`lotj.exact.bellman.solve_values`). Reported: the
-    network against it (the solver's error on the equation it was given), and it against the
-    equilibrium V (the error the simulated market's sampling noise alone puts into V). Not a target."""
-    space, p = exact.space, exact.params
-    dist = Distribution.of_population(space, firms, unmatched_h, unmatched_a)
-    market = Market.of(space, p, dist)
-    v_market = solve_values(space, p, market, start=exact.policies).v
+    equation has an exact solution too (:meth:`lotj.exact.equilibrium.ExactSolution.values_given`).
+    Reported: the network against it (the solver's error on the equation it was given), and it against
+    the equilibrium V (the error the simulated market's sampling noise alone puts into V). Not a
+    target."""
+    v_market, market = exact.values_given(Distribution.of_population(exact.space, firms, unmatched_h, unmatched_a))
     net = network_values(vf, exact.states)
     solver = np.abs(net - v_market) / np.abs(v_market)
     sampling = np.abs(v_market - exact.v) / np.abs(exact.v)

@@ -97,6 +97,13 @@ class ExactSolution:
         """The exact V as a ValueFunction (:mod:`lotj.exact.table`)."""
         return table_value_function(self.space, self.v)
 
+    def values_given(self, dist: Distribution) -> tuple[np.ndarray, Market]:
+        """The exact V given the market of another distribution (e.g. a simulated population's,
+        :meth:`Distribution.of_population`), by policy iteration from this equilibrium's decisions;
+        with that market."""
+        market = Market.of(self.space, self.params, dist)
+        return solve_values(self.space, self.params, market, start=self.policies).v, market
+
     # ---------------------------------------------------------------- statistics
     @property
     def n_states(self) -> int:

@@ -188,19 +188,21 @@ class StateSpace:
             torch.as_tensor(mask),
         )
 
-    def worker_type(self, h, a) -> np.ndarray:
-        """Worker-type index of each worker ``(h, a)`` (tensors or arrays of one shape). Raises
-        ValueError when a worker is not one of the types."""
+    def worker_type(self, h, a, mask=None) -> np.ndarray:
+        """Worker-type index of each worker ``(h, a)`` (tensors or arrays of one shape; with ``mask``,
+        entries outside it are not checked and their index is meaningless). Raises ValueError when a
+        worker is not one of the types."""
         h, a = (np.asarray(_np(t), dtype=np.float64) for t in (h, a))
-        return _match(np.stack([h, a], -1), np.stack([self.h, self.a], -1), "worker", "(h, a)")
+        mask = None if mask is None else np.asarray(_np(mask), dtype=bool)
+        return _match(np.stack([h, a], -1), np.stack([self.h, self.a], -1), "worker", "(h, a)", mask)
 
     def locate(self, z, q, h, a, mask) -> np.ndarray:
         """State index of every row of a padded batch (tensors or arrays); ``-1`` for rows with more
         than ``n_max`` workers. Raises ValueError when a firm or worker is not one of the types."""
-        z, q, h, a = (np.asarray(_np(t), dtype=np.float64) for t in (z, q, h, a))
+        z, q = (np.asarray(_np(t), dtype=np.float64) for t in (z, q))
         mask = np.asarray(_np(mask), dtype=bool)
         f = _match(np.stack([z, q], -1), np.stack([self.z, self.q], -1), "firm", "(z, q)")
-        wt = _match(np.stack([h, a], -1), np.stack([self.h, self.a], -1), "worker", "(h, a)", mask)
+        wt = self.worker_type(h, a, mask)
         counts = np.zeros((len(z), self.n_worker_types), dtype=np.int64)
         for j in range(self.n_worker_types):
             counts[:, j] = ((wt == j) & mask).sum(1)
