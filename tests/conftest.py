@@ -15,3 +15,26 @@ torch.set_num_threads(1)
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture
+def check_pooled_neighbours():
+    """``check(net, s, w, gen)``: a W network's pooled V, removal and addition values equal the same
+    sets evaluated explicitly (``SetFunctionWorkerValue`` on its ``worker_fn``). Returns the worker mask
+    and the (worker, other coworker) pair mask for further checks."""
+    from lotj.economy.worker_value import SetFunctionWorkerValue
+
+    def check(net, s, w, gen):
+        naive = SetFunctionWorkerValue(net.worker_fn)
+        m = s.mask
+        assert torch.allclose(net.values(s, w)[m], naive.values(s, w)[m], rtol=1e-10)
+        eye = torch.eye(s.n_max, dtype=torch.bool)
+        pair = m.unsqueeze(-1) & m.unsqueeze(-2) & ~eye
+        assert torch.allclose(net.removal_values(s, w)[pair], naive.removal_values(s, w)[pair], rtol=1e-10)
+        h_new = torch.exp(0.3 * torch.randn(s.batch_size, 3, generator=gen))  # per-firm new workers
+        a_new = torch.ones(s.batch_size, 3)
+        got = net.addition_values(s, w, h_new, a_new)
+        assert torch.allclose(got[m], naive.addition_values(s, w, h_new, a_new)[m], rtol=1e-10)
+        return m, pair
+
+    return check

@@ -50,20 +50,10 @@ def test_protocol_and_permutation_equivariance(gen):
     assert torch.allclose(v[s.mask], v2[s.mask], rtol=1e-12)
 
 
-def test_pooled_neighbours_equal_explicit_sets(gen):
+def test_pooled_neighbours_equal_explicit_sets(gen, check_pooled_neighbours):
     net = _net(1)
-    naive = SetFunctionWorkerValue(net.worker_fn)
     s, w = _firms(gen)
-    m = s.mask
-    assert torch.allclose(net.values(s, w)[m], naive.values(s, w)[m], rtol=1e-10)
-    eye = torch.eye(s.n_max, dtype=torch.bool)
-    pair = m.unsqueeze(-1) & m.unsqueeze(-2) & ~eye
-    assert torch.allclose(net.removal_values(s, w)[pair], naive.removal_values(s, w)[pair], rtol=1e-10)
-    h_new = torch.exp(0.3 * torch.randn(s.batch_size, 3, generator=gen))  # per-firm new workers
-    a_new = torch.ones(s.batch_size, 3)
-    got = net.addition_values(s, w, h_new, a_new)
-    ref = naive.addition_values(s, w, h_new, a_new)
-    assert torch.allclose(got[m], ref[m], rtol=1e-10)
+    _, pair = check_pooled_neighbours(net, s, w, gen)
     # the coworker set matters: removing a coworker changes W
     assert (net.removal_values(s, w)[pair] - net.values(s, w).unsqueeze(-1).expand_as(pair)[pair]).abs().max() > 1e-4
 

@@ -12,7 +12,7 @@ import torch
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
-from lotj.economy.worker_value import SetFunctionWorkerValue, wage_curves
+from lotj.economy.worker_value import wage_curves
 from lotj.nets import ValueNet
 from lotj.worker_net import WorkerValueNet
 
@@ -112,20 +112,10 @@ def test_surplus_input_reaches_the_output(gen):
     assert (net.values(s, w) - before)[s.mask].abs().max() > 1e-3
 
 
-def test_pooled_neighbours_equal_explicit_sets(gen):
+def test_pooled_neighbours_equal_explicit_sets(gen, check_pooled_neighbours):
     net = _net(_value_net())
-    naive = SetFunctionWorkerValue(net.worker_fn)
     s, w = _firms(gen)
-    m = s.mask
-    assert torch.allclose(net.values(s, w)[m], naive.values(s, w)[m], rtol=1e-10)
-    eye = torch.eye(s.n_max, dtype=torch.bool)
-    pair = m.unsqueeze(-1) & m.unsqueeze(-2) & ~eye
-    assert torch.allclose(net.removal_values(s, w)[pair], naive.removal_values(s, w)[pair], rtol=1e-10)
-    h_new = torch.exp(0.3 * torch.randn(s.batch_size, 3, generator=gen))
-    a_new = torch.ones(s.batch_size, 3)
-    assert torch.allclose(
-        net.addition_values(s, w, h_new, a_new)[m], naive.addition_values(s, w, h_new, a_new)[m], rtol=1e-10
-    )
+    m, _ = check_pooled_neighbours(net, s, w, gen)
     active = m & (torch.rand(s.h.shape, generator=gen) < 0.6)
     x = w[active] * 1.3 + 0.1
     w2 = w.clone()

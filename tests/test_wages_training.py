@@ -60,6 +60,19 @@ def test_batches_hold_states_wages_and_two_heldout_draw_sets(economy):
     assert not set(dm.train_ids.tolist()) & set(dm.val_ids.tolist())
 
 
+def _trainer() -> L.Trainer:
+    """Four quiet epochs, no checkpoints or logs, gradients clipped at 1."""
+    return L.Trainer(
+        max_epochs=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+    )
+
+
 def test_refresh_uses_simulated_wages(economy):
     snap, vf = economy
     dm = WDataModule(P, vf, snap, _cfg(wage_mix=0.5), seed=2)
@@ -82,15 +95,7 @@ def test_training_lowers_the_heldout_residual(economy):
     torch.manual_seed(3)
     net = WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32)
     module = WModule(P, net, vf, lr=cfg.lr, lr_decay=cfg.lr_decay)
-    trainer = L.Trainer(
-        max_epochs=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-    )
+    trainer = _trainer()
     before = trainer.validate(module, datamodule=dm, verbose=False)[0]["w/val_residual"]
     trainer.fit(module, datamodule=dm)
     after = float(trainer.callback_metrics["w/val_residual"])
@@ -169,15 +174,7 @@ def test_warm_start_fits_the_frozen_state_oracle(economy):
         return float(((oracle - u).abs() / u)[m].mean())  # the oracle's value at the network's entry wage
 
     before, gap_before = distance(), entry_wage_gap()
-    trainer = L.Trainer(
-        max_epochs=4,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        gradient_clip_val=1.0,
-    )
+    trainer = _trainer()
     trainer.fit(module, datamodule=dm)
     after, gap_after = distance(), entry_wage_gap()
     assert after < 0.3 * before, (before, after)
