@@ -22,8 +22,12 @@ difference::
     python benchmarks/simulate.py --dt-check --dt 0.02 --reps 8 --firms 2000
 
 The value function of the dt check is ``--value crowding`` (``lotj.sim.reference.crowding_value``:
-hires refused by low-z firms, a job ladder, quits) or ``--value net`` (the untrained ValueNet with
-a random head: V = ΣU + (F + c z)/r · (1 + head)).
+hires refused by low-z firms, a job ladder, quits), ``--value net`` (the untrained ValueNet with
+a random head: V = ΣU + (F + c z)/r · (1 + head)) or ``--value trained --checkpoint RUN/checkpoints/last.ckpt``
+(the network of a training run, with that run's economy)::
+
+    python -m lotj.train conf=smoke out_dir=runs/smoke
+    python benchmarks/simulate.py --dt-check --value trained --checkpoint runs/smoke/checkpoints/last.ckpt --dt 0.05
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ import argparse
 import copy
 import math
 import time
+from pathlib import Path
 
 import torch
 
-from lotj.config import load_config
+from lotj.config import config_from_yaml, load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.pooled import PerStepEncoding, PooledValues
@@ -64,9 +69,24 @@ def make_net(cfg, seed: int, random_head: float) -> ValueNet:
     return net
 
 
+def trained_net(checkpoint: str):
+    """The ValueNet of a training run's checkpoint and that run's config (``config.yaml`` beside
+    ``checkpoints/``)."""
+    from lotj.train.vmodule import VModule
+
+    path = Path(checkpoint)
+    cfg = config_from_yaml(path.parent.parent / "config.yaml")
+    module = VModule(cfg).to(torch.float64)
+    module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
+    return cfg, module.net.eval()
+
+
 def throughput(cfg, args) -> None:
     dtype = torch.float32 if args.precision == 32 else torch.float64
-    net = make_net(cfg, 0, args.random_head)
+    if args.checkpoint:
+        cfg, net = trained_net(args.checkpoint)
+    else:
+        net = make_net(cfg, 0, args.random_head)
     n_params = sum(x.numel() for x in net.parameters())
     n = cfg.net
     print(
@@ -138,6 +158,11 @@ def dt_check(cfg, args) -> None:
     p = cfg.economy
     if args.value == "crowding":
         vf = SetFunctionValue(crowding_value(p))
+    elif args.value == "trained":
+        if not args.checkpoint:
+            raise SystemExit("--value trained needs --checkpoint RUN/checkpoints/last.ckpt")
+        cfg, vf = trained_net(args.checkpoint)
+        p = cfg.economy
     else:
         vf = make_net(cfg, 0, args.random_head)
     dts = (args.dt, args.dt / 2)
@@ -177,7 +202,8 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also time per-step encoding (no kept pools)")
     ap.add_argument("--agreement", action="store_true", help="single vs double precision decisions")
     ap.add_argument("--dt-check", action="store_true", help="compare statistics at dt and dt/2")
-    ap.add_argument("--value", choices=("crowding", "net"), default="crowding", help="V of the dt check")
+    ap.add_argument("--value", choices=("crowding", "net", "trained"), default="crowding", help="V of the dt check")
+    ap.add_argument("--checkpoint", default=None, help="last.ckpt of a training run (--value trained)")
     ap.add_argument("--reps", type=int, default=8, help="replications per dt in the dt check")
     ap.add_argument("--burn-in", type=float, default=30.0, help="burn-in years per replication in the dt check")
     args = ap.parse_args()
