@@ -15,7 +15,8 @@ from lotj.sim.stats import COUNTERS
 
 def reference_events(draws: EventDraws, u: torch.Tensor, employed: torch.Tensor) -> dict[str, torch.Tensor]:
     """Kind by kind from the same uniforms: places inside the segment; breaks and λ shocks on the job;
-    meetings thinned from max(p^E, p^N) to the place's own probability."""
+    meetings of unmatched places thinned from max(p^E, p^N) to p^N, every meeting of an employed place kept
+    (the simulator thins those by the status at the meeting's time)."""
     cum, base = draws._positions(1.0 - u[:, 0], draws.inv_log, draws.starts)
     pos = cum - base[draws.kind]
     out = {}
@@ -31,7 +32,7 @@ def reference_events(draws: EventDraws, u: torch.Tensor, employed: torch.Tensor)
             p, uk = p[on_job], uk[on_job]
         if name == "meet":
             emp = employed[p]
-            take = uk[:, 2] < torch.where(emp, draws.probs.meet_e / top, draws.probs.meet_n / top)
+            take = emp | (uk[:, 2] < draws.probs.meet_n / top)
             p, uk = p[take], uk[take]
         out[name], out[name + "_u"] = p, uk
     return out

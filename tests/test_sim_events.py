@@ -67,7 +67,7 @@ def test_event_draws_are_independent_bernoulli_draws(sds, extra):
     employed = torch.rand(n_workers, generator=gen) < 0.6
     sizes = torch.randint(0, 5, (n_firms,), generator=gen)
     steps = 400
-    totals = dict.fromkeys(("death", "learn", "retire", "brk", "reneg", "meet_e", "meet_n"), 0)
+    totals = dict.fromkeys(("death", "learn", "retire", "brk", "reneg", "meet_rows_e", "meet_e", "meet_n"), 0)
     for _ in range(steps):
         ev = draws.draw(employed, sizes, gen)
         for x, n in ((ev.death, n_firms), (ev.learn, n_firms), (ev.retire, n_workers), (ev.meeters, n_workers)):
@@ -79,8 +79,11 @@ def test_event_draws_are_independent_bernoulli_draws(sds, extra):
         totals["retire"] += ev.retire.numel()
         totals["brk"] += ev.brk.numel()
         totals["reneg"] += ev.reneg.numel()
-        totals["meet_e"] += int(employed[ev.meeters].sum())
-        totals["meet_n"] += int((~employed[ev.meeters]).sum())
+        on_job = employed[ev.meeters]
+        assert bool((ev.meet_u[~on_job] < draws.thin_n).all())
+        totals["meet_rows_e"] += int(on_job.sum())
+        totals["meet_e"] += int((on_job & (ev.meet_u < draws.thin_e)).sum())  # the simulator's thinning
+        totals["meet_n"] += int((~on_job).sum())
     n_e, n_n = int(employed.sum()), int((~employed).sum())
     expected = {
         "death": n_firms * probs.death,
@@ -88,6 +91,7 @@ def test_event_draws_are_independent_bernoulli_draws(sds, extra):
         "retire": n_workers * probs.retire,
         "brk": n_e * probs.brk,
         "reneg": n_e * probs.reneg,
+        "meet_rows_e": n_e * max(probs.meet_e, probs.meet_n),  # thinned by the caller
         "meet_e": n_e * probs.meet_e,
         "meet_n": n_n * probs.meet_n,
     }

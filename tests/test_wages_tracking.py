@@ -153,3 +153,31 @@ def test_worker_columns_markdown():
     f = production(s.z, s.h, s.mask, P.eta)
     f_minus = production(s.z, s.h[:, [1]], s.mask[:, [1]], P.eta)
     assert math.isclose(float(cols["J"][0]), U * 1.0 + float(f - f_minus) / P.outflow_rate, rel_tol=1e-9)
+
+
+
+def test_a_new_match_that_breaks_in_its_step_leaves_no_wage():
+    """In a simulated run at a coarse step, hires from non-employment break later in their step (late
+    breaks): at every step end the wage is set exactly for the employed workers."""
+    from lotj.sim.reference import accept_all_value
+    from lotj.sim.simulator import Simulator
+    from lotj.sim.wage_tracking import track_wages
+
+    p = EconomyParams(n_max=6, delta_m=2.0, psi_n=3.0)
+    sim = Simulator(p, 60, 0.25, seed=3)
+    vf = SetFunctionValue(accept_all_value(p))
+    tracker = track_wages(sim, SetFunctionWorkerValue(_worker), vf)
+    late = []
+    late_breaks = sim._late_breaks
+
+    def counted(*args):
+        before = int(sim.pop.employed().sum())
+        late_breaks(*args)
+        late.append(before - int(sim.pop.employed().sum()))
+
+    sim._late_breaks = counted
+    for _ in range(12):
+        sim.run_steps(vf, 1)
+        emp = sim.pop.employed()
+        assert torch.isfinite(tracker.wage[emp]).all() and torch.isnan(tracker.wage[~emp]).all()
+    assert sum(late) > 0

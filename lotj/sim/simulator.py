@@ -8,14 +8,17 @@ GPU. Time advances in steps of ``dt`` years (``1/dt`` must be an integer: annual
 steps). One step (docs/simulator.md):
 
 1. **Draws** (:mod:`lotj.sim.events`), all from the state at the start of the step: each process
-   fires independently with probability ``1 − exp(−rate·dt)``; meeting destinations ∝ ``n + 1``;
+   fires independently with probability ``1 − exp(−rate·dt)`` (learning: ``γ^E·dt``, see
+   :class:`~lotj.sim.events.StepProbabilities`); meeting destinations ∝ ``n + 1``;
    every worker event has a uniform time within the step.
 2. **Firm deaths**: the workers become unmatched (h unchanged) and a newborn empty firm from
    G_f takes the firm's place, with a new firm id.
 3. **Retirements**: the seat gets a new unmatched worker from G_w with a new worker id.
 4. **Match breaks** (δ_m): the worker becomes unmatched.
-   A worker hit by 2–4 has no other event in the step (priority rule). The state now is the
-   **decision state**: every decision of the step uses V on it.
+   A worker hit by 2–4 has no other event before that event's time (priority rule; time 0 for a
+   firm death) and, after it, only its meetings as an unmatched worker: each meeting of a seat is
+   thinned by the worker's status at the meeting's time. The state now is the **decision state**:
+   every decision of the step uses V on it.
 5. **Decisions**. Meetings whose destination is the worker's own firm are void. For employed
    workers with a λ shock or a meeting: ``Δ(S, x_i) = V(S) − V(S⊖x_i) − U(x_i)``; for each meeting
    at a firm below the cap, ``Δ_k = Δ(S_k⊕x, x)``. A firm at the cap makes no offer. The offer
@@ -29,10 +32,12 @@ steps). One step (docs/simulator.md):
    admitted iff the firm is below the cap at its time. A meeting that finds the firm at the cap
    counts as refused by the cap, whether or not V offered; an employed worker so refused stays
    if ``Δ ≥ 0`` and goes to non-employment if ``Δ < 0``. Admitted employed workers move;
-   admitted unmatched workers are hired.
-8. **Learning**: firms with a learning event apply H to their workforce after the moves
-   (unmatched workers do not learn; a learning event that makes Δ < 0 acts only at the worker's
-   next λ or ψ^E event, MODEL.md section 10).
+   admitted unmatched workers are hired. A hire from non-employment at time ``t`` then breaks
+   with probability ``1 − exp(−δ_m (1 − t) dt)`` in the rest of the step.
+8. **Learning**: a learning event in the second half of the step applies H to the firm's workforce
+   after the moves; one in the first half applied it after step 2, before the decisions (unmatched
+   workers do not learn; a learning event that makes Δ < 0 acts only at the worker's next λ or ψ^E
+   event, MODEL.md section 10).
 
 With the network, V and its neighbours come from per-worker pool terms kept for the whole
 population during :meth:`Simulator.run_steps` (:mod:`lotj.sim.pooled`): a step re-encodes only the
@@ -257,15 +262,27 @@ class Simulator:
             acc.sample(pop.size, employed, pop.h)
         ev = self.draws.draw(employed, pop.size, self.gen)
 
-        # 2. firm deaths: newborn empty firms from G_f; the workers' other events are void
-        blocked = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
-        blocked.index_fill_(0, ev.retire, True)
+        # 2. firm deaths: newborn empty firms from G_f. ``free_from`` is the time from which a seat's
+        # worker is unmatched after steps 2–4 (0 for a dying firm's workers, the retirement's or the
+        # break's time): before it the seat has no other event (priority rule), after it only meetings
+        # as an unmatched worker. −1: no event of steps 2–4.
+        free_from = torch.full((pop.n_workers,), -1.0, dtype=torch.float64, device=dev)
         if ev.death.numel():
             z, q = self.new_firms.take(ev.death.numel())
-            blocked.index_fill_(0, pop.replace_firms(ev.death, z, q), True)
+            free_from.index_fill_(0, pop.replace_firms(ev.death, z, q), 0.0)
             if self._pooled is not None:
                 self._pooled.refresh_firms(pop, ev.death)
             acc.count("deaths", ev.death.numel())
+        free_from.index_copy_(0, ev.retire, ev.retire_t)
+        # learning events in the first half of the step act here, on the workforce at the start (less the
+        # deaths), and the step's decisions see them; the others act at its end (step 8)
+        late_learning = ev.learn
+        if ev.learn.numel():
+            early = ev.learn_t < 0.5
+            late_learning = ev.learn.index_select(0, early.logical_not().nonzero().squeeze(1))
+            early_learning = ev.learn.index_select(0, early.nonzero().squeeze(1))
+            if early_learning.numel():
+                self._refresh_workers(self._learn(early_learning))
         start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
         # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
         retiring = ev.retire
@@ -273,7 +290,7 @@ class Simulator:
         ret_emp = retiring.index_select(0, gone)
         ret_firm, ret_t = pop.firm.index_select(0, ret_emp), ev.retire_t.index_select(0, gone)
         # 4. match breaks (a departure at its time); retirees and breaks leave their firms together
-        live_brk = blocked.index_select(0, ev.brk).logical_not_().nonzero().squeeze(1)
+        live_brk = (free_from.index_select(0, ev.brk) < 0).nonzero().squeeze(1)
         breaking, brk_t = ev.brk.index_select(0, live_brk), ev.brk_t.index_select(0, live_brk)
         brk_firm = pop.firm.index_select(0, breaking)
         pop.detach(torch.cat([ret_emp, breaking]), torch.cat([ret_firm, brk_firm]))
@@ -282,13 +299,18 @@ class Simulator:
             pop.renew_workers(retiring, h, a)
             acc.count("retirements", retiring.numel())
         acc.count("breaks", breaking.numel())
-        blocked.index_fill_(0, breaking, True)
+        free_from.index_copy_(0, breaking, brk_t)
 
         # 5. decisions on the decision state (compact index arrays: a step touches few workers)
-        live_reneg = blocked.index_select(0, ev.reneg).logical_not_().nonzero().squeeze(1)
+        live_reneg = (free_from.index_select(0, ev.reneg) < 0).nonzero().squeeze(1)
         reneg_w, reneg_t = ev.reneg.index_select(0, live_reneg), ev.reneg_t.index_select(0, live_reneg)
         own_all = pop.firm.index_select(0, ev.meeters)
-        live = blocked.index_select(0, ev.meeters).logical_not_()
+        # meetings thinned by the status at their time: a seat unmatched since free_from keeps its later
+        # meetings at the unmatched rate; a seat employed throughout (own firm >= 0) at the employed rate
+        t_free = free_from.index_select(0, ev.meeters)
+        live = (t_free < 0) | ((ev.meet_t > t_free) & (ev.meet_u < self.draws.thin_n))
+        if self.draws.thin_e < 1.0:
+            live &= (t_free >= 0) | (own_all < 0) | (ev.meet_u < self.draws.thin_e)
         kept = (live & (ev.dest != own_all)).nonzero().squeeze(1)  # live meetings, void ones dropped
         acc.count("void_meetings", live.sum() - kept.numel())
         mw, md = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
@@ -370,32 +392,61 @@ class Simulator:
 
         if self.wage_tracker is not None:
             self.wage_tracker.on_moves(pop)
+        if oi.numel():
+            self._late_breaks(aw, from_job, o_t.index_select(0, ai))
 
-        # 8. learning: H on the whole workforce of each learning firm
-        learning = ev.learn
+        # 8. learning in the second half of the step: H on the workforce after the moves
         changed = retiring
-        if learning.numel():
-            sw = pop.slot_worker.index_select(0, learning)
-            mask = sw >= 0
-            seat = sw.clamp_min(0).view(-1)  # padding reads seat 0: learning_step leaves padding alone
-            h_pad = pop.h.index_select(0, seat).view(sw.shape)
-            a_pad = pop.a.index_select(0, seat).view(sw.shape)
-            new_h = learning_step(h_pad, a_pad, pop.q.index_select(0, learning), mask, p.theta_plus, p.theta_minus)
-            real = mask.view(-1).nonzero().squeeze(1)
-            learned = seat.index_select(0, real)
-            pop.h.index_copy_(0, learned, new_h.view(-1).index_select(0, real))
-            acc.count("learning", learning.numel())
-            changed = torch.cat([retiring, learned])
-        if self._pooled is not None:
-            # the new workers of retired seats took no part in this step's decisions (priority rule)
-            self._pooled.refresh_workers(pop, changed)
-        if self._moments is not None and changed.numel():
-            self._moments.index_copy_(0, changed, log_h_moments(pop.h.index_select(0, changed)))
+        if late_learning.numel():
+            changed = torch.cat([retiring, self._learn(late_learning)])
+        # the new workers of retired seats took no part in this step's decisions (priority rule)
+        self._refresh_workers(changed)
 
         acc.flush()
         self.step_count += 1
         if self.step_count % self.spy == 0:
             self._record_annual()
+
+    def _learn(self, firms: Tensor) -> Tensor:
+        """The learning event H on the whole workforce of each of ``firms`` (MODEL.md section 2); returns
+        the seats whose ``h`` changed."""
+        pop, p = self.pop, self.params
+        sw = pop.slot_worker.index_select(0, firms)
+        mask = sw >= 0
+        seat = sw.clamp_min(0).view(-1)  # padding reads seat 0: learning_step leaves padding alone
+        h_pad = pop.h.index_select(0, seat).view(sw.shape)
+        a_pad = pop.a.index_select(0, seat).view(sw.shape)
+        new_h = learning_step(h_pad, a_pad, pop.q.index_select(0, firms), mask, p.theta_plus, p.theta_minus)
+        real = mask.view(-1).nonzero().squeeze(1)
+        learned = seat.index_select(0, real)
+        pop.h.index_copy_(0, learned, new_h.view(-1).index_select(0, real))
+        self.acc.count("learning", firms.numel())
+        return learned
+
+    def _refresh_workers(self, seats: Tensor) -> None:
+        """Keep the per-worker pool terms and ``log h`` moments of ``seats`` up to date after their
+        ``h`` (or their worker) changed."""
+        if self._pooled is not None:
+            self._pooled.refresh_workers(self.pop, seats)
+        if self._moments is not None and seats.numel():
+            self._moments.index_copy_(0, seats, log_h_moments(self.pop.h.index_select(0, seats)))
+
+    def _late_breaks(self, hired: Tensor, from_job: Tensor, hire_t: Tensor) -> None:
+        """Match breaks of the step's hires from non-employment in the rest of the step after their
+        hire (time ``hire_t``): probability ``1 − exp(−δ_m (1 − t) dt)`` each. Without them a new
+        match would be safe from δ_m until the next step (docs/simulator.md, "Accuracy in dt")."""
+        new = from_job.logical_not().nonzero().squeeze(1)
+        if new.numel() == 0 or self.params.delta_m <= 0:
+            return
+        rest = hire_t.index_select(0, new).neg().add_(1.0)
+        prob = torch.expm1(rest * (-self.params.delta_m * self.dt)).neg_()
+        u = torch.rand(new.numel(), generator=self.gen, dtype=torch.float64, device=self.device)
+        late = hired.index_select(0, new.index_select(0, (u < prob).nonzero().squeeze(1)))
+        if late.numel():
+            self.pop.detach(late)
+            self.acc.count("breaks", late.numel())
+            if self.wage_tracker is not None:
+                self.wage_tracker.on_separations(late)
 
     def _wage_decisions(
         self,

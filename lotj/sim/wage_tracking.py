@@ -274,6 +274,11 @@ class WageTracker:
         self.wage[~pop.employed()] = math.nan
         self.initialise(pop)  # workers employed without a wage (none after the first step)
 
+    def on_separations(self, workers: Tensor) -> None:
+        """Workers who left their firms after :meth:`on_moves` in the same step (a new match that broke
+        later in the step) hold no wage."""
+        self.wage.index_fill_(0, workers.to(self.wage.device), math.nan)
+
     # ---------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
         """The wages of every worker seat and the counters: with the simulator's own state
