@@ -155,7 +155,6 @@ def test_worker_columns_markdown():
     assert math.isclose(float(cols["J"][0]), U * 1.0 + float(f - f_minus) / P.outflow_rate, rel_tol=1e-9)
 
 
-
 def test_a_new_match_that_breaks_in_its_step_leaves_no_wage():
     """In a simulated run at a coarse step, hires from non-employment break later in their step (late
     breaks): at every step end the wage is set exactly for the employed workers."""
