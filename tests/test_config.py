@@ -50,6 +50,7 @@ def test_roundtrip_through_yaml(tmp_path):
         (["economy.mu_a=0.3"], r"values would be infinite"),
         (["economy.gamma_e=10", "economy.sd_log_a=0.05"], r"values would be infinite"),
         (["solver.lr=-1"], r"solver.lr"),
+        (["sim.dt=2.0"], r"sim.dt.*more than one learning event"),
         (["solver.schedule=step"], r"solver.schedule.*allowed"),
         (["solver.lr_min=0"], r"solver.lr_min.*\(0, 1\]"),
         (["solver.lr_min=1.5"], r"solver.lr_min"),

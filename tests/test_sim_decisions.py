@@ -119,7 +119,7 @@ def test_a_firm_at_the_cap_makes_no_offer_and_arrivals_never_exceed_it():
 
 
 def test_learning_applies_H_to_the_whole_firm_and_not_to_unmatched_workers():
-    p = params(gamma_e=CERTAIN)
+    p = params(gamma_e=100.0)  # γ^E·dt = 1: every firm learns in the step
     sim = Simulator(p, 100, 0.01, seed=6)
     s = sim.pop.firm_batch()
     expected = learning_step(s.h, s.a, s.q, s.mask, p.theta_plus, p.theta_minus)

@@ -79,7 +79,6 @@ class StepEvents:
 
     death: Tensor
     learn: Tensor
-    learn_t: Tensor  #: each learning event's time within the step
     retire: Tensor
     retire_t: Tensor
     brk: Tensor
@@ -208,12 +207,11 @@ class EventDraws:
         counts = torch.bincount(kind.index_select(0, hit), minlength=len(_KINDS)).tolist()
         retire, brk, reneg, meet, death, learn = pos.index_select(0, hit).split(counts)
         times = u.index_select(0, hit)
-        t_retire, t_brk, t_reneg, t_meet, _, t_learn = times[:, 1].split(counts)
+        t_retire, t_brk, t_reneg, t_meet, _, _ = times[:, 1].split(counts)
         thin_meet, u_meet = times[:, 2].split(counts)[3], times[:, 3].split(counts)[3]
         return StepEvents(
             death=death,
             learn=learn,
-            learn_t=t_learn,
             retire=retire,
             retire_t=t_retire,
             brk=brk,

@@ -34,10 +34,10 @@ steps). One step (docs/simulator.md):
    if ``Δ ≥ 0`` and goes to non-employment if ``Δ < 0``. Admitted employed workers move;
    admitted unmatched workers are hired. A hire from non-employment at time ``t`` then breaks
    with probability ``1 − exp(−δ_m (1 − t) dt)`` in the rest of the step.
-8. **Learning**: a learning event in the second half of the step applies H to the firm's workforce
-   after the moves; one in the first half applied it after step 2, before the decisions (unmatched
-   workers do not learn; a learning event that makes Δ < 0 acts only at the worker's next λ or ψ^E
-   event, MODEL.md section 10).
+8. **Learning**: firms with a learning event apply H to their workforce after the moves in odd
+   steps, and after step 2 (before the decisions) in even ones (unmatched workers do not learn; a
+   learning event that makes Δ < 0 acts only at the worker's next λ or ψ^E event, MODEL.md
+   section 10).
 
 With the network, V and its neighbours come from per-worker pool terms kept for the whole
 population during :meth:`Simulator.run_steps` (:mod:`lotj.sim.pooled`): a step re-encodes only the
@@ -274,15 +274,11 @@ class Simulator:
                 self._pooled.refresh_firms(pop, ev.death)
             acc.count("deaths", ev.death.numel())
         free_from.index_copy_(0, ev.retire, ev.retire_t)
-        # learning events in the first half of the step act here, on the workforce at the start (less the
-        # deaths), and the step's decisions see them; the others act at its end (step 8)
-        late_learning = ev.learn
-        if ev.learn.numel():
-            early = ev.learn_t < 0.5
-            late_learning = ev.learn.index_select(0, early.logical_not().nonzero().squeeze(1))
-            early_learning = ev.learn.index_select(0, early.nonzero().squeeze(1))
-            if early_learning.numel():
-                self._refresh_workers(self._learn(early_learning))
+        # learning (step 8) acts here in even steps, on the workforce at the start less the deaths, and the
+        # step's decisions see it; in odd steps it acts at the end of the step
+        learn_early = self.step_count % 2 == 0
+        if learn_early and ev.learn.numel():
+            self._refresh_workers(self._learn(ev.learn))
         start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
         # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
         retiring = ev.retire
@@ -395,10 +391,10 @@ class Simulator:
         if oi.numel():
             self._late_breaks(aw, from_job, o_t.index_select(0, ai))
 
-        # 8. learning in the second half of the step: H on the workforce after the moves
+        # 8. learning in odd steps: H on the workforce after the moves
         changed = retiring
-        if late_learning.numel():
-            changed = torch.cat([retiring, self._learn(late_learning)])
+        if not learn_early and ev.learn.numel():
+            changed = torch.cat([retiring, self._learn(ev.learn)])
         # the new workers of retired seats took no part in this step's decisions (priority rule)
         self._refresh_workers(changed)
 
