@@ -134,6 +134,10 @@ class SimConfig:
     panel_years: int = 10  #: years in the exported annual panel
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
+    #: the final market: before the last ``settle_epochs`` epochs, simulate ``settle_years`` years under the
+    #: current V and train those epochs on the market pooled over one cross-section a year, frozen (0: off)
+    settle_years: int = 0
+    settle_epochs: int = 0  #: epochs trained on the final market (see settle_years)
 
 
 @dataclass
@@ -248,6 +252,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
     if m.threads < 0:
         raise ConfigError(f"sim.threads = {m.threads}: must be >= 0 (0: torch's setting)")
+    if m.settle_years < 0 or m.settle_epochs < 0:
+        raise ConfigError(f"sim.settle_years = {m.settle_years}, sim.settle_epochs = {m.settle_epochs}: must be >= 0")
+    if (m.settle_years > 0) != (m.settle_epochs > 0):
+        raise ConfigError("sim.settle_years and sim.settle_epochs: set both (> 0) for a final market, or neither")
+    if m.settle_epochs >= cfg.solver.max_epochs:
+        raise ConfigError(
+            f"sim.settle_epochs = {m.settle_epochs}: must be below solver.max_epochs = {cfg.solver.max_epochs}"
+        )
     if cfg.logging.logger not in _LOGGERS:
         raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")
     if cfg.trainer.precision not in ("64-true", "32-true"):

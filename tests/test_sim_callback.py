@@ -61,6 +61,9 @@ class StandInData(pl.LightningDataModule):
         self.snapshots.append(snapshot)
         self.omega = snapshot.sample_firms(16, self.gen).size().to(torch.float64)
 
+    def settle(self, snapshots: list[EconomySnapshot]) -> None:
+        self.settled_on = list(snapshots)
+
     def train_dataloader(self):
         return DataLoader(TensorDataset(torch.ones(4, dtype=torch.float64)), batch_size=2)
 
@@ -124,6 +127,19 @@ def test_burn_in_refreshes_and_logged_statistics(tmp_path):
     assert summary["sim_years"] == pytest.approx(1.0)
     for k in ("sim_e", "sim_omega", "sim_s_n", "sim_firm_size_p90", "sim_en_rate", "sim_cap_refused_share"):
         assert summary[k] is not None and math.isfinite(summary[k]), k
+
+
+def test_the_final_market_is_simulated_once_before_the_last_epochs(tmp_path):
+    """sim.settle_years = 3, sim.settle_epochs = 2 of 5 epochs: after burn-in, epochs 1 and 2 refresh
+    one year each, the end of epoch 3 simulates 3 years (one snapshot a year) and freezes them, and
+    the last two epochs simulate nothing."""
+    cfg = config(**{"sim.tol": 1e-9, "solver.max_epochs": 5, "sim.settle_years": 3, "sim.settle_epochs": 2})
+    cb, data, _ = fit(cfg, 5, tmp_path)
+    assert cb.settled
+    assert len(data.snapshots) == 1 + 2  # burn-in, then epochs 1 and 2
+    assert len(data.settled_on) == 3
+    assert cb.simulator.clock == pytest.approx(2.0 + 2 * 1.0 + 3.0)
+    assert len(cb.tracker.history) == 3  # two refreshes and the final market
 
 
 def test_the_run_stops_when_converged(tmp_path):

@@ -302,6 +302,28 @@ def test_market_window_pools_the_last_cross_sections(tmp_path):
     assert dm.rates == new.meeting_rates(p)
 
 
+def test_a_settled_market_pools_every_snapshot_and_stays_frozen(tmp_path):
+    """settle() pools all its snapshots even beyond solver.market_window, refuses later refreshes, and
+    a checkpoint restores the frozen market."""
+    cfg = tiny(tmp_path, "solver.market_window=1", "solver.exact_sums=true")
+    dm = build_datamodule(cfg)
+    p = cfg.economy
+    snaps = [_uniform_snapshot(p, 2.5, 1.7, 20), _uniform_snapshot(p, 0.8, 1.2, 40), _uniform_snapshot(p, 1.1, 0.9, 10)]
+    dm.settle(snaps)
+    assert dm.settled and dm.history == snaps[::-1]
+    pooled = EconomySnapshot(
+        FirmBatch.cat([s.firms for s in snaps[::-1]]),
+        torch.cat([s.unmatched_h for s in snaps[::-1]]),
+        torch.cat([s.unmatched_a for s in snaps[::-1]]),
+    ).meeting_rates(p)
+    assert dm.rates == pooled != snaps[-1].meeting_rates(p)
+    with pytest.raises(RuntimeError, match="frozen"):
+        dm.refresh(snaps[0])
+    again = build_datamodule(cfg)
+    again.load_state_dict(dm.state_dict())
+    assert again.settled and len(again.history) == 3 and again.rates == dm.rates
+
+
 def test_module_exposes_the_network_as_value_function(tmp_path):
     cfg = tiny(tmp_path)
     dm = build_datamodule(cfg)

@@ -147,6 +147,10 @@ class OmegaDataModule(L.LightningDataModule):
         self._exact: DrawSet | None = None
         self._provisional = False
         self.refreshes = 0
+        #: snapshots pooled into the market: ``solver.market_window``, or more once :meth:`settle` froze it
+        self.window = max(1, int(self.solver.market_window))
+        #: whether :meth:`settle` froze the market (later :meth:`refresh` calls are refused)
+        self.settled = False
         #: κ of the stratification key log h + κ log a (:func:`lotj.train.omega.worker_sort_key`)
         self.kappa = self.p.gamma_e / self.p.outflow_rate
         if snapshot is not None:
@@ -178,9 +182,11 @@ class OmegaDataModule(L.LightningDataModule):
         (:func:`pooled_snapshot`): one cross-section of a finite simulated economy carries sampling
         noise in e and hence in s^N, which V inherits; pooling cross-sections a year or more apart
         averages it down, at the cost of a lag of about half the window while the economy moves."""
+        if self.settled:
+            raise RuntimeError("the market is frozen (OmegaDataModule.settle): no refresh after it")
         kept = [] if self._provisional else self.history
         self._provisional = False
-        self.history = [snapshot, *kept][: max(1, int(self.solver.market_window))]
+        self.history = [snapshot, *kept][: self.window]
         self._set_market()
         n = snapshot.n_firms
         if self.train_firms is None or self._split_n != n:
@@ -190,6 +196,18 @@ class OmegaDataModule(L.LightningDataModule):
             self.heldout_firms = perm[:n_held] if n_held else perm
             self.train_firms = perm[n_held:] if n_held else perm
         self.refreshes += 1
+
+    def settle(self, snapshots: list[EconomySnapshot]) -> None:
+        """Freeze the market on ``snapshots`` (oldest first, e.g. one cross-section a year of a long
+        simulation under the final V): the market pools all of them, Ω's states come from the newest,
+        and no :meth:`refresh` follows. The sampling noise of one simulated window moves V (docs/validation.md,
+        "market floor"); a long final window under a V that no longer changes removes most of it."""
+        if not snapshots:
+            raise ValueError("settle needs at least one snapshot")
+        self.window = max(self.window, len(snapshots))
+        for snap in snapshots:
+            self.refresh(snap)
+        self.settled = True
 
     def _set_market(self) -> None:
         self.market = pooled_snapshot(self.history)
@@ -283,6 +301,8 @@ class OmegaDataModule(L.LightningDataModule):
             "train_firms": self.train_firms,
             "heldout_firms": self.heldout_firms,
             "refreshes": self.refreshes,
+            "window": self.window,
+            "settled": self.settled,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -290,12 +310,15 @@ class OmegaDataModule(L.LightningDataModule):
         self.train_firms, self.heldout_firms = state["train_firms"], state["heldout_firms"]
         self._split_n = firms.batch_size
         self._provisional = False
+        self.window = int(state.get("window", self.window))
+        self.settled = False
         self.history = [
             EconomySnapshot(FirmBatch(*(h["firms"][k] for k in _FIRM_KEYS)), *h["unmatched"])
             for h in reversed(state.get("history", []))
         ]
         self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
         self.refreshes = int(state["refreshes"])
+        self.settled = bool(state.get("settled", False))
 
 
 def pooled_snapshot(snapshots: list[EconomySnapshot]) -> EconomySnapshot:

@@ -7,6 +7,11 @@
 - **train epoch end**: advance ``sim.years_per_epoch`` under ``pl_module.value_function()``,
   refresh the DataModule, log ``sim/*`` statistics, update the convergence tracker with
   ``val/residual`` from ``trainer.callback_metrics``, and set ``trainer.should_stop`` once converged.
+- **final market** (``sim.settle_years`` and ``sim.settle_epochs`` > 0): at the end of epoch
+  ``solver.max_epochs − sim.settle_epochs − 1`` it simulates ``sim.settle_years`` years under the current
+  V and freezes the DataModule's market on one cross-section a year (``datamodule.settle``); the last
+  ``sim.settle_epochs`` epochs train on it without further simulation. A run that stops earlier (the
+  tolerance) never settles.
 - **checkpoints**: the simulator's tensors, generator states and clock, and the tracker, are the
   callback's ``state_dict`` in the Lightning checkpoint; a run resumed from ``last.ckpt`` continues
   the same path. Checkpoints must be written at train-epoch end (Lightning's default when validation
@@ -87,6 +92,8 @@ class SimulatorCallback(Callback):
         self.simulation_seconds = 0.0
         self._restored = False
         self._datamodule_restored = False
+        #: whether the final market was simulated (the remaining epochs simulate nothing)
+        self.settled = False
 
     # ---------------------------------------------------------------- helpers
     def _value_function(self, pl_module: pl.LightningModule):
@@ -112,9 +119,25 @@ class SimulatorCallback(Callback):
         elif not self._datamodule_restored:
             self.datamodule.refresh(self.simulator.snapshot())
 
+    def _settle(self, pl_module: pl.LightningModule):
+        """The final market: ``sim.settle_years`` years, one cross-section a year, frozen in the DataModule."""
+        snapshots, stats = [], None
+        for _ in range(int(self.cfg.sim.settle_years)):
+            stats = self._advance(pl_module, 1.0)
+            snapshots.append(self.simulator.snapshot())
+        self.datamodule.settle(snapshots)
+        self.settled = True
+        return stats
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        stats = self._advance(pl_module, self.cfg.sim.years_per_epoch)
-        self.datamodule.refresh(self.simulator.snapshot())
+        if self.settled:
+            return
+        sim = self.cfg.sim
+        if sim.settle_epochs > 0 and trainer.current_epoch + 1 >= self.cfg.solver.max_epochs - sim.settle_epochs:
+            stats = self._settle(pl_module)
+        else:
+            stats = self._advance(pl_module, sim.years_per_epoch)
+            self.datamodule.refresh(self.simulator.snapshot())
         scalars = stats.scalars()
         residual = trainer.callback_metrics.get("val/residual")
         residual = None if residual is None else float(residual)
@@ -134,6 +157,7 @@ class SimulatorCallback(Callback):
             "tracker": self.tracker.state_dict(),
             "burned_in": self.burned_in,
             "simulation_seconds": self.simulation_seconds,
+            "settled": self.settled,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -141,6 +165,7 @@ class SimulatorCallback(Callback):
         self.tracker.load_state_dict(state_dict["tracker"])
         self.burned_in = bool(state_dict["burned_in"])
         self.simulation_seconds = float(state_dict["simulation_seconds"])
+        self.settled = bool(state_dict.get("settled", False))
         self._restored = True
 
     def on_load_checkpoint(
