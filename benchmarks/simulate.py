@@ -75,7 +75,10 @@ def trained_net(checkpoint: str):
     from lotj.train.vmodule import VModule
 
     path = Path(checkpoint)
-    cfg = config_from_yaml(path.parent.parent / "config.yaml")
+    config = path.parent.parent / "config.yaml"
+    if not path.is_file() or not config.is_file():
+        raise SystemExit(f"--checkpoint {checkpoint}: needs RUN/checkpoints/last.ckpt and RUN/config.yaml")
+    cfg = config_from_yaml(config)
     module = VModule(cfg).to(torch.float64)
     module.load_state_dict(torch.load(path, map_location="cpu", weights_only=False)["state_dict"])
     return cfg, module.net.eval()
@@ -83,10 +86,7 @@ def trained_net(checkpoint: str):
 
 def throughput(cfg, args) -> None:
     dtype = torch.float32 if args.precision == 32 else torch.float64
-    if args.checkpoint:
-        cfg, net = trained_net(args.checkpoint)
-    else:
-        net = make_net(cfg, 0, args.random_head)
+    net = args.trained if args.trained is not None else make_net(cfg, 0, args.random_head)
     n_params = sum(x.numel() for x in net.parameters())
     n = cfg.net
     print(
@@ -120,8 +120,9 @@ def throughput(cfg, args) -> None:
 def agreement(cfg, args) -> None:
     """Share of decisions that differ between a single- and a double-precision copy of the network,
     on every employed worker's Δ(S, x_i) and on one meeting per worker at a random firm below the cap,
-    after ``--warmup`` simulated years (the untrained network of the throughput runs)."""
-    net = make_net(cfg, 0, args.random_head)
+    after ``--warmup`` simulated years (the network of ``--checkpoint``, else the untrained one of the
+    throughput runs)."""
+    net = args.trained if args.trained is not None else make_net(cfg, 0, args.random_head)
     firms = args.firms[0]
     sim = Simulator(cfg.economy, firms, args.dt, seed=0)
     sim.advance(net, args.warmup)
@@ -159,10 +160,9 @@ def dt_check(cfg, args) -> None:
     if args.value == "crowding":
         vf = SetFunctionValue(crowding_value(p))
     elif args.value == "trained":
-        if not args.checkpoint:
+        if args.trained is None:
             raise SystemExit("--value trained needs --checkpoint RUN/checkpoints/last.ckpt")
-        cfg, vf = trained_net(args.checkpoint)
-        p = cfg.economy
+        vf = args.trained
     else:
         vf = make_net(cfg, 0, args.random_head)
     dts = (args.dt, args.dt / 2)
@@ -203,12 +203,18 @@ def main() -> None:
     ap.add_argument("--agreement", action="store_true", help="single vs double precision decisions")
     ap.add_argument("--dt-check", action="store_true", help="compare statistics at dt and dt/2")
     ap.add_argument("--value", choices=("crowding", "net", "trained"), default="crowding", help="V of the dt check")
-    ap.add_argument("--checkpoint", default=None, help="last.ckpt of a training run (--value trained)")
+    ap.add_argument(
+        "--checkpoint", default=None, help="last.ckpt of a training run: its network and config (replace --conf)"
+    )
     ap.add_argument("--reps", type=int, default=8, help="replications per dt in the dt check")
     ap.add_argument("--burn-in", type=float, default=30.0, help="burn-in years per replication in the dt check")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cfg = load_config([f"conf={args.conf}", *args.overrides])
+    # a trained network brings its run's config: economy, network size, sim.dt and sim.n_firms
+    args.trained = None
+    if args.checkpoint:
+        cfg, args.trained = trained_net(args.checkpoint)
     args.dt = args.dt or cfg.sim.dt
     if args.agreement:
         args.firms = args.firms or [10000]

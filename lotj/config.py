@@ -241,11 +241,7 @@ def validate(cfg: Config) -> Config:
     m = cfg.sim
     _require_at_least_one("sim", m, ("n_firms",))
     _require_finite_positive("sim", m, ("dt", "years_per_epoch", "tol"))
-    if cfg.economy.gamma_e * m.dt > 1.0:
-        raise ConfigError(
-            f"sim.dt = {m.dt}: γ^E·dt = {cfg.economy.gamma_e * m.dt:.3g} > 1, a step would need more than one "
-            f"learning event (docs/simulator.md); use sim.dt <= {1.0 / cfg.economy.gamma_e:.3g}"
-        )
+    cfg.economy.learning_probability(m.dt)  # refuses γ^E·dt > 1
     if m.burn_in_years < 0:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:

@@ -83,6 +83,18 @@ class EconomyParams:
         """ρ + δ_f + δ_r + δ_m: the rate that bounds value growth (MODEL.md section 10)."""
         return self.rho + self.delta_f + self.delta_r + self.delta_m
 
+    def learning_probability(self, dt: float) -> float:
+        """The chance of a learning event in one simulated step of ``dt`` years, ``γ^E·dt``: learning
+        events compound, so the expected number per step must be exact (docs/simulator.md, "Accuracy
+        in dt"). Raises ConfigError when it exceeds 1 (a step would need more than one event)."""
+        prob = self.gamma_e * dt
+        if prob > 1.0:
+            raise ConfigError(
+                f"sim.dt = {dt}: γ^E·dt = {prob:.3g} > 1, a step would need more than one learning event "
+                f"(docs/simulator.md); use sim.dt <= {1.0 / self.gamma_e:.3g}"
+            )
+        return prob
+
     def max_log_aq(self) -> float:
         """Largest log a + log q on the truncated support of G_w and G_f (or the discrete types)."""
         if self.worker_types is not None:

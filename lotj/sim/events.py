@@ -27,7 +27,6 @@ import torch
 from torch import Tensor
 
 from lotj.economy.params import EconomyParams
-from lotj.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -53,15 +52,9 @@ class StepProbabilities:
         def prob(rate: float) -> float:
             return -math.expm1(-rate * dt)
 
-        learn = p.gamma_e * dt
-        if learn > 1.0:
-            raise ConfigError(
-                f"sim.dt = {dt}: γ^E·dt = {learn:.3g} > 1, a step would need more than one learning event; "
-                f"use dt <= {1.0 / p.gamma_e:.3g}"
-            )
         return cls(
             death=prob(p.delta_f),
-            learn=learn,
+            learn=p.learning_probability(dt),
             retire=prob(p.delta_r),
             brk=prob(p.delta_m),
             reneg=prob(p.lam),
