@@ -134,6 +134,9 @@ class SimConfig:
     panel_years: int = 10  #: years in the exported annual panel
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
+    #: precision of the simulator's decisions with the network: 64 (the network's own) or 32 (a single-precision
+    #: copy: up to 1.4x the firm-years per second, the same decisions on a trained smoke network; docs/simulator.md)
+    decision_precision: int = 64
     #: the final market: before the last ``settle_epochs`` epochs, simulate ``settle_years`` years under the
     #: current V and train those epochs on the market pooled over one cross-section a year, frozen (0: off)
     settle_years: int = 0
@@ -248,6 +251,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
     if m.threads < 0:
         raise ConfigError(f"sim.threads = {m.threads}: must be >= 0 (0: torch's setting)")
+    if m.decision_precision not in (32, 64):
+        raise ConfigError(f"sim.decision_precision = {m.decision_precision}: allowed [64, 32]")
     if m.settle_years < 0 or m.settle_epochs < 0:
         raise ConfigError(f"sim.settle_years = {m.settle_years}, sim.settle_epochs = {m.settle_epochs}: must be >= 0")
     if (m.settle_years > 0) != (m.settle_epochs > 0):

@@ -53,6 +53,7 @@ def test_roundtrip_through_yaml(tmp_path):
         (["sim.dt=2.0"], r"sim.dt.*more than one learning event"),
         (["sim.settle_years=10"], r"sim.settle_years and sim.settle_epochs"),
         (["sim.settle_years=10", "sim.settle_epochs=500"], r"sim.settle_epochs.*below solver.max_epochs"),
+        (["sim.decision_precision=16"], r"sim.decision_precision = 16: allowed \[64, 32\]"),
         (["solver.schedule=step"], r"solver.schedule.*allowed"),
         (["solver.lr_min=0"], r"solver.lr_min.*\(0, 1\]"),
         (["solver.lr_min=1.5"], r"solver.lr_min"),

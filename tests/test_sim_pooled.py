@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from lotj.config import load_config
 from lotj.economy.params import EconomyParams
 from lotj.nets import ValueNet
 from lotj.sim.pooled import PerStepEncoding, PooledValues
@@ -75,3 +76,12 @@ def test_network_paths_are_reproducible_and_single_precision_leaves_the_network_
     for k in ("firm", "slot", "h", "worker_id"):
         assert torch.equal(getattr(runs[0], k), getattr(runs[1], k)), k
     runs[2].check()
+    # no decision of this path lies within single precision of indifference: the same path, match by match
+    for k in ("firm", "slot", "h", "worker_id"):
+        assert torch.equal(getattr(runs[0], k), getattr(runs[2], k)), k
+
+
+def test_decision_precision_is_read_from_the_config():
+    assert Simulator.from_config(load_config(["conf=smoke", "sim.n_firms=50"])).decision_dtype is None
+    cfg = load_config(["conf=smoke", "sim.n_firms=50", "sim.decision_precision=32"])
+    assert Simulator.from_config(cfg).decision_dtype == torch.float32

@@ -81,6 +81,16 @@ def steps_per_year(dt: float) -> int:
     return spy
 
 
+def decision_dtype(precision: int) -> torch.dtype | None:
+    """:attr:`Simulator.decision_dtype` for ``sim.decision_precision``: None (the network's own precision)
+    for 64, ``torch.float32`` (a single-precision copy) for 32."""
+    if precision == 64:
+        return None
+    if precision == 32:
+        return torch.float32
+    raise ConfigError(f"sim.decision_precision = {precision}: allowed [64, 32]")
+
+
 class Simulator:
     """The simulated economy (module docstring).
 
@@ -146,7 +156,7 @@ class Simulator:
     def from_config(cls, cfg, device: torch.device | str = "cpu") -> Simulator:
         """The simulator of a :class:`lotj.config.Config` (economy, sim group and seed)."""
         mean = cfg.sim.initial_mean_size
-        return cls(
+        sim = cls(
             cfg.economy,
             cfg.sim.n_firms,
             cfg.sim.dt,
@@ -155,6 +165,8 @@ class Simulator:
             initial_mean_size=None if mean < 0 else mean,
             threads=cfg.sim.threads,
         )
+        sim.decision_dtype = decision_dtype(cfg.sim.decision_precision)
+        return sim
 
     # ------------------------------------------------------------------ views
     @property

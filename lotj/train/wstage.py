@@ -37,7 +37,7 @@ from lotj.economy.params import MeetingRates
 from lotj.economy.value import ValueFunction
 from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.panel import write_panel
-from lotj.sim.simulator import Simulator
+from lotj.sim.simulator import Simulator, decision_dtype
 from lotj.sim.wage_tracking import RESET_CAUSES, WageTracker, firm_wages, track_wages
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
@@ -168,6 +168,7 @@ def run_w_stage(
         if snapshot is None:
             raise ValueError("run_w_stage needs a snapshot or a simulator")
         simulator = Simulator(p, snapshot.n_firms, cfg.sim.dt, seed=cfg.seed, snapshot=snapshot)
+        simulator.decision_dtype = decision_dtype(cfg.sim.decision_precision)
     if not hasattr(simulator, "wage_tracker"):
         raise RuntimeError("this Simulator does not call a WageTracker; see docs/wages.md, 'Wiring'")
     if isinstance(v_function, torch.nn.Module):
