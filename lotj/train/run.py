@@ -204,6 +204,18 @@ def _finite(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
+#: held-out sets of ``solver.n_heldout`` states behind ``residual_final`` (four times an epoch's held-out sample)
+FINAL_HELDOUT_SETS = 4
+
+
+def final_heldout_batches(cfg: Config, dm: OmegaDataModule) -> list:
+    """``FINAL_HELDOUT_SETS`` fresh held-out sets of Ω states, with their draws, from the DataModule's
+    current (final) market, from generators keyed by the seed: ``summary.json``'s ``residual_final``.
+    One epoch's held-out figure scatters (docs/solver.md, section 8); four sets steady it."""
+    gens = [torch.Generator().manual_seed(cfg.seed + 3 + k) for k in range(FINAL_HELDOUT_SETS)]
+    return [b for gen in gens for b in dm.heldout_batches(gen)]
+
+
 def train(
     cfg: Config,
     *,
@@ -224,7 +236,9 @@ def train(
 
     Summary keys: ``status`` (``ok`` | ``nan``), ``message``, ``loss`` (last epoch's mean training
     loss), ``residual`` (last held-out scale-free residual), ``residual_mc``, ``residual_state``,
-    ``negative_v`` (docs/solver.md), ``best_residual``, ``initial_residual`` (before training),
+    ``negative_v`` (docs/solver.md), ``best_residual``, ``residual_final`` (the final network on
+    :data:`FINAL_HELDOUT_SETS` fresh held-out sets of the final market: a steadier figure than the last
+    epoch's; :func:`final_heldout_batches`), ``initial_residual`` (before training),
     ``epochs`` (completed training epochs, a resumed run's included), ``tol``, ``time_to_tol_s``
     (training time at the first epoch with ``residual <= tol``, or null), ``wall_time_s`` (V stage),
     ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
@@ -264,6 +278,10 @@ def train(
         finish_wandb(loggers)
     wall = time.perf_counter() - start
 
+    final = None
+    if status == "ok" and record.rows:
+        vm.eval()
+        final = evaluate_heldout(vm, final_heldout_batches(cfg, dm))["val/residual"]
     rows = record.rows
     last = rows[-1] if rows else {}
     residuals = [r["residual"] for r in rows if r.get("residual") is not None]
@@ -280,6 +298,7 @@ def train(
         "residual_state": _finite(last.get("residual_state")),
         "negative_v": _finite(last.get("negative_v")),
         "best_residual": _finite(min(residuals)) if residuals else None,
+        "residual_final": _finite(final),
         "initial_residual": _finite(initial),
         "epochs": int(trainer.current_epoch),
         "tol": cfg.solver.tol,

@@ -206,9 +206,12 @@ def heldout_metrics(acc: dict[str, float]) -> dict[str, float]:
 
 @torch.no_grad()
 def evaluate_heldout(module: VModule, batches: list[Batch]) -> dict[str, float]:
-    """The held-out metrics of ``module`` on given held-out batches (outside a Trainer)."""
+    """The held-out metrics of ``module`` on given held-out batches (outside a Trainer), on the module's
+    device and in its precision."""
     acc = new_accumulator()
     dt = module.net.dtype
+    dev = module.net.log_c.device
     for batch in batches:
-        accumulate(acc, module, {k: (v.to(dt) if v.is_floating_point() else v) for k, v in batch.items()})
+        moved = {k: (v.to(dev, dt) if v.is_floating_point() else v.to(dev)) for k, v in batch.items()}
+        accumulate(acc, module, moved)
     return heldout_metrics(acc)
