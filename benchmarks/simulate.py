@@ -10,7 +10,8 @@ of firms::
     python benchmarks/simulate.py --firms 1000 10000 --compare   # also per-step encoding (no kept pools)
 
 ``--precision 32`` decides on a single-precision copy of the (double) network
-(``Simulator.decision_dtype``). Agreement of single- and double-precision decisions on a large
+(``Simulator.decision_dtype``; the default is the config's ``sim.decision_precision``, so
+``--set sim.decision_precision=32`` does the same). Agreement of single- and double-precision decisions on a large
 sample of decision states::
 
     python benchmarks/simulate.py --agreement --firms 10000
@@ -197,7 +198,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0, help="years simulated before timing")
     ap.add_argument("--dt", type=float, default=None, help="time step (default: the preset's sim.dt)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads while simulating")
-    ap.add_argument("--precision", type=int, choices=(64, 32), default=64, help="float precision of the network")
+    ap.add_argument(
+        "--precision",
+        type=int,
+        choices=(64, 32),
+        default=None,
+        help="precision of the decisions (default: the config's sim.decision_precision)",
+    )
     ap.add_argument("--random-head", type=float, default=0.1, help="sd of the ValueNet head's last layer")
     ap.add_argument("--compare", action="store_true", help="also time per-step encoding (no kept pools)")
     ap.add_argument("--agreement", action="store_true", help="single vs double precision decisions")
@@ -216,6 +223,7 @@ def main() -> None:
     if args.checkpoint:
         cfg, args.trained = trained_net(args.checkpoint)
     args.dt = args.dt or cfg.sim.dt
+    args.precision = args.precision or cfg.sim.decision_precision
     if args.agreement:
         args.firms = args.firms or [10000]
         agreement(cfg, args)

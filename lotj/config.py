@@ -135,7 +135,8 @@ class SimConfig:
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
     #: precision of the simulator's decisions with the network: 64 (the network's own) or 32 (a single-precision
-    #: copy: up to 1.4x the firm-years per second, the same decisions on a trained smoke network; docs/simulator.md)
+    #: copy: 1.1-1.8x the firm-years per second, more for larger economies; a decision can differ only within
+    #: about 1e-7 of indifference; docs/simulator.md, "Cost")
     decision_precision: int = 64
     #: the final market: before the last ``settle_epochs`` epochs, simulate ``settle_years`` years under the
     #: current V and train those epochs on the market pooled over one cross-section a year, frozen (0: off)

@@ -79,6 +79,17 @@ def test_network_paths_are_reproducible_and_single_precision_leaves_the_network_
     # no decision of this path lies within single precision of indifference: the same path, match by match
     for k in ("firm", "slot", "h", "worker_id"):
         assert torch.equal(getattr(runs[0], k), getattr(runs[2], k)), k
+    # and the decisions were made in single precision: the values differ from double in the low bits only
+    pop = runs[2]
+    firms = torch.arange(pop.n_firms)
+    none = torch.zeros(0, dtype=torch.int64)
+    v64 = PooledValues(net, pop).values(pop, firms, none, none, none, none)
+    single = PooledValues(net, pop, torch.float32)
+    assert single.workers.dtype == torch.float32 and single.vf.dtype == torch.float32
+    v32 = single.values(pop, firms, none, none, none, none)
+    assert v32.dtype == torch.float32
+    rel = (v32.double() - v64).abs() / v64.abs()
+    assert 0 < rel.max() < 1e-5
 
 
 def test_decision_precision_is_read_from_the_config():

@@ -58,7 +58,8 @@ def test_resumed_joint_loop_ends_like_the_uninterrupted_one(tmp_path):
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
     resumed, res_cb = joint_run(["solver.max_epochs=4", f"out_dir={tmp_path / 'part'}", f"resume={last}"])
     assert res_cb.summary() == full_cb.summary()
-    for k in ("loss", "residual", "residual_mc", "best_residual", "status", "epochs", "time_to_tol_s"):
+    keys = ("loss", "residual", "residual_mc", "best_residual", "residual_final", "status", "epochs", "time_to_tol_s")
+    for k in keys:
         assert resumed[k] == full[k], k
 
 

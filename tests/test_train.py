@@ -138,6 +138,9 @@ def test_residual_final_is_the_trained_network_on_four_fresh_heldout_sets(smoke_
     dm = build_datamodule(cfg)  # sim.enabled=false: the same initial market and held-out firms
     batches = final_heldout_batches(cfg, dm)
     assert sum(int(b["firm_id"].numel()) for b in batches) == FINAL_HELDOUT_SETS * cfg.solver.n_heldout
+    per_set = len(batches) // FINAL_HELDOUT_SETS
+    sets = [torch.cat([b["firm_id"] for b in batches[k * per_set : (k + 1) * per_set]]) for k in range(4)]
+    assert all(not torch.equal(sets[0], other) for other in sets[1:])  # four different samples
     again = evaluate_heldout(trained, batches)["val/residual"]
     assert again == pytest.approx(summary["residual_final"], rel=1e-9)
 
