@@ -15,6 +15,11 @@
 padded :class:`~lotj.economy.firms.FirmBatch` of any set of firms on demand. Every update
 goes through :meth:`Population.detach` and :meth:`Population.attach`, which keep the views in
 step; :meth:`Population.check` verifies them (conservation tests call it).
+
+Every change of a firm's state (a worker leaves or joins, the firm dies, its workers learn:
+:meth:`Population.touch`) gives the firm a new :attr:`Population.version`, a number no earlier
+state of any firm had, so a value computed for ``(firm, version)`` stays valid until the firm
+changes (:mod:`lotj.sim.pooled` keeps V that way). Versions are not part of the saved state.
 """
 
 from __future__ import annotations
@@ -52,6 +57,17 @@ class Population:
     # counters for fresh ids
     next_worker_id: int
     next_firm_id: int
+
+    def __post_init__(self) -> None:
+        #: per firm, the number of the last change of its state (module docstring); not saved
+        self.version = torch.zeros(self.z.shape[0], dtype=torch.long, device=self.z.device)
+        self._changes = 0
+
+    def touch(self, firms: Tensor) -> None:
+        """Record that the states of ``firms`` changed: each gets a version no state had before."""
+        if firms.numel():
+            self._changes += 1
+            self.version.index_fill_(0, firms, self._changes)
 
     # --------------------------------------------------------------- building
     @classmethod
@@ -131,6 +147,7 @@ class Population:
         if firms is None:
             firms = self.firm.index_select(0, workers)
         flat = firms * self.n_max + self.slot.index_select(0, workers)
+        self.touch(firms)
         self.slot_worker.view(-1).index_fill_(0, flat, -1)
         self.size.index_add_(0, firms, torch.full_like(firms, -1))
         self.firm.index_fill_(0, workers, -1)
@@ -140,6 +157,7 @@ class Population:
         """Put the (unmatched) workers into the given free slots (distinct ``(firm, slot)`` pairs)."""
         if workers.numel() == 0:
             return
+        self.touch(firms)
         self.slot_worker.view(-1).index_copy_(0, firms * self.n_max + slots, workers)
         self.size.index_add_(0, firms, torch.ones_like(firms))
         self.firm.index_copy_(0, workers, firms)
@@ -172,6 +190,7 @@ class Population:
         sw = self.slot_worker[firms]
         displaced = sw[sw >= 0]
         self.detach(displaced)
+        self.touch(firms)
         self.z[firms] = z
         self.q[firms] = q
         self.firm_id[firms] = self.next_firm_id + torch.arange(firms.numel(), device=self.z.device)

@@ -149,6 +149,11 @@ class Simulator:
         self._pooled: PooledValues | None = None
         #: ``(1, log h, log² h)`` of every worker during :meth:`run_steps` (the per-step samples)
         self._moments: Tensor | None = None
+        #: keep V(S) and V(S⊖x_i) of unchanged firms from step to step with a poolable network
+        #: (:class:`lotj.sim.pooled.PooledValues`); False evaluates every value at every step
+        self.reuse_values = True
+        #: evaluations of V made since this simulator was built (not saved; kept values not counted)
+        self.head_evaluations = 0
         self.draws = EventDraws(self.probs, self.pop.n_workers, self.pop.n_firms, self.device)
         self._record_annual()
 
@@ -204,7 +209,7 @@ class Simulator:
         try:
             with torch.no_grad():
                 if int(steps) > 0 and isinstance(vf, PoolableValue):
-                    self._pooled = PooledValues(vf, self.pop, self.decision_dtype)
+                    self._pooled = PooledValues(vf, self.pop, self.decision_dtype, reuse=self.reuse_values)
                 if int(steps) > 0:
                     self._moments = log_h_moments(self.pop.h)
                 for _ in range(int(steps)):
@@ -245,9 +250,12 @@ class Simulator:
         u = self.params.unemployment_coef
         rem_row, add_row = inv[:n_d], inv[n_d:]
         if self._pooled is not None:
+            before = self._pooled.evaluations
             v_all = self._pooled.values(pop, firms, rem_row, deciders, add_row, movers)
+            self.head_evaluations += self._pooled.evaluations - before
             v, v_minus, v_plus = v_all.to(self.device, self.dtype).split([firms.numel(), n_d, movers.numel()])
         else:
+            self.head_evaluations += firms.numel() + n_d + movers.numel()
             s = pop.firm_batch(firms)
             dev = self.value_device or self.device
             dt = self.value_dtype or self.dtype
@@ -428,6 +436,7 @@ class Simulator:
         real = mask.view(-1).nonzero().squeeze(1)
         learned = seat.index_select(0, real)
         pop.h.index_copy_(0, learned, new_h.view(-1).index_select(0, real))
+        pop.touch(firms)
         self.acc.count("learning", firms.numel())
         return learned
 

@@ -39,8 +39,9 @@ from lotj.economy.params import EconomyParams, meeting_rates
 #: poacher if it hires them, else to non-employment), ``cap_blocked`` meetings that reached a firm
 #: at the cap in the decision state (it makes no offer), ``cap_refused`` meetings at a firm below the
 #: cap in the decision state that found it at the cap at their time within the step (earlier
-#: arrivals, or departures that come later; offers or not), ``value_evaluations`` firm states at
-#: which V was evaluated.
+#: arrivals, or departures that come later; offers or not), ``value_evaluations`` firm states whose
+#: V the decisions needed (with the network, values kept from an earlier step are counted too; the
+#: head evaluations actually made are :attr:`lotj.sim.simulator.Simulator.head_evaluations`).
 COUNTERS = (
     "deaths",
     "learning",
