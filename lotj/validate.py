@@ -281,17 +281,10 @@ def exact_solution(cfg: Config) -> ExactSolution | LearningCheck:
 def simulate_statistics(cfg: Config, vf: ValueFunction, seed_offset: int = 0) -> dict[str, Any]:
     """Statistics of the economy simulated under ``vf``: ``sim.burn_in_years`` of burn-in, then a
     window of ``sim.panel_years`` years (lotj.sim.simulator.Simulator, its SimStatistics)."""
-    from lotj.sim.simulator import Simulator, decision_dtype
+    from lotj.sim.simulator import Simulator
 
-    sim = Simulator(
-        cfg.economy,
-        cfg.sim.n_firms,
-        cfg.sim.dt,
-        seed=cfg.seed + seed_offset,
-        initial_mean_size=None if cfg.sim.initial_mean_size < 0 else cfg.sim.initial_mean_size,
-    )
+    sim = Simulator.from_config(cfg, seed_offset=seed_offset)
     sim.value_device, sim.value_dtype = placement(vf)
-    sim.decision_dtype = decision_dtype(cfg.sim.decision_precision)
     sim.advance(vf, cfg.sim.burn_in_years)
     return sim.advance(vf, float(cfg.sim.panel_years)).as_dict()
 

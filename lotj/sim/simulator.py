@@ -158,14 +158,15 @@ class Simulator:
         self._record_annual()
 
     @classmethod
-    def from_config(cls, cfg, device: torch.device | str = "cpu") -> Simulator:
-        """The simulator of a :class:`lotj.config.Config` (economy, sim group and seed)."""
+    def from_config(cls, cfg, device: torch.device | str = "cpu", seed_offset: int = 0) -> Simulator:
+        """The simulator of a :class:`lotj.config.Config` (economy, sim group and seed; ``seed_offset``
+        is added to the seed, for independent replications of one config)."""
         mean = cfg.sim.initial_mean_size
         sim = cls(
             cfg.economy,
             cfg.sim.n_firms,
             cfg.sim.dt,
-            seed=cfg.seed,
+            seed=cfg.seed + seed_offset,
             device=device,
             initial_mean_size=None if mean < 0 else mean,
             threads=cfg.sim.threads,
