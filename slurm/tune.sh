@@ -164,13 +164,18 @@ driver=$!
 # shellcheck disable=SC2317  # invoked by the USR1 trap
 forward_stop() {
     echo "tune.sh: stopping the sweep (its state is saved; continue it with resume=DIR)"
+    interrupted=1
     kill -USR1 "$driver" 2>/dev/null || true
 }
 trap forward_stop USR1
+# A USR1 interrupts `wait`, which then returns 128+10 whether or not the sweep has ended (it may end in
+# the trap itself); the sweep's own status comes from the next `wait`, which bash answers even for a
+# sweep that has already been reaped.
 status=0
 while true; do
+    interrupted=0
     wait "$driver" && status=0 || status=$?
-    kill -0 "$driver" 2>/dev/null || break  # still running: wait was interrupted by the trap
+    ((interrupted && status > 128)) || break
 done
 echo "tune.sh: sweep exited with status $status"
 exit "$status"
