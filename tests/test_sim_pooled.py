@@ -137,3 +137,31 @@ def test_a_firm_change_gives_a_version_no_state_had_before():
     free = int((pop.slot_worker[other] < 0).nonzero()[0])
     pop.attach(torch.tensor([worker]), torch.tensor([other]), torch.tensor([free]))
     assert int(pop.version[other]) > after_detach and int(pop.version[firm]) == after_detach
+
+
+def _tensors(obj, name=""):
+    if isinstance(obj, torch.Tensor):
+        yield name, obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _tensors(v, f"{name}.{k}")
+    elif isinstance(obj, (list, tuple)):
+        for k, v in enumerate(obj):
+            yield from _tensors(v, f"{name}[{k}]")
+
+
+def test_the_simulated_state_stays_usable_by_autograd():
+    """The step runs in inference mode; the state it leaves (population, statistics, draw buffers refilled
+    mid-run) must be ordinary tensors, or training on states sampled from it would fail."""
+    p = EconomyParams(n_max=8, delta_r=2.0, delta_f=0.5, gamma_e=2.0)
+    net = make_net(p)
+    sim = Simulator(p, 300, 0.02, seed=3)
+    drawn_before = sim.new_workers.x
+    sim.advance(net, 3.0)
+    assert sim.new_workers.x is not drawn_before  # the buffer of new workers was refilled during the run
+    state = {"sim": sim.state_dict(), "pop": vars(sim.pop), "acc": vars(sim.acc)}
+    inference = [name for name, t in _tensors(state) if t.is_inference()]
+    assert not inference, inference
+    batch = sim.pop.firm_batch(torch.arange(50))
+    net(batch).sum().backward()
+    assert all(prm.grad is not None for prm in net.head.parameters())

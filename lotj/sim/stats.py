@@ -110,7 +110,8 @@ class Accumulator:
             key = tuple(self._pending_idx)  # the same counters every step: the index tensor is kept
             idx = self._index_cache.get(key)
             if idx is None:
-                idx = self._index_cache[key] = torch.tensor(key, device=self.counts.device)
+                with torch.inference_mode(False):  # kept across simulation calls: an ordinary tensor
+                    idx = self._index_cache[key] = torch.tensor(key, device=self.counts.device)
             self.counts.index_add_(0, idx, torch.stack(self._pending).to(torch.float64))
             self._pending_idx, self._pending = [], []
         if any(self._pending_int):
