@@ -38,6 +38,16 @@ class EconomySnapshot:
     def n_firms(self) -> int:
         return self.firms.batch_size
 
+    @property
+    def device(self) -> torch.device:
+        return self.firms.z.device
+
+    def to(self, device: torch.device | str) -> EconomySnapshot:
+        """The same economy on ``device`` (itself when it is there already)."""
+        if torch.device(device) == self.device:
+            return self
+        return EconomySnapshot(self.firms.to(device), self.unmatched_h.to(device), self.unmatched_a.to(device))
+
     def n_employed(self) -> int:
         return int(self.firms.mask.sum())
 

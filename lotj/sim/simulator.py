@@ -128,7 +128,7 @@ class Simulator:
             snapshot = initial_snapshot(params, n_firms, self.cpu_gen, initial_mean_size, self.dtype, self.device)
         if snapshot.firms.n_max != params.n_max:
             raise ConfigError(f"snapshot has {snapshot.firms.n_max} slots per firm, economy.n_max = {params.n_max}")
-        self.pop = Population.from_snapshot(snapshot)
+        self.pop = Population.from_snapshot(snapshot.to(self.device))
         self.new_workers = DrawBuffer(lambda k: sample_workers(params, k, self.cpu_gen, self.dtype, self.device))
         self.new_firms = DrawBuffer(lambda k: sample_firm_types(params, k, self.cpu_gen, self.dtype, self.device), 256)
         self.step_count = 0
@@ -518,6 +518,7 @@ class Simulator:
             "population": self.pop.state_dict(),
             "step_count": self.step_count,
             "gen": self.gen.get_state(),
+            "gen_device": self.device.type,
             "cpu_gen": self.cpu_gen.get_state(),
             "new_workers": self.new_workers.state_dict(),
             "new_firms": self.new_firms.state_dict(),
@@ -529,8 +530,20 @@ class Simulator:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        """Continue a saved path. The per-step draws come from a generator of the simulator's device
+        type, whose stream differs between CPU and GPU: a path is continued on the kind of device it
+        was saved on, else the load is refused."""
         if abs(float(state["dt"]) - self.dt) > 1e-12:
             raise ConfigError(f"sim.dt = {self.dt} differs from the checkpoint's {state['dt']}")
+        saved = state.get("gen_device")
+        if saved is None:  # checkpoints before the device was recorded: a CPU generator state is far longer
+            saved = "cpu" if state["gen"].numel() == torch.Generator().get_state().numel() else "cuda"
+        if saved != self.device.type:
+            raise ConfigError(
+                f"the checkpoint's simulator ran on {saved} and this one is on {self.device.type}: their random "
+                "streams differ, so the path cannot be continued; resume with the trainer.accelerator of the "
+                "saved run"
+            )
         self.pop = Population.from_state_dict(state["population"], self.device)
         if self.pop.n_max != self.params.n_max:
             raise ConfigError(f"checkpoint has {self.pop.n_max} slots per firm, economy.n_max = {self.params.n_max}")
