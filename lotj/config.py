@@ -152,6 +152,9 @@ class TrainerConfig:
     devices: Any = 1
     precision: str = "64-true"  #: 64-true | 32-true
     num_threads: int = 0  #: torch CPU threads (0: torch's default)
+    #: torch's deterministic algorithms: false | true | warn (warn: ops without one only warn). A GPU run
+    #: sums with atomics unless this is on, so its last bits (and a resumed run) can differ between runs.
+    deterministic: Any = False
 
 
 @dataclass
@@ -264,6 +267,8 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.logging.logger not in _LOGGERS:
         raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")
+    if cfg.trainer.deterministic not in (False, True, "warn"):
+        raise ConfigError(f"trainer.deterministic = {cfg.trainer.deterministic!r}: allowed [false, true, 'warn']")
     if cfg.trainer.precision not in ("64-true", "32-true"):
         raise ConfigError(f"trainer.precision = {cfg.trainer.precision!r}: allowed ['64-true', '32-true']")
     return cfg

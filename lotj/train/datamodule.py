@@ -184,6 +184,10 @@ class OmegaDataModule(L.LightningDataModule):
         averages it down, at the cost of a lag of about half the window while the economy moves."""
         if self.settled:
             raise RuntimeError("the market is frozen (OmegaDataModule.settle): no refresh after it")
+        # batches are drawn on the CPU, from CPU generators, wherever the simulator runs (Lightning moves
+        # them to the module's device): the same snapshot gives the same batches, also after a resume
+        # (checkpoints load on the CPU), and sorts with ties cannot differ between devices
+        snapshot = snapshot.to("cpu")
         kept = [] if self._provisional else self.history
         self._provisional = False
         self.history = [snapshot, *kept][: self.window]

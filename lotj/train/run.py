@@ -39,6 +39,7 @@ from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator
 from lotj.train.datamodule import OmegaDataModule
 from lotj.train.logging import build_loggers, finish_wandb
+from lotj.train.placement import simulation_device, to_simulator
 from lotj.train.sim_callback import SimulatorCallback
 from lotj.train.vmodule import NonFiniteError, VModule, evaluate_heldout
 
@@ -114,15 +115,6 @@ class RunRecord(Callback):
         self.rows = [dict(r) for r in state_dict["rows"]]
 
 
-def _sim_device(cfg: Config) -> torch.device:
-    """Where the simulator lives: the device the Trainer will put V on (the module is still on the
-    CPU before ``fit``)."""
-    accelerator = str(cfg.trainer.accelerator).lower()
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def build_trainer(
     cfg: Config,
     *,
@@ -166,7 +158,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         log_every_n_steps=max(1, cfg.solver.steps_per_epoch),
         default_root_dir=str(out),
-        deterministic=False,
+        deterministic=cfg.trainer.deterministic,
     )
     return trainer, ckpt, loggers
 
@@ -262,7 +254,7 @@ def train(
     extra = list(callbacks or [])
     sim_cb = next((cb for cb in extra if isinstance(cb, SimulatorCallback)), None)
     if sim_cb is None and cfg.sim.enabled:
-        sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=_sim_device(cfg)), dm, cfg)
+        sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=simulation_device(cfg)), dm, cfg)
         extra.insert(0, sim_cb)
     record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
@@ -310,6 +302,7 @@ def train(
     }
     sim = sim_cb.simulator if sim_cb is not None else None
     if status == "ok" and sim_cb is not None:
+        to_simulator(sim.device, vm)  # Lightning's teardown left V on the CPU
         sim.value_device, sim.value_dtype = vm.device, vm.dtype
         with torch.no_grad():
             write_panel(sim.simulate_panel(vm.value_function(), cfg.sim.panel_years), out / "panel.parquet")

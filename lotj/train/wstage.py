@@ -39,6 +39,7 @@ from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator, decision_dtype
 from lotj.sim.wage_tracking import RESET_CAUSES, WageTracker, firm_wages, track_wages
+from lotj.train.placement import simulation_device, to_simulator
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
 from lotj.worker_net import WorkerValueNet
@@ -167,13 +168,16 @@ def run_w_stage(
     if simulator is None:
         if snapshot is None:
             raise ValueError("run_w_stage needs a snapshot or a simulator")
-        simulator = Simulator(p, snapshot.n_firms, cfg.sim.dt, seed=cfg.seed, snapshot=snapshot)
+        simulator = Simulator(
+            p, snapshot.n_firms, cfg.sim.dt, seed=cfg.seed, snapshot=snapshot, device=simulation_device(cfg)
+        )
         simulator.decision_dtype = decision_dtype(cfg.sim.decision_precision)
     if not hasattr(simulator, "wage_tracker"):
         raise RuntimeError("this Simulator does not call a WageTracker; see docs/wages.md, 'Wiring'")
     if isinstance(v_function, torch.nn.Module):
         v_function.eval()
     net = build_worker_net(cfg)
+    to_simulator(simulator.device, v_function, net)  # V, W and the population on one device
     if net.surplus_input:
         net.attach_value(v_function)
     tracker = track_wages(simulator, net, v_function)
@@ -186,6 +190,7 @@ def run_w_stage(
         accelerator=cfg.trainer.accelerator,
         devices=1,
         precision=cfg.trainer.precision,
+        deterministic=cfg.trainer.deterministic,
         gradient_clip_val=ws.grad_clip if ws.grad_clip > 0 else None,
         logger=logger,
         callbacks=[refresh, stop, *(callbacks or [])],
@@ -201,6 +206,7 @@ def run_w_stage(
     trainer.validate(module, datamodule=dm, verbose=False)
     residual = float(trainer.callback_metrics["w/val_residual"])
     train_seconds = time.perf_counter() - start
+    to_simulator(simulator.device, v_function, net)  # Lightning's teardown left both on the CPU
 
     net.eval()
     tracker.reset_counts()
@@ -222,5 +228,5 @@ def run_w_stage(
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         write_panel(panel, out / "panel.parquet")
-        torch.save(net.state_dict(), out / "w_net.pt")
+        torch.save({k: v.cpu() for k, v in net.state_dict().items()}, out / "w_net.pt")
     return summary
