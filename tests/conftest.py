@@ -12,6 +12,16 @@ torch.set_default_dtype(torch.float64)
 torch.set_num_threads(1)
 
 
+#: Devices the device-parametrised tests run on: the CPU always, the GPU where torch sees one. The
+#: GPU variants carry ``cuda`` in their test ids (``pytest -k cuda`` runs them alone).
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)

@@ -17,7 +17,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
 from lotj.config import load_config
+from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
+from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.reference import accept_all_value
 from lotj.sim.simulator import Simulator
@@ -90,16 +92,17 @@ class StatelessData(StandInData):
         return {}
 
 
-def fit(cfg, max_epochs, root, ckpt_path=None, checkpoint=False, data_cls=StandInData):
+def fit(cfg, max_epochs, root, ckpt_path=None, checkpoint=False, data_cls=StandInData, device="cpu"):
     torch.manual_seed(cfg.seed)
     module, data = StandInModule(cfg), data_cls()
-    sim = Simulator.from_config(cfg)
+    sim = Simulator.from_config(cfg, device=device)
     cb = SimulatorCallback(sim, data, cfg)
     callbacks = [cb] + ([ModelCheckpoint(dirpath=root, save_last=True)] if checkpoint else [])
     trainer = pl.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
         precision="64-true",
+        deterministic="warn" if torch.device(device).type == "cuda" else False,
         logger=pl.loggers.CSVLogger(root),
         callbacks=callbacks,
         enable_checkpointing=checkpoint,
@@ -150,12 +153,15 @@ def test_the_run_stops_when_converged(tmp_path):
     assert cb.tracker.streak >= 2 and cb.tracker.last_residual < 0.02
 
 
-def test_resumed_run_ends_like_the_uninterrupted_one(tmp_path):
+def test_resumed_run_ends_like_the_uninterrupted_one(tmp_path, device):
+    """The simulator's state (tensors, both generators, clock, tracker) round-trips through the
+    checkpoint, on the GPU too (its generator state is saved and restored as a CPU byte tensor)."""
     cfg = config(**{"sim.tol": 1e-9})
-    full, full_data, _ = fit(cfg, 4, tmp_path / "full", checkpoint=True)
-    fit(cfg, 2, tmp_path / "part", checkpoint=True)
+    full, full_data, _ = fit(cfg, 4, tmp_path / "full", checkpoint=True, device=device)
+    fit(cfg, 2, tmp_path / "part", checkpoint=True, device=device)
     last = str(tmp_path / "part" / "last.ckpt")
-    resumed, res_data, _ = fit(cfg, 4, tmp_path / "part", ckpt_path=last, checkpoint=True)
+    resumed, res_data, _ = fit(cfg, 4, tmp_path / "part", ckpt_path=last, checkpoint=True, device=device)
+    assert resumed.simulator.pop.h.device.type == device.type
     assert len(resumed.tracker.history) == 4  # the restored tracker carries the first two refreshes
     assert resumed.summary() == full.summary()
     assert resumed.tracker.history == full.tracker.history
@@ -163,6 +169,27 @@ def test_resumed_run_ends_like_the_uninterrupted_one(tmp_path):
         assert torch.equal(getattr(resumed.simulator.pop, k), getattr(full.simulator.pop, k)), k
     assert torch.equal(res_data.omega, full_data.omega)
     assert len(res_data.snapshots) == 2  # no burn-in refresh on resume: epochs 3 and 4 only
+
+
+def test_a_path_saved_on_one_kind_of_device_is_not_continued_on_another():
+    """CPU and GPU generators give different streams: a GPU path is refused on the CPU (and back)
+    with a clear error, before any state is replaced; a CPU path continues on the CPU."""
+    p = EconomyParams(n_max=8)
+    saved = Simulator(p, 50, 0.05, seed=3)
+    saved.run_steps(SetFunctionValue(accept_all_value(p)), 3)
+    state = saved.state_dict()
+    assert state["gen_device"] == "cpu"
+    target = Simulator(p, 50, 0.05, seed=4)
+    before = target.pop.h.clone()
+    with pytest.raises(ConfigError, match="ran on cuda and this one is on cpu"):
+        target.load_state_dict({**state, "gen_device": "cuda"})
+    # a checkpoint from before the device was recorded: a GPU generator's state is 16 bytes
+    old = {k: v for k, v in state.items() if k != "gen_device"}
+    with pytest.raises(ConfigError, match="ran on cuda"):
+        target.load_state_dict({**old, "gen": torch.zeros(16, dtype=torch.uint8)})
+    assert torch.equal(target.pop.h, before)
+    target.load_state_dict(old)
+    assert torch.equal(target.pop.h, saved.pop.h) and target.step_count == 3
 
 
 def test_a_stateless_datamodule_is_refreshed_from_the_restored_simulator(tmp_path):

@@ -27,12 +27,12 @@ def assert_poisson(count: float, mean: float, what: str) -> None:
 
 
 @pytest.mark.parametrize("value", ["crowding", "accept_all"])
-def test_conservation_at_every_step(value):
+def test_conservation_at_every_step(value, device):
     """Workers = round(N_w·N_f) at every step; each worker in at most one slot and never both
     employed and unmatched; firm sizes equal the mask counts. A cap of 4 makes conflicts frequent."""
     p = EconomyParams(n_max=4, psi_n=3.0, lam=5.0, gamma_e=2.0, delta_f=0.2)
     fn = crowding_value(p) if value == "crowding" else accept_all_value(p, eps=0.3)
-    sim = Simulator(p, 120, 0.05, seed=11)
+    sim = Simulator(p, 120, 0.05, seed=11, device=device)
     vf = SetFunctionValue(fn)
     total = round(p.n_w * 120)
     for _ in range(60):
@@ -51,10 +51,10 @@ def test_conservation_at_every_step(value):
         assert c["reneg_separations"] + c["meeting_separations"] > 0
 
 
-def test_firms_die_at_rate_delta_f_only():
+def test_firms_die_at_rate_delta_f_only(device):
     off = dict(delta_r=0.0, delta_m=0.0, lam=0.0, gamma_e=0.0, psi_e=0.0, psi_n=0.0)
     p = EconomyParams(delta_f=0.3, **off)
-    sim = Simulator(p, 400, 0.02, seed=12)
+    sim = Simulator(p, 400, 0.02, seed=12, device=device)
     ids0 = sim.pop.firm_id.clone()
     st = sim.advance(SetFunctionValue(accept_all_value(p)), 5.0)
     steps = 5 * 50
@@ -70,10 +70,10 @@ def test_firms_die_at_rate_delta_f_only():
             assert v == 0, k
 
 
-def test_event_counts_match_their_rates():
+def test_event_counts_match_their_rates(device):
     p = EconomyParams(n_max=64, delta_f=0.05)
     dt = 0.02
-    sim = Simulator(p, 500, dt, seed=13)
+    sim = Simulator(p, 500, dt, seed=13, device=device)
     st = sim.advance(SetFunctionValue(accept_all_value(p, eps=0.3)), 4.0)
     pr = StepProbabilities.from_params(p, dt)
     steps = st.exposure["steps"]
@@ -94,7 +94,7 @@ def test_event_counts_match_their_rates():
 
 
 @pytest.mark.parametrize("dt,n_firms,years", [(0.02, 2000, 20.0), (0.25, 6000, 30.0)])
-def test_employment_rate_matches_the_two_state_chain(dt, n_firms, years):
+def test_employment_rate_matches_the_two_state_chain(dt, n_firms, years, device):
     """Every hire accepted, nothing quit, the cap never binds: e = ψ^N/(ψ^N + δ_m + δ_r + δ_f), and
     annual EN/NE of workers present at both dates follow the chain with rates δ_m + δ_f and ψ^N.
     On-the-job meetings change no employment status under this V (moves are ties), so they are
@@ -104,7 +104,7 @@ def test_employment_rate_matches_the_two_state_chain(dt, n_firms, years):
     the step (a match that breaks can be re-formed, a new match can break, the workers of a dying
     firm can meet): without that, e was 1% low and EN 3.5% high, about 6 standard errors here."""
     p = EconomyParams(n_max=40, psi_e=0.0)
-    sim = Simulator(p, n_firms, dt, seed=14)
+    sim = Simulator(p, n_firms, dt, seed=14, device=device)
     vf = SetFunctionValue(accept_all_value(p))
     sim.advance(vf, 12.0)
     st = sim.advance(vf, years)

@@ -6,6 +6,7 @@ import csv
 import math
 
 import pytest
+import torch
 
 from lotj.config import load_config
 from lotj.sim.simulator import Simulator
@@ -27,16 +28,23 @@ TINY = [
 ]
 
 
-def joint_run(args: list[str]) -> tuple[dict, SimulatorCallback]:
-    cfg = load_config(TINY + args)
+def on(device) -> list[str]:
+    """The trainer's accelerator for a test device: V and the simulator both on it (on the GPU with
+    deterministic algorithms, so that a resumed run can equal the uninterrupted one bit for bit)."""
+    return ["trainer.accelerator=gpu", "trainer.deterministic=warn"] if torch.device(device).type == "cuda" else []
+
+
+def joint_run(args: list[str], device="cpu") -> tuple[dict, SimulatorCallback]:
+    cfg = load_config(TINY + on(device) + args)
     dm = build_datamodule(cfg)
-    cb = SimulatorCallback(Simulator.from_config(cfg), dm, cfg)
+    cb = SimulatorCallback(Simulator.from_config(cfg, device=device), dm, cfg)
     return train(cfg, callbacks=[cb], datamodule=dm), cb
 
 
-def test_train_runs_the_joint_loop(tmp_path):
-    summary, cb = joint_run(["solver.max_epochs=3", f"out_dir={tmp_path}"])
+def test_train_runs_the_joint_loop(tmp_path, device):
+    summary, cb = joint_run(["solver.max_epochs=3", f"out_dir={tmp_path}"], device)
     assert summary["status"] == "ok"
+    assert summary["device"].startswith(device.type)
     assert cb.tracker.refreshes == 3
     assert cb.simulator.clock == pytest.approx(2.0 + 3 * 1.0 + 1.0)  # burn-in, 3 epochs, the panel
     # the DataModule trains on the simulated economy, not on the initial one
@@ -52,11 +60,16 @@ def test_train_runs_the_joint_loop(tmp_path):
     assert all(math.isfinite(sim[k]) for k in ("sim_e", "sim_omega", "sim_s_n", "sim_firm_size_mean", "sim_en_rate"))
 
 
-def test_resumed_joint_loop_ends_like_the_uninterrupted_one(tmp_path):
-    full, full_cb = joint_run(["solver.max_epochs=4", f"out_dir={tmp_path / 'full'}"])
-    joint_run(["solver.max_epochs=2", f"out_dir={tmp_path / 'part'}"])
+def test_resumed_joint_loop_ends_like_the_uninterrupted_one(tmp_path, device):
+    """With a market pooled over two cross-sections: the one restored from the checkpoint (on the CPU)
+    is pooled with the next one from the simulator (on its device)."""
+    window = "solver.market_window=2"
+    full, full_cb = joint_run(["solver.max_epochs=4", window, f"out_dir={tmp_path / 'full'}"], device)
+    joint_run(["solver.max_epochs=2", window, f"out_dir={tmp_path / 'part'}"], device)
     last = tmp_path / "part" / "checkpoints" / "last.ckpt"
-    resumed, res_cb = joint_run(["solver.max_epochs=4", f"out_dir={tmp_path / 'part'}", f"resume={last}"])
+    resumed, res_cb = joint_run(
+        ["solver.max_epochs=4", window, f"out_dir={tmp_path / 'part'}", f"resume={last}"], device
+    )
     assert res_cb.summary() == full_cb.summary()
     keys = ("loss", "residual", "residual_mc", "best_residual", "residual_final", "status", "epochs", "time_to_tol_s")
     for k in keys:
@@ -77,11 +90,12 @@ def test_the_smoke_joint_loop_converges(tmp_path):
     assert cb.summary()["sim_cap_refused_share"] < 0.05
 
 
-def test_train_adds_the_simulator_writes_the_panel_and_runs_the_w_stage(tmp_path):
+def test_train_adds_the_simulator_writes_the_panel_and_runs_the_w_stage(tmp_path, device):
     from lotj.sim.panel import read_panel
 
     cfg = load_config(
         TINY
+        + on(device)
         + [
             "solver.stages=[v,w]",
             "solver.max_epochs=2",

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -428,3 +429,27 @@ def test_a_negative_heldout_product_mean_does_not_read_as_zero():
     metrics = heldout_metrics(acc)
     assert metrics["val/residual"] == pytest.approx(1e-2)
     assert metrics["val/residual"] > 0
+
+
+# ------------------------------------------------------------------ the GPU
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_residual_and_its_gradient_on_cuda_equal_the_cpu_ones(tmp_path):
+    """The same network, states and draws give the same residual (RHS − ρV, both draw sets), the same
+    diagonal and the same loss gradient on the GPU as on the CPU, in double precision."""
+    cfg = tiny(tmp_path)
+    dm = build_datamodule(cfg)
+    batch = next(iter(dm.train_dataloader()))
+    module = build_module(cfg, dm)
+    results = {}
+    for dev in ("cpu", "cuda"):
+        vm = copy.deepcopy(module).to(dev)
+        vm.zero_grad()
+        r = vm.residual({k: v.to(dev) for k, v in batch.items()})
+        second = r.residual2 if r.residual2 is not None else r.residual
+        (r.residual * second).mean().backward()
+        grads = torch.cat([p.grad.flatten() for p in vm.parameters() if p.grad is not None])
+        results[dev] = [x.detach().cpu() for x in (r.residual, second, r.value, r.diagonal, grads)]
+    for name, a, b in zip(("residual", "residual2", "value", "diagonal", "gradient"), *results.values()):
+        assert a.dtype == torch.float64 and a.shape == b.shape, name
+        scale = a.abs().max()
+        assert (a - b).abs().max() <= 1e-9 * scale, (name, float((a - b).abs().max() / scale))
