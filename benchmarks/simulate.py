@@ -88,12 +88,20 @@ def trained_net(checkpoint: str):
 def throughput(cfg, args) -> None:
     dtype = torch.float32 if args.precision == 32 else torch.float64
     net = args.trained if args.trained is not None else make_net(cfg, 0, args.random_head)
+    net = net.to(args.device)
+    on_gpu = args.device.type == "cuda"
+
+    def sync() -> None:  # GPU work is asynchronous: time it to its end
+        if on_gpu:
+            torch.cuda.synchronize(args.device)
+
     n_params = sum(x.numel() for x in net.parameters())
     n = cfg.net
     print(
         f"ValueNet: {n_params} parameters (phi {n.phi_depth}x{n.phi_width} -> {n.embed_dim}, head "
         f"{n.rho_depth}x{n.rho_width}, {n.activation}), {dtype}, torch threads {torch.get_num_threads()}, "
-        f"dt {args.dt}, n_max {cfg.economy.n_max}"
+        f"dt {args.dt}, n_max {cfg.economy.n_max}, device {args.device}"
+        + (f" ({torch.cuda.get_device_name(args.device)})" if on_gpu else "")
     )
     head = ("decisions", "firms", "years", "wall s", "cpu s", "firm-yr/s wall", "firm-yr/s cpu", "V needed/firm-yr")
     print(" ".join(f"{h:>{w}}" for h, w in zip(head, (10, 8, 6, 8, 8, 15, 14, 16))) + "  V made/firm-yr")
@@ -102,7 +110,7 @@ def throughput(cfg, args) -> None:
         variants += [("every", net), ("per-step", PerStepEncoding(net))]
     for firms in args.firms:
         for name, vf in variants:
-            sim = Simulator(cfg.economy, firms, args.dt, seed=0, threads=args.threads)
+            sim = Simulator(cfg.economy, firms, args.dt, seed=0, threads=args.threads, device=args.device)
             sim.decision_dtype = dtype
             sim.reuse_values = name == "pools"
             if name == "per-step":
@@ -110,8 +118,10 @@ def throughput(cfg, args) -> None:
                 vf = PerStepEncoding(copy.deepcopy(net).to(dtype))
             sim.advance(vf, args.warmup)
             years = args.years if firms <= 20000 else max(1.0, args.years / 5)
+            sync()
             w0, c0, made = time.perf_counter(), time.process_time(), sim.head_evaluations
             st = sim.advance(vf, years)
+            sync()
             wall, cpu = time.perf_counter() - w0, time.process_time() - c0
             fy = firms * years
             evals = st.counts["value_evaluations"] / fy
@@ -201,6 +211,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0, help="years simulated before timing")
     ap.add_argument("--dt", type=float, default=None, help="time step (default: the preset's sim.dt)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads while simulating")
+    ap.add_argument("--device", default="cpu", help="where the throughput runs simulate and decide: cpu or cuda")
     ap.add_argument(
         "--precision",
         type=int,
@@ -219,6 +230,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=8, help="replications per dt in the dt check")
     ap.add_argument("--burn-in", type=float, default=30.0, help="burn-in years per replication in the dt check")
     args = ap.parse_args()
+    args.device = torch.device(args.device)
+    if args.device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: torch sees no GPU here")
+    if args.device.type == "cuda" and (args.agreement or args.dt_check):
+        raise SystemExit("--device applies to the throughput runs; --agreement and --dt-check run on the CPU")
     torch.set_num_threads(args.threads)
     cfg = load_config([f"conf={args.conf}", *args.overrides])
     # a trained network brings its run's config: economy, network size, sim.dt and sim.n_firms
