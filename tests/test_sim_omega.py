@@ -128,3 +128,45 @@ def test_poachers_are_drawn_in_proportion_to_size_plus_one(gen):
         expected = float(((n == size) * (n + 1)).sum() / (n + 1).sum())
         share = float((drawn == size).double().mean())
         assert abs(share - expected) < 3.29 * math.sqrt(expected * (1 - expected) / 40000) + 1e-12, size
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_the_kept_market_order_draws_what_a_fresh_sort_draws(stratified):
+    """The DataModule sorts a market's workers once (``market_order``) and keeps the order for every
+    batch until the next refresh; the draws equal those of a fresh sort with the same generator, the
+    stratified ones come from each stratum of the sorted workers, and a refresh replaces the order."""
+    from lotj.config import load_config
+    from lotj.train.datamodule import OmegaDataModule
+    from lotj.train.omega import market_order, sample_draws, worker_sort_key
+
+    cfg = load_config(["conf=smoke", "sim.n_firms=200", f"solver.stratified={stratified}"])
+    dm = OmegaDataModule(cfg)
+    dm.setup()
+    snap, kappa = dm.market, dm.kappa
+    for seed in range(3):
+        kept = dm.draws(8, 8, torch.Generator().manual_seed(seed))
+        fresh = sample_draws(snap, 8, 8, torch.Generator().manual_seed(seed), stratified=stratified, kappa=kappa)
+        for f in dataclasses.fields(kept):
+            a, b = getattr(kept, f.name), getattr(fresh, f.name)
+            if isinstance(a, torch.Tensor):
+                assert torch.equal(a, b), f.name
+            elif a is not None:
+                assert all(torch.equal(x, y) for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b))), f.name
+    order = dm._order
+    assert order is not None and order.stratified == stratified
+    dm.draws(8, 8, torch.Generator().manual_seed(0))
+    assert dm._order is order  # kept across batches
+    if stratified:
+        # draw k of 8 lies in the k-th eighth of the workers sorted by the key
+        d = dm.draws(8, 8, torch.Generator().manual_seed(5))
+        key = worker_sort_key(snap.unmatched_h, snap.unmatched_a, kappa)
+        rank = (key.unsqueeze(0) < worker_sort_key(d.h_n, d.a_n, kappa).unsqueeze(1)).sum(1)
+        k, n = torch.arange(8), key.numel()
+        assert torch.all((k * n // 8 <= rank) & (rank <= (k + 1) * n // 8)), (rank, n)
+    else:
+        assert torch.equal(order.employed, snap.firms.mask.reshape(-1).nonzero().squeeze(-1))
+    with pytest.raises(ValueError, match="another choice of stratified"):
+        sample_draws(snap, 8, 8, stratified=not stratified, order=order)
+    dm.refresh(snap)
+    assert dm._order is None  # rebuilt for the new market at its first draws
+    assert market_order(snap, stratified=stratified, kappa=kappa).employed.numel() == int(snap.firms.mask.sum())

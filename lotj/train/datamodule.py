@@ -46,7 +46,15 @@ from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
-from lotj.train.omega import DrawSet, exact_draws, explore_states, sample_draws, sample_omega
+from lotj.train.omega import (
+    DrawSet,
+    MarketOrder,
+    exact_draws,
+    explore_states,
+    market_order,
+    sample_draws,
+    sample_omega,
+)
 
 Batch = dict[str, Tensor]
 
@@ -145,6 +153,7 @@ class OmegaDataModule(L.LightningDataModule):
         self.heldout_firms: Tensor | None = None
         self._split_n = -1
         self._exact: DrawSet | None = None
+        self._order: MarketOrder | None = None
         self._provisional = False
         self.refreshes = 0
         #: snapshots pooled into the market: ``solver.market_window``, or more once :meth:`settle` froze it
@@ -217,6 +226,7 @@ class OmegaDataModule(L.LightningDataModule):
         self.market = pooled_snapshot(self.history)
         self.rates = self.market.meeting_rates(self.p)
         self._exact = None
+        self._order = None  # the market's sorted workers, built at its first draws
 
     # -------------------------------------------------------------- batches
     def _epoch(self) -> int:
@@ -241,7 +251,10 @@ class OmegaDataModule(L.LightningDataModule):
             if self._exact is None:
                 self._exact = exact_draws(self.market)
             return self._exact
-        return sample_draws(self.market, m_n, m_e, generator, stratified=self.solver.stratified, kappa=self.kappa)
+        strat = self.solver.stratified
+        if self._order is None:
+            self._order = market_order(self.market, stratified=strat, kappa=self.kappa)
+        return sample_draws(self.market, m_n, m_e, generator, stratified=strat, kappa=self.kappa, order=self._order)
 
     def omega_states(
         self, count: int, firms: Tensor, generator: torch.Generator, explore: float = 0.0
