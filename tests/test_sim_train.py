@@ -76,6 +76,27 @@ def test_resumed_joint_loop_ends_like_the_uninterrupted_one(tmp_path, device):
         assert resumed[k] == full[k], k
 
 
+def test_resuming_a_checkpoint_that_does_not_fit_is_a_configuration_error(tmp_path, capsys):
+    """A checkpoint whose simulator ran on a GPU cannot continue on the CPU (nor one with another
+    sim.dt): the command line says why and exits with status 2, with no traceback."""
+    from lotj.train.__main__ import main
+
+    args = TINY + ["solver.max_epochs=1", "logging.logger=none"]
+    assert main(args + [f"out_dir={tmp_path / 'a'}"]) == 0
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    (key,) = [k for k in ckpt["callbacks"] if "SimulatorCallback" in k]
+    ckpt["callbacks"][key]["simulator"]["gen_device"] = "cuda"
+    moved = tmp_path / "gpu.ckpt"
+    torch.save(ckpt, moved)
+    capsys.readouterr()
+    assert main(args + ["solver.max_epochs=2", f"out_dir={tmp_path / 'b'}", f"resume={moved}"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error" in err and "ran on cuda and this one is on cpu" in err
+    assert main(args + ["solver.max_epochs=2", "sim.dt=0.05", f"out_dir={tmp_path / 'c'}", f"resume={last}"]) == 2
+    assert "sim.dt = 0.05 differs from the checkpoint" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_the_smoke_joint_loop_converges(tmp_path):
     cfg = load_config(["conf=smoke", "solver.stages=[v]", f"out_dir={tmp_path}", "logging.progress_bar=false"])

@@ -2,7 +2,9 @@
 
 A thin command line over :func:`lotj.config.load_config` and :func:`lotj.train.run.train`. Bad input
 (an unknown key or preset, a wrong type, a value out of range) prints the ConfigError message and
-exits with status 2 before anything runs; a run that stops on a NaN exits with status 1.
+exits with status 2 before anything runs; so does a ``resume`` checkpoint that does not fit the
+config (another ``sim.dt`` or ``economy.n_max``, a simulator saved on another kind of device), once
+the checkpoint is read. A run that stops on a NaN exits with status 1.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from lotj.train.run import train
 
-    summary = train(cfg)
+    try:
+        summary = train(cfg)
+    except ConfigError as exc:  # found once the run starts: a checkpoint that does not fit the config
+        print(f"lotj.train: configuration error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=2))
     return 0 if summary["status"] == "ok" else 1
 
