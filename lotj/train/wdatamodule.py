@@ -41,7 +41,7 @@ from lotj.economy.value import ValueFunction
 from lotj.economy.wages import draw_initial_wages
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
-from lotj.train.omega import sample_draws, sample_omega
+from lotj.train.omega import market_order, sample_draws, sample_omega
 
 Batch = dict[str, Tensor]
 
@@ -110,6 +110,7 @@ class WDataModule(L.LightningDataModule):
         wages of its workers (slot-aligned), or None for wages from the initial range only."""
         p, cfg = self.p, self.cfg
         self.snapshot = snapshot
+        self.order = market_order(snapshot)  # χ^E's workers, found once per refresh, not per batch
         self.rates = rates if rates is not None else snapshot.meeting_rates(p)
         gen = torch.Generator().manual_seed(self.seed + 7_919 * self.refreshes)
         self.refreshes += 1
@@ -148,7 +149,7 @@ class WDataModule(L.LightningDataModule):
     def _draws(self, gen: torch.Generator, suffix: str = "") -> Batch:
         """One set of meeting draws, under keys ending in ``suffix``."""
         cfg, snap = self.cfg, self.snapshot
-        d = sample_draws(snap, cfg.m_n, cfg.m_e, gen)
+        d = sample_draws(snap, cfg.m_n, cfg.m_e, gen, order=self.order)
         rows = torch.arange(d.slot.numel(), device=d.slot.device)
         poachers, poacher_id = snap.sample_poachers(cfg.m_pi, gen)
         out: Batch = {
