@@ -7,6 +7,7 @@ of firms::
     python benchmarks/simulate.py                      # conf=smoke, 1e3 / 1e4 / 1e5 firms
     python benchmarks/simulate.py --firms 1000 --years 5 --dt 0.05 --precision 32
     python benchmarks/simulate.py --firms 1000 --set net.embed_dim=16 --set net.phi_width=32
+    python benchmarks/simulate.py --device cuda --firms 1000 10000 100000 1000000 --precision 32   # on a GPU
     python benchmarks/simulate.py --firms 1000 10000 --compare   # also every value every step, per-step encoding
 
 ``--precision 32`` decides on a single-precision copy of the (double) network

@@ -267,7 +267,8 @@ def validate(cfg: Config) -> Config:
         )
     if cfg.logging.logger not in _LOGGERS:
         raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")
-    if cfg.trainer.deterministic not in (False, True, "warn"):
+    det = cfg.trainer.deterministic
+    if not (isinstance(det, bool) or det == "warn"):
         raise ConfigError(f"trainer.deterministic = {cfg.trainer.deterministic!r}: allowed [false, true, 'warn']")
     if cfg.trainer.precision not in ("64-true", "32-true"):
         raise ConfigError(f"trainer.precision = {cfg.trainer.precision!r}: allowed ['64-true', '32-true']")

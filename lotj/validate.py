@@ -300,6 +300,7 @@ def train_network(cfg: Config, market_out: list | None = None) -> ValueFunction:
         from lightning.pytorch.callbacks import Callback
 
         from lotj.sim.simulator import Simulator
+        from lotj.train.placement import simulation_device
         from lotj.train.run import build_datamodule, train
         from lotj.train.sim_callback import SimulatorCallback
     except ImportError as exc:  # the training package is an optional part of a checkout
@@ -312,7 +313,7 @@ def train_network(cfg: Config, market_out: list | None = None) -> ValueFunction:
             _Capture.module = pl_module
 
     datamodule = build_datamodule(cfg)
-    simulation = SimulatorCallback(Simulator.from_config(cfg), datamodule, cfg)
+    simulation = SimulatorCallback(Simulator.from_config(cfg, device=simulation_device(cfg)), datamodule, cfg)
     summary = train(cfg, callbacks=[simulation, _Capture()], datamodule=datamodule)
     module = _Capture.module
     if module is None or not hasattr(module, "value_function"):

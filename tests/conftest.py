@@ -22,6 +22,15 @@ def device(request) -> torch.device:
     return torch.device(request.param)
 
 
+@pytest.fixture(autouse=True)
+def _deterministic_mode_stays_in_its_test():
+    """A Trainer with ``deterministic`` set switches torch's deterministic algorithms on for the whole
+    process; put the setting back so that later tests do not depend on the order they run in."""
+    on, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(on, warn_only=warn_only)
+
+
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)

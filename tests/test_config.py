@@ -59,6 +59,7 @@ def test_roundtrip_through_yaml(tmp_path):
         (["solver.lr_min=1.5"], r"solver.lr_min"),
         (["logging.logger=tensorboard"], r"logging.logger"),
         (["trainer.deterministic=sometimes"], r"trainer.deterministic = 'sometimes': allowed \[false, true, 'warn'\]"),
+        (["trainer.deterministic=1"], r"trainer.deterministic = 1: allowed"),
         (["eta=0.9"], r"unknown config key 'eta'"),
         (["economy.eta"], r"expected key=value"),
     ],

@@ -166,7 +166,22 @@ def test_the_kept_market_order_draws_what_a_fresh_sort_draws(stratified):
     else:
         assert torch.equal(order.employed, snap.firms.mask.reshape(-1).nonzero().squeeze(-1))
     with pytest.raises(ValueError, match="another choice of stratified"):
-        sample_draws(snap, 8, 8, stratified=not stratified, order=order)
-    dm.refresh(snap)
-    assert dm._order is None  # rebuilt for the new market at its first draws
-    assert market_order(snap, stratified=stratified, kappa=kappa).employed.numel() == int(snap.firms.mask.sum())
+        sample_draws(snap, 8, 8, stratified=not stratified, kappa=kappa, order=order)
+    if stratified:
+        with pytest.raises(ValueError, match="or kappa"):
+            sample_draws(snap, 8, 8, stratified=True, kappa=kappa + 1, order=order)
+    # a new market (a simulated year on, pooled with the last one): the next draws are its own
+    sim = Simulator(cfg.economy, 200, 0.05, seed=1, snapshot=snap)
+    sim.advance(SetFunctionValue(crowding_value(cfg.economy)), 1.0)
+    new = sim.snapshot()
+    with pytest.raises(ValueError, match="another market"):
+        sample_draws(new, 8, 8, stratified=stratified, kappa=kappa, order=order)
+    for window in (1, 2):
+        dm.window = window
+        dm.refresh(new)
+        assert dm.market.n_firms == 200 * window
+        kept = dm.draws(8, 8, torch.Generator().manual_seed(7))
+        fresh = sample_draws(dm.market, 8, 8, torch.Generator().manual_seed(7), stratified=stratified, kappa=kappa)
+        assert torch.equal(kept.h_n, fresh.h_n) and torch.equal(kept.firm_e, fresh.firm_e)
+        assert torch.equal(kept.slot, fresh.slot) and torch.equal(kept.s_p.h, fresh.s_p.h)
+        assert torch.equal(dm._order.employed, market_order(dm.market, stratified=stratified, kappa=kappa).employed)

@@ -191,6 +191,7 @@ class MarketOrder:
     unmatched: Tensor | None
     employed: Tensor
     stratified: bool
+    kappa: float
 
 
 def market_order(snapshot: EconomySnapshot, *, stratified: bool = False, kappa: float = 0.0) -> MarketOrder:
@@ -202,7 +203,7 @@ def market_order(snapshot: EconomySnapshot, *, stratified: bool = False, kappa: 
     if stratified and flat.numel() > 0:
         key = worker_sort_key(snapshot.firms.h.reshape(-1)[flat], snapshot.firms.a.reshape(-1)[flat], kappa)
         flat = flat[torch.argsort(key)]
-    return MarketOrder(unmatched, flat, stratified)
+    return MarketOrder(unmatched, flat, stratified, float(kappa) if stratified else 0.0)
 
 
 def sample_draws(
@@ -223,8 +224,10 @@ def sample_draws(
     across batches (built here when None); the draws are the same either way."""
     if order is None:
         order = market_order(snapshot, stratified=stratified, kappa=kappa)
-    elif order.stratified != stratified:
-        raise ValueError("sample_draws: the market order was built for another choice of stratified")
+    elif order.stratified != stratified or (stratified and order.kappa != float(kappa)):
+        raise ValueError("sample_draws: the market order was built for another choice of stratified or kappa")
+    elif order.employed.numel() != int(snapshot.firms.mask.sum()):
+        raise ValueError("sample_draws: the market order belongs to another market")
     dev = snapshot.unmatched_h.device
     n_unmatched = snapshot.unmatched_h.numel()
     if n_unmatched == 0:

@@ -248,13 +248,15 @@ def train(
         torch.set_num_threads(cfg.trainer.num_threads)
 
     start = time.perf_counter()
+    device = simulation_device(cfg)  # the trainer's device: the simulator's, and V's outside fit
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
     vm = module if module is not None else build_module(cfg, dm)
+    vm.to(device)
     initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
     extra = list(callbacks or [])
     sim_cb = next((cb for cb in extra if isinstance(cb, SimulatorCallback)), None)
     if sim_cb is None and cfg.sim.enabled:
-        sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=simulation_device(cfg)), dm, cfg)
+        sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=device), dm, cfg)
         extra.insert(0, sim_cb)
     record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
@@ -271,6 +273,7 @@ def train(
     wall = time.perf_counter() - start
 
     final = None
+    vm.to(device)  # Lightning's teardown left V on the CPU
     if status == "ok" and record.rows:
         vm.eval()
         final = evaluate_heldout(vm, final_heldout_batches(cfg, dm))["val/residual"]
@@ -302,7 +305,7 @@ def train(
     }
     sim = sim_cb.simulator if sim_cb is not None else None
     if status == "ok" and sim_cb is not None:
-        to_simulator(sim.device, vm)  # Lightning's teardown left V on the CPU
+        to_simulator(sim.device, vm)  # a caller's simulator may live elsewhere
         sim.value_device, sim.value_dtype = vm.device, vm.dtype
         with torch.no_grad():
             write_panel(sim.simulate_panel(vm.value_function(), cfg.sim.panel_years), out / "panel.parquet")
