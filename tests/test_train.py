@@ -222,6 +222,25 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["status"] == "nan"
 
 
+def test_a_non_finite_gradient_anywhere_stops_the_step(tmp_path):
+    """One NaN or inf in any parameter's gradient raises before the optimizer step; finite ones pass."""
+    from lotj.train.vmodule import NonFiniteError
+
+    cfg = tiny(tmp_path)
+    module = build_module(cfg, build_datamodule(cfg))
+    params = [p for p in module.parameters()]
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    module.on_before_optimizer_step(None)
+    params[0].grad = None  # a parameter without a gradient is skipped
+    module.on_before_optimizer_step(None)
+    for bad in (math.nan, math.inf):
+        params[-1].grad.view(-1)[-1] = bad
+        with pytest.raises(NonFiniteError, match="gradient"):
+            module.on_before_optimizer_step(None)
+        params[-1].grad.zero_()
+
+
 def test_training_stops_at_tolerance(tmp_path):
     cfg = tiny(tmp_path, "solver.max_epochs=5", "solver.tol=100.0")
     summary = train(cfg)

@@ -130,9 +130,10 @@ class VModule(L.LightningModule):
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        for prm in self.parameters():
-            if prm.grad is not None and not torch.isfinite(prm.grad).all():
-                raise NonFiniteError("gradient", self.current_epoch, self.global_step)
+        # one check of all gradients together: one wait for the GPU per step, not one per parameter
+        grads = [prm.grad.reshape(-1) for prm in self.parameters() if prm.grad is not None]
+        if grads and not torch.isfinite(torch.cat(grads)).all():
+            raise NonFiniteError("gradient", self.current_epoch, self.global_step)
 
     def on_train_epoch_end(self) -> None:
         for prm in self.parameters():
