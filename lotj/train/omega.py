@@ -186,12 +186,15 @@ class MarketOrder:
     χ^N's workers by :func:`worker_sort_key` (``unmatched``; None unless stratified) and the flat slot
     indices ``firm · n_max + slot`` of χ^E's workers (``employed``; sorted by the key when stratified,
     else in slot order). Sorting a large market takes most of a batch's time (about 10 ms of 10.5 at
-    the baseline size), so :class:`lotj.train.datamodule.OmegaDataModule` builds it once per refresh."""
+    the baseline size), so :class:`lotj.train.datamodule.OmegaDataModule` builds it once per refresh.
+    ``mask`` is the occupancy tensor of the snapshot it was built from: an order is used only with
+    that snapshot (an identity check, where recounting the workers would cost most of a batch)."""
 
     unmatched: Tensor | None
     employed: Tensor
     stratified: bool
     kappa: float
+    mask: Tensor
 
 
 def market_order(snapshot: EconomySnapshot, *, stratified: bool = False, kappa: float = 0.0) -> MarketOrder:
@@ -203,7 +206,7 @@ def market_order(snapshot: EconomySnapshot, *, stratified: bool = False, kappa: 
     if stratified and flat.numel() > 0:
         key = worker_sort_key(snapshot.firms.h.reshape(-1)[flat], snapshot.firms.a.reshape(-1)[flat], kappa)
         flat = flat[torch.argsort(key)]
-    return MarketOrder(unmatched, flat, stratified, float(kappa) if stratified else 0.0)
+    return MarketOrder(unmatched, flat, stratified, float(kappa) if stratified else 0.0, snapshot.firms.mask)
 
 
 def sample_draws(
@@ -226,7 +229,7 @@ def sample_draws(
         order = market_order(snapshot, stratified=stratified, kappa=kappa)
     elif order.stratified != stratified or (stratified and order.kappa != float(kappa)):
         raise ValueError("sample_draws: the market order was built for another choice of stratified or kappa")
-    elif order.employed.numel() != int(snapshot.firms.mask.sum()):
+    elif order.mask is not snapshot.firms.mask:
         raise ValueError("sample_draws: the market order belongs to another market")
     dev = snapshot.unmatched_h.device
     n_unmatched = snapshot.unmatched_h.numel()
