@@ -151,7 +151,7 @@ def agreement(cfg, args) -> None:
     for dtype in (torch.float64, torch.float32):
         sim._pooled = PooledValues(net, pop, dtype)
         with torch.no_grad():
-            out[dtype] = sim._surpluses(net, deciders, movers, dests)
+            out[dtype] = sim._surpluses(net, deciders, movers, dests)[:2]
         sim._pooled = None
     (d64, k64), (d32, k32) = out[torch.float64], out[torch.float32]
     emp = pop.firm[movers] >= 0

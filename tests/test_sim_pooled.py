@@ -39,11 +39,26 @@ def test_pooled_surpluses_equal_the_per_step_encoding():
     sim = Simulator(p, 300, 0.02, seed=4)
     sim.advance(net, 2.0)
     deciders, movers, dests = decision_sets(sim, 400, 1)
-    own_ref, hire_ref = sim._surpluses(PerStepEncoding(net), deciders, movers, dests)
+    # combinations of two and three additions to one firm with room for all (a firm's later meetings in a step)
+    same = (dests.unsqueeze(1) == dests.unsqueeze(0)).triu(1).nonzero()
+    same = same[sim.pop.size[dests[same[:, 0]]] <= p.n_max - 3]
+    assert same.shape[0] > 5
+    combos = torch.cat([same, torch.full((same.shape[0], 1), -1)], 1)  # pairs
+    triples = [(i, j, k) for i, j in same.tolist() for k in range(j + 1, dests.numel()) if dests[k] == dests[i]]
+    assert triples
+    combos = torch.cat([combos, torch.tensor(triples)])
+    own_ref, hire_ref, combo_ref = sim._surpluses(PerStepEncoding(net), deciders, movers, dests, combos)
     sim._pooled = PooledValues(net, sim.pop)
-    own, hire = sim._surpluses(net, deciders, movers, dests)
+    own, hire, combo = sim._surpluses(net, deciders, movers, dests, combos)
     torch.testing.assert_close(own, own_ref, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(hire, hire_ref, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(combo, combo_ref, rtol=1e-10, atol=1e-10)
+    # a combination's value is V of the firm with those workers in it
+    i, j, k = triples[0]
+    s = sim.pop.firm_batch(dests[i].view(1))
+    for w in (i, j, k):
+        s = s.add(sim.pop.h[movers[w]].view(1), sim.pop.a[movers[w]].view(1))[0]
+    torch.testing.assert_close(combo[-len(triples)], net.value(s)[0], rtol=1e-10, atol=1e-10)
 
 
 def test_kept_terms_follow_learning_retirements_and_firm_deaths():

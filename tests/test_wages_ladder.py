@@ -67,7 +67,11 @@ def test_the_wage_ladder(ladder):
     tol = 1e-9 * log["target"].abs()
     assert (log["target"] >= log["u"] - tol).all()
     assert (log["target"] <= log["u"] + log["delta_after"] + tol).all()
-    assert np.allclose(log["delta_after"], log["delta_decision"], rtol=1e-9, atol=1e-9)
+    # a move decided after offers of the same firm in the step: decided with those workers in the firm,
+    # its wage solved without them (docs/wages.md); every other reset is decided where its wage is set
+    same = ~log["after_offer"]
+    assert same.mean() > 0.9 and (~same).sum() > 0
+    assert np.allclose(log["delta_after"][same], log["delta_decision"][same], rtol=1e-9, atol=1e-9)
     # counter-offers raise the value and the wage (same state, W increasing in w); cuts lower both
     for cause, sign in (("counter_offer", 1), ("reneg_raise", 1), ("meeting_cut", -1), ("reneg_cut", -1)):
         rows = log[log["cause"] == cause]

@@ -281,3 +281,34 @@ def nth_free_slot(free: Tensor, rank: Tensor) -> Tensor:
     cum = torch.cumsum(free.to(torch.int32), 1)
     hit = free & (cum == (rank + 1).unsqueeze(1).to(torch.int32))
     return hit.to(torch.int8).argmax(1)
+
+
+# ------------------------------------------------------- decisions in time order
+
+
+def time_order(firm: Tensor, time: Tensor) -> tuple[Tensor, Tensor]:
+    """Events ``[K]`` sorted by firm, then time (``time`` in ``[0, 1)``): the permutation ``order`` and, for
+    each sorted position, the sorted position ``first`` of its firm's first event."""
+    order = torch.sort(firm.to(torch.float64) + 0.5 * time, stable=True).indices
+    f = firm.index_select(0, order)
+    return order, torch.searchsorted(f, f)
+
+
+def count_before(first: Tensor, flag: Tensor) -> Tensor:
+    """For sorted events (``first`` from :func:`time_order`) with a boolean ``flag`` each, the number of
+    flagged events strictly before each one at its firm."""
+    c = torch.cumsum(flag, 0)
+    before = c - flag.to(c.dtype)
+    return before - before.index_select(0, first)
+
+
+def earlier_flagged(first: Tensor, flag: Tensor, at: Tensor) -> tuple[Tensor, Tensor]:
+    """The flagged events before each of the sorted positions ``at`` ``[D]`` at its firm, as pairs
+    ``(row, pos)``: ``row`` indexes ``at`` (ascending), ``pos`` is the sorted position of the earlier event."""
+    first_at = first.index_select(0, at)
+    span = at - first_at
+    row = torch.repeat_interleave(torch.arange(at.numel(), device=at.device), span)
+    start = torch.cumsum(span, 0) - span
+    pos = first_at.index_select(0, row) + torch.arange(row.numel(), device=at.device) - start.index_select(0, row)
+    keep = flag.index_select(0, pos).nonzero().squeeze(1)
+    return row.index_select(0, keep), pos.index_select(0, keep)

@@ -46,3 +46,41 @@ def neighbour_values(
         v = vf.value(batch)
     u, d = s.batch_size, rem_row.numel()
     return v[:u], v[u : u + d], v[u + d :]
+
+
+def with_workers(s: FirmBatch, extra_row: Tensor, h_extra: Tensor, a_extra: Tensor) -> FirmBatch:
+    """``S_k ⊕ P_k`` for the firms of ``s`` ``[K]``, ``P_k`` the workers ``(h_extra, a_extra)[extra_row == k]``
+    (``extra_row`` ascending), each in the next free slot; refuses a set beyond the cap."""
+    k = s.batch_size
+    counts = torch.bincount(extra_row, minlength=k)
+    start = torch.cumsum(counts, 0) - counts
+    within = torch.arange(extra_row.numel(), device=extra_row.device) - start.index_select(0, extra_row)
+    for j in range(int(counts.max()) if extra_row.numel() else 0):
+        at = (within == j).nonzero().squeeze(1)
+        rows = extra_row.index_select(0, at)
+        h_j = torch.ones(k, dtype=s.h.dtype, device=s.h.device).index_copy_(0, rows, h_extra[at].to(s.h.dtype))
+        a_j = torch.ones(k, dtype=s.a.dtype, device=s.a.device).index_copy_(0, rows, a_extra[at].to(s.a.dtype))
+        active = torch.zeros(k, dtype=torch.bool, device=s.h.device).index_fill_(0, rows, True)
+        s, added = s.add(h_j, a_j, active)
+        if not bool((added == active).all()):
+            raise ValueError("a state beyond the cap was requested")
+    return s
+
+
+def augmented_values(
+    vf: ValueFunction,
+    s: FirmBatch,
+    extra_row: Tensor,
+    h_extra: Tensor,
+    a_extra: Tensor,
+    h_new: Tensor,
+    a_new: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """``V(S_k ⊕ P_k)`` and ``V(S_k ⊕ P_k ⊕ x_k)`` ``[K]`` for the firms of ``s`` ``[K]``: ``P_k`` the workers
+    ``(h_extra, a_extra)[extra_row == k]`` (``extra_row`` ascending) and ``x_k = (h_new[k], a_new[k])``.
+    The explicit sets of :func:`neighbour_values`, for any value function; every ``S_k ⊕ P_k`` must be
+    below the cap."""
+    s = with_workers(s, extra_row, h_extra, a_extra)
+    every = torch.arange(s.batch_size, device=s.z.device)
+    v, _, v_plus = neighbour_values(vf, s, every[:0], every[:0], every, h_new, a_new)
+    return v, v_plus

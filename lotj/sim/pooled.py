@@ -102,18 +102,29 @@ class PooledValues:
                 self.firms[firms] = self.vf.firm_terms(pop.z[firms].to(self.device), pop.q[firms].to(self.device))
 
     def values(
-        self, pop: Population, firms: Tensor, rem_row: Tensor, deciders: Tensor, add_row: Tensor, movers: Tensor
+        self,
+        pop: Population,
+        firms: Tensor,
+        rem_row: Tensor,
+        deciders: Tensor,
+        add_row: Tensor,
+        movers: Tensor,
+        combos: Tensor | None = None,
     ) -> Tensor:
         """``V`` of the firms ``firms`` ``[U]`` (distinct), then of ``firms[rem_row] ⊖ deciders`` ``[D]``
         (each decider a worker of that firm), then of ``firms[add_row] ⊕ movers`` ``[M]`` (a firm
         below the cap), concatenated ``[U + D + M]``: one head evaluation on every pool (MODEL.md
         section 6) whose value is not kept from an earlier step with the firm in the same state
-        (module docstring)."""
+        (module docstring). ``combos`` ``[P, C]`` (indices into ``movers``, −1 for none; the movers of a row
+        all go to one firm) appends ``V`` of each firm with its row's movers added ``[P]``; a row that would
+        take its firm beyond the cap gives a number that is not V, for the caller to discard."""
         here = self._here
         firms, rem_row, add_row, deciders, movers = (here(x) for x in (firms, rem_row, add_row, deciders, movers))
+        if combos is not None:
+            combos = here(combos)
         if not self.reuse:
             every = torch.arange(firms.numel(), device=firms.device)
-            return self._evaluate(pop, firms, every, rem_row, deciders, add_row, movers)
+            return self._evaluate(pop, firms, every, rem_row, deciders, add_row, movers, combos)
         version = here(pop.version).index_select(0, firms)
         new_f = (self.v_firm_version.index_select(0, firms) != version).nonzero().squeeze(1)
         rem_version = version.index_select(0, rem_row)
@@ -123,9 +134,10 @@ class PooledValues:
             # the pools still needed: firms without a kept V, and the firms of new removals and of additions
             rows, inv = torch.unique(torch.cat([new_f, rem_row.index_select(0, new_d), add_row]), return_inverse=True)
             fresh_d = deciders.index_select(0, new_d)
+            rows_f, rows_d, rows_a = inv[:n_f], inv[n_f : n_f + n_d], inv[n_f + n_d :]
             v_new_f, v_new_d, v_plus = self._evaluate(
-                pop, firms.index_select(0, rows), inv[:n_f], inv[n_f : n_f + n_d], fresh_d, inv[n_f + n_d :], movers
-            ).split([n_f, n_d, movers.numel()])
+                pop, firms.index_select(0, rows), rows_f, rows_d, fresh_d, rows_a, movers, combos
+            ).split([n_f, n_d, movers.numel() + (0 if combos is None else combos.shape[0])])
             fresh_f = firms.index_select(0, new_f)
             self.v_firm.index_copy_(0, fresh_f, v_new_f)
             self.v_firm_version.index_copy_(0, fresh_f, version.index_select(0, new_f))
@@ -134,6 +146,37 @@ class PooledValues:
         else:
             v_plus = self.v_firm[:0]
         return torch.cat([self.v_firm.index_select(0, firms), self.v_minus.index_select(0, deciders), v_plus])
+
+    def _pools(self, pop: Population, firms: Tensor) -> tuple[Tensor, Tensor]:
+        """The pools ``[U, E + 3]`` (sums of the workers' terms, in slot order) and sizes ``[U]`` of ``firms``."""
+        terms = self.workers
+        sw = self._here(pop.slot_worker).index_select(0, firms)
+        occupied = sw >= 0
+        row = occupied.nonzero()[:, 0]  # the workers of each firm, in slot order
+        pool = terms.new_zeros(firms.numel(), terms.shape[1])
+        pool.index_add_(0, row, terms.index_select(0, sw.view(-1).index_select(0, occupied.view(-1).nonzero()[:, 0])))
+        return pool, self._here(pop.size).index_select(0, firms)
+
+    def augmented(
+        self, pop: Population, firms: Tensor, extra_row: Tensor, extra_workers: Tensor, movers: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``V(S_k ⊕ P_k)`` and ``V(S_k ⊕ P_k ⊕ x_k)`` ``[K]`` for the firms ``firms`` ``[K]`` (repeats
+        allowed), ``P_k`` the workers ``extra_workers[extra_row == k]`` (not in the firm) and ``x_k`` the
+        worker ``movers[k]``: one head evaluation on ``2K`` pools (MODEL.md section 6). The caller
+        keeps every ``S_k ⊕ P_k`` below the cap. These states are not the population's, so nothing is
+        kept."""
+        here = self._here
+        firms, extra_row, extra_workers, movers = (here(x) for x in (firms, extra_row, extra_workers, movers))
+        k = firms.numel()
+        self.evaluations += 2 * k
+        terms = self.workers
+        pool, n = self._pools(pop, firms)
+        pool.index_add_(0, extra_row, terms.index_select(0, extra_workers))
+        n = n + torch.bincount(extra_row, minlength=k)
+        pools = torch.cat([pool, pool + terms.index_select(0, movers)])
+        with torch.no_grad():
+            v = self.vf.value_from_pool(self.firms.index_select(0, firms).repeat(2, 1), pools, torch.cat([n, n + 1]))
+        return v[:k], v[k:]
 
     def _evaluate(
         self,
@@ -144,30 +187,28 @@ class PooledValues:
         deciders: Tensor,
         add_row: Tensor,
         movers: Tensor,
+        combos: Tensor | None = None,
     ) -> Tensor:
-        """The head on the pools of ``firms[value_row]``, ``firms[rem_row] ⊖ deciders`` and
-        ``firms[add_row] ⊕ movers`` (all on the network's device), concatenated."""
+        """The head on the pools of ``firms[value_row]``, ``firms[rem_row] ⊖ deciders``,
+        ``firms[add_row] ⊕ movers`` and, with ``combos``, of each row's firm with all its movers added
+        (all on the network's device), concatenated."""
         self.evaluations += value_row.numel() + deciders.numel() + movers.numel()
         terms = self.workers
-        sw = self._here(pop.slot_worker).index_select(0, firms)
-        occupied = sw >= 0
-        row = occupied.nonzero()[:, 0]  # the workers of each firm, in slot order
-        pool = terms.new_zeros(firms.numel(), terms.shape[1])
-        pool.index_add_(0, row, terms.index_select(0, sw.view(-1).index_select(0, occupied.view(-1).nonzero()[:, 0])))
-        n = self._here(pop.size).index_select(0, firms)
-        pools = torch.cat(
-            [
-                pool.index_select(0, value_row),
-                pool.index_select(0, rem_row) - terms.index_select(0, deciders),
-                pool.index_select(0, add_row) + terms.index_select(0, movers),
-            ]
-        )
-        sizes = torch.cat(
-            [n.index_select(0, value_row), n.index_select(0, rem_row) - 1, n.index_select(0, add_row) + 1]
-        )
-        rows = torch.cat(
-            [firms.index_select(0, value_row), firms.index_select(0, rem_row), firms.index_select(0, add_row)]
-        )
+        pool, n = self._pools(pop, firms)
+        plus = pool.index_select(0, add_row) + terms.index_select(0, movers)
+        minus = pool.index_select(0, rem_row) - terms.index_select(0, deciders)
+        blocks = [pool.index_select(0, value_row), minus, plus]
+        sizes = [n.index_select(0, value_row), n.index_select(0, rem_row) - 1, n.index_select(0, add_row) + 1]
+        rows = [firms.index_select(0, value_row), firms.index_select(0, rem_row), firms.index_select(0, add_row)]
+        if combos is not None and combos.numel():
+            self.evaluations += combos.shape[0]
+            member = combos >= 0
+            added = terms.index_select(0, movers.index_select(0, combos.clamp_min(0).view(-1))).view(*combos.shape, -1)
+            lead = combos[:, 0]  # every row has its first mover
+            blocks.append(pool.index_select(0, add_row.index_select(0, lead)) + (added * member.unsqueeze(-1)).sum(1))
+            sizes.append(n.index_select(0, add_row.index_select(0, lead)) + member.sum(1))
+            rows.append(rows[2].index_select(0, lead))
+        pools, sizes, rows = torch.cat(blocks), torch.cat(sizes), torch.cat(rows)
         with torch.no_grad():
             return self.vf.value_from_pool(self.firms.index_select(0, rows), pools, sizes)
 

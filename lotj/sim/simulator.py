@@ -63,8 +63,16 @@ from lotj.economy.value import ValueFunction
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
 from lotj.sim.draws import DrawBuffer
-from lotj.sim.events import EventDraws, StepProbabilities, admit_in_time_order, nth_free_slot
-from lotj.sim.neighbours import neighbour_values
+from lotj.sim.events import (
+    EventDraws,
+    StepProbabilities,
+    admit_in_time_order,
+    count_before,
+    earlier_flagged,
+    nth_free_slot,
+    time_order,
+)
+from lotj.sim.neighbours import augmented_values, neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
 from lotj.sim.pooled import PoolableValue, PooledValues
 from lotj.sim.population import Population
@@ -89,6 +97,26 @@ def decision_dtype(precision: int) -> torch.dtype | None:
     if precision == 32:
         return torch.float32
     raise ConfigError(f"sim.decision_precision = {precision}: allowed [64, 32]")
+
+
+#: meetings at one firm in a step whose decisions are evaluated with the step's values: the second to
+#: the ``SPECULATIVE_RANK + 1``-th (Simulator._early_meetings); later ones after an offer are evaluated apart
+SPECULATIVE_RANK = 3
+
+
+def combo_patterns(rank: int, width: int) -> list[list[int | None]]:
+    """The rows of a meeting's table at rank ``rank`` (0: a firm's first meeting of the step), as sorted
+    positions relative to the meeting (0: the meeting, −1: the one before, None: no worker), ``width``
+    entries each: the members (the ``rank`` earlier meetings, then the meeting); then, for every
+    non-empty set ``b`` of earlier meetings (bit ``j``: the ``j``-th earlier), the set with the meeting;
+    then the set alone. Simulator._offers_in_time_order picks the row of the set that offered."""
+
+    def row(entries: list[int]) -> list[int | None]:
+        return entries + [None] * (width - len(entries))
+
+    earlier = [j - rank for j in range(rank)]
+    subsets = [[earlier[j] for j in range(rank) if b >> j & 1] for b in range(1, 2**rank)]
+    return [row([*earlier, 0])] + [row([*sub, 0]) for sub in subsets] + [row(sub) for sub in subsets]
 
 
 class Simulator:
@@ -155,7 +183,14 @@ class Simulator:
         #: evaluations of V made since this simulator was built (not saved; kept values not counted)
         self.head_evaluations = 0
         self.draws = EventDraws(self.probs, self.pop.n_workers, self.pop.n_firms, self.device)
-        self._record_annual()
+        #: :func:`combo_patterns` of ranks 1..SPECULATIVE_RANK as ``(use, offset)`` tensors (:meth:`_early_meetings`)
+        self._patterns = []
+        for rank in range(1, SPECULATIVE_RANK + 1):
+            pattern = combo_patterns(rank, SPECULATIVE_RANK + 1)
+            use = torch.tensor([[0 if d is None else 1 for d in r] for r in pattern], device=self.device)
+            offset = torch.tensor([[0 if d is None else d for d in r] for r in pattern], device=self.device)
+            self._patterns.append((use, offset))
+        self._bits = 2 ** torch.arange(SPECULATIVE_RANK, device=self.device)
 
     @classmethod
     def from_config(cls, cfg, device: torch.device | str = "cpu", seed_offset: int = 0) -> Simulator:
@@ -243,10 +278,20 @@ class Simulator:
         return concat_panel(frames)
 
     # ------------------------------------------------------------------- step
-    def _surpluses(self, vf: ValueFunction, deciders: Tensor, movers: Tensor, dests: Tensor) -> tuple[Tensor, Tensor]:
+    def _surpluses(
+        self,
+        vf: ValueFunction,
+        deciders: Tensor,
+        movers: Tensor,
+        dests: Tensor,
+        combos: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Δ(S, x_i) of the employed ``deciders`` at their firms and Δ(S_k⊕x, x) of worker
         ``movers[m]`` at firm ``dests[m]`` (below the cap), from one evaluation of V on the firms
-        involved and their neighbours (:func:`lotj.sim.neighbours.neighbour_values`)."""
+        involved and their neighbours (:func:`lotj.sim.neighbours.neighbour_values`). ``combos`` ``[P, C]``:
+        rows of indices into ``movers`` (−1: none) of meetings at one firm; the third result is V of each
+        row's firm with those workers added, −∞ where they would take it beyond the cap (with the
+        network, in the same evaluation; see :meth:`_early_meetings`)."""
         pop = self.pop
         own = pop.firm.index_select(0, deciders)
         firms, inv = torch.unique(torch.cat([own, dests]), return_inverse=True)
@@ -254,11 +299,18 @@ class Simulator:
         self.acc.count("value_evaluations", firms.numel() + n_d + movers.numel())
         u = self.params.unemployment_coef
         rem_row, add_row = inv[:n_d], inv[n_d:]
+        n_p = 0 if combos is None else combos.shape[0]
+        v_combo = None
+        if n_p:
+            member = combos >= 0
+            room = pop.size.index_select(0, dests.index_select(0, combos[:, 0])) + member.sum(1) <= self.params.n_max
         if self._pooled is not None:
             before = self._pooled.evaluations
-            v_all = self._pooled.values(pop, firms, rem_row, deciders, add_row, movers)
+            v_all = self._pooled.values(pop, firms, rem_row, deciders, add_row, movers, combos if n_p else None)
             self.head_evaluations += self._pooled.evaluations - before
-            v, v_minus, v_plus = v_all.to(self.device, self.dtype).split([firms.numel(), n_d, movers.numel()])
+            v, v_minus, v_plus, v_combo = v_all.to(self.device, self.dtype).split(
+                [firms.numel(), n_d, movers.numel(), n_p]
+            )
         else:
             self.head_evaluations += firms.numel() + n_d + movers.numel()
             s = pop.firm_batch(firms)
@@ -272,7 +324,175 @@ class Simulator:
             v, v_minus, v_plus = (x.to(self.device, self.dtype) for x in (v, v_minus, v_plus))
         delta_own = v.index_select(0, rem_row) - v_minus - u * pop.h.index_select(0, deciders)
         delta_hire = v_plus - v.index_select(0, add_row) - u * pop.h.index_select(0, movers)
-        return delta_own, delta_hire
+        if n_p == 0:
+            return delta_own, delta_hire, delta_hire[:0]
+        self.acc.count("value_evaluations", n_p)
+        if v_combo is None:  # any other value function: the combinations within the cap as explicit sets
+            fits = room.nonzero().squeeze(1)
+            combos, member = combos.index_select(0, fits), member.index_select(0, fits)
+            s = pop.firm_batch(dests.index_select(0, combos[:, 0]))
+            workers = movers.index_select(0, combos.clamp_min(0).view(-1)).view(combos.shape)[member]
+            dev = self.value_device or self.device
+            dt = self.value_dtype or self.dtype
+            if (dev, dt) != (self.device, self.dtype):
+                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+            s = with_workers(s, member.nonzero()[:, 0].to(dev), pop.h[workers].to(dev, dt), pop.a[workers].to(dev, dt))
+            self.head_evaluations += fits.numel()
+            with torch.no_grad():
+                v_fits = vf.value(s).to(self.device, self.dtype)
+            v_combo = torch.full((n_p,), -math.inf, dtype=self.dtype, device=self.device).index_copy_(0, fits, v_fits)
+        return delta_own, delta_hire, torch.where(room, v_combo, -math.inf)
+
+    def _decide(
+        self, vf: ValueFunction, di: Tensor, o_w: Tensor, o_d: Tensor, o_t: Tensor, own_row: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Step 5 on the decision state: ``Δ(S, x_i)`` of the deciders ``di`` (employed seats with a λ shock
+        or an outside meeting), and for the meetings of workers ``o_w`` at firms ``o_d`` below the cap at
+        times ``o_t``, ``Δ`` of the worker at its own firm (``own_row``: its row in ``di``, −1 when
+        unmatched; 0 then), ``Δ_k`` and the offer, taken at each firm in time order
+        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fourth or later
+        meetings at a firm after an offer."""
+        dev = self.device
+        order, first = time_order(o_d, o_t)
+        tables, combos, top = self._early_meetings(first, order)
+        if di.numel() or o_w.numel():
+            delta_di, delta_o, v_early = self._surpluses(vf, di, o_w, o_d, combos)
+        else:
+            delta_di = delta_o = v_early = torch.zeros(0, dtype=self.dtype, device=dev)
+        if di.numel():
+            own_o = torch.where(own_row >= 0, delta_di.index_select(0, own_row.clamp_min(0)), 0.0)
+        else:
+            own_o = torch.zeros(o_w.numel(), dtype=self.dtype, device=dev)
+        delta_o, offer_o = self._offers_in_time_order(
+            vf, o_w, o_d, own_o, delta_o, order, first, (tables, top), v_early
+        )
+        return delta_di, own_o, delta_o, offer_o
+
+    def _early_meetings(self, first: Tensor, order: Tensor) -> tuple[list[Tensor], Tensor, int]:
+        """The second to ``SPECULATIVE_RANK + 1``-th meetings of the step at each firm (time order) and the
+        firm states their decisions may need, evaluated with the step's other values (docs/simulator.md,
+        step 5).
+
+        Returns one table per rank ``r`` (indices into the meetings, −1: none; rows of
+        :func:`combo_patterns`), ``[n_r, 2^(r+1) − 1, SPECULATIVE_RANK + 1]``: per meeting its members
+        (the firm's ``r`` earlier meetings and itself), then the firm with each non-empty set of earlier
+        meetings and the meeting added, then with the set alone; the firm states of all tables flat; and
+        the highest rank of a meeting at a firm (0: each firm met once at most). An entry's sorted
+        position is ``(s + 1)·use + offset`` in the meetings padded by one at the front."""
+        rank = torch.arange(order.numel(), device=order.device) - first
+        top = int(rank.max()) if order.numel() else 0
+        padded = torch.cat([order.new_full((1,), -1), order])  # position 0: none
+        tables = []
+        for r, (use, offset) in enumerate(self._patterns[:top], start=1):
+            at = (rank == r).nonzero().add_(1).view(-1, 1, 1)  # sorted positions, shifted by one
+            tables.append(padded.index_select(0, (at * use + offset).view(-1)).view(-1, *use.shape))
+        width = SPECULATIVE_RANK + 1
+        flat = torch.cat([t[:, 1:].reshape(-1, width) for t in tables]) if tables else order.new_zeros((0, width))
+        return tables, flat, top
+
+    def _offers_in_time_order(
+        self,
+        vf: ValueFunction,
+        o_w: Tensor,
+        o_d: Tensor,
+        own_o: Tensor,
+        delta_o: Tensor,
+        order: Tensor,
+        first: Tensor,
+        early: tuple[list[Tensor], int],
+        v_early: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """The offers of the meetings ``o_w`` (workers) at ``o_d`` (firms below the cap), taken at each firm
+        in time order (``order``, ``first``: :func:`lotj.sim.events.time_order`; docs/simulator.md, step 5):
+        a meeting is decided on the decision state plus the workers the firm offered earlier in the step,
+        ``Δ_k = V(S_k⊕P⊕x) − V(S_k⊕P) − U(x)``, and none is made where ``S_k⊕P`` is at the cap.
+
+        ``delta_o``: ``Δ_k`` on the decision state (``P = ∅``); ``own_o``: ``Δ`` of each worker at its own
+        firm (0 off the job); ``early``: the tables of the early meetings at each firm and the highest
+        rank (:meth:`_early_meetings`); ``v_early``: V of their firm states (−∞ beyond the cap). The early
+        meetings are decided rank by rank from them; a later meeting after an offer is evaluated apart,
+        and again while an earlier decision at its firm changes. The result is the sequential one.
+        Returns ``(Δ_k, offer)``, ``Δ_k = −∞`` where there is no room."""
+        threshold = own_o.clamp_min(0.0)
+        offer = delta_o > threshold
+        tables, top = early
+        if top == 0:
+            return delta_o, offer
+        delta_o = delta_o.clone()
+        uh = self.params.unemployment_coef * self.pop.h.index_select(0, o_w)
+        start = 0
+        for r, table in enumerate(tables, start=1):
+            sets = 2**r - 1  # the non-empty sets of earlier meetings
+            m = table[:, 0, r]  # the meeting
+            values = v_early[start : start + table.shape[0] * 2 * sets].view(-1, 2 * sets)
+            start += values.numel()
+            # the set of earlier meetings that offered, as a column of the table (−1: none)
+            offered = offer.index_select(0, table[:, 0, :r].reshape(-1)).view(-1, r).long()
+            subset = (offered * self._bits[:r]).sum(1) - 1
+            col = subset.clamp_min(0).unsqueeze(1)
+            with_x = values.gather(1, col).squeeze(1)
+            d = with_x - values.gather(1, col + sets).squeeze(1) - uh.index_select(0, m)
+            d = torch.where(with_x > -math.inf, d, -math.inf)  # no room for the worker after the offers
+            after = subset >= 0
+            self.acc.count("after_offer", after.sum())
+            d = torch.where(after, d, delta_o.index_select(0, m))
+            delta_o.index_copy_(0, m, d)
+            offer.index_copy_(0, m, d > threshold.index_select(0, m))
+        if top <= SPECULATIVE_RANK:
+            return delta_o, offer
+        later = torch.arange(o_d.numel(), device=o_d.device) - first > SPECULATIVE_RANK  # the later meetings
+        changed = offer.index_select(0, order)
+        size = self.pop.size.index_select(0, o_d)
+        late = ((count_before(first, changed) > 0) & later).sum()
+        while True:
+            dirty = ((count_before(first, changed) > 0) & later).nonzero().squeeze(1)  # sorted positions
+            if dirty.numel() == 0:
+                self.acc.count("after_offer", late)
+                return delta_o, offer
+            row, pos = earlier_flagged(first, offer.index_select(0, order), dirty)
+            md = order.index_select(0, dirty)  # the meetings to decide again
+            fits = size.index_select(0, md) + torch.bincount(row, minlength=md.numel()) < self.params.n_max
+            delta_m = torch.full((md.numel(),), -math.inf, dtype=delta_o.dtype, device=delta_o.device)
+            ri = fits.nonzero().squeeze(1)
+            if ri.numel():
+                keep = fits.index_select(0, row).nonzero().squeeze(1)
+                e_row = (torch.cumsum(fits, 0) - 1).index_select(0, row.index_select(0, keep))
+                e_w = o_w.index_select(0, order.index_select(0, pos.index_select(0, keep)))
+                mi = md.index_select(0, ri)
+                self.acc.count("value_evaluations", 2 * ri.numel())
+                v, v_plus = self._augmented_values(vf, o_d.index_select(0, mi), e_row, e_w, o_w.index_select(0, mi))
+                delta_m.index_copy_(0, ri, v_plus - v - uh.index_select(0, mi))
+            offer_m = delta_m > threshold.index_select(0, md)
+            changed = torch.zeros_like(changed).index_copy_(0, dirty, offer_m != offer.index_select(0, md))
+            delta_o.index_copy_(0, md, delta_m)
+            offer.index_copy_(0, md, offer_m)
+            late = ((count_before(first, offer.index_select(0, order)) > 0) & later).sum()
+
+    def _augmented_values(
+        self, vf: ValueFunction, firms: Tensor, extra_row: Tensor, extra_workers: Tensor, movers: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``V(S_k⊕P_k)`` and ``V(S_k⊕P_k⊕x_k)`` (``P_k``: ``extra_workers[extra_row == k]``), in the
+        simulator's dtype and on its device."""
+        pop = self.pop
+        self.head_evaluations += 2 * firms.numel()
+        if self._pooled is not None:
+            v, v_plus = self._pooled.augmented(pop, firms, extra_row, extra_workers, movers)
+        else:
+            dev = self.value_device or self.device
+            dt = self.value_dtype or self.dtype
+            s = pop.firm_batch(firms)
+            if (dev, dt) != (self.device, self.dtype):
+                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+            v, v_plus = augmented_values(
+                vf,
+                s,
+                extra_row.to(dev),
+                pop.h[extra_workers].to(dev, dt),
+                pop.a[extra_workers].to(dev, dt),
+                pop.h[movers].to(dev, dt),
+                pop.a[movers].to(dev, dt),
+            )
+        return v.to(self.device, self.dtype), v_plus.to(self.device, self.dtype)
 
     def _step(self, vf: ValueFunction) -> None:
         """One step (module docstring). The bookkeeping works on compact index arrays of the workers
@@ -352,21 +572,11 @@ class Simulator:
         open_ = pop.size.index_select(0, md) < n_max
         oi = open_.nonzero().squeeze(1)  # meetings at a firm below the cap: they get a decision
         acc.count("cap_blocked", mw.numel() - oi.numel())
-        o_w, o_d = mw.index_select(0, oi), md.index_select(0, oi)
-        if di.numel() or oi.numel():
-            delta_di, delta_o = self._surpluses(vf, di, o_w, o_d)
-        else:
-            delta_di, delta_o = (
-                torch.zeros(0, dtype=self.dtype, device=dev),
-                torch.zeros(0, dtype=self.dtype, device=dev),
-            )
-        # Δ(S, x) of each meeting's worker at its own firm (0 for unmatched workers)
-        own_delta = torch.zeros(mw.numel(), dtype=self.dtype, device=dev)
-        own_delta.index_copy_(0, ei, delta_di.index_select(0, at))
-        own_o = own_delta.index_select(0, oi)
-        offer_o = delta_o > own_o.clamp_min(0.0)
+        o_w, o_d, o_t = mw.index_select(0, oi), md.index_select(0, oi), mt.index_select(0, oi)
+        own_row = torch.full((mw.numel(),), -1, dtype=torch.long, device=dev).index_copy_(0, ei, at)
+        delta_di, own_o, delta_o, offer_o = self._decide(vf, di, o_w, o_d, o_t, own_row.index_select(0, oi))
         if self.wage_tracker is not None:
-            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o)
+            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o, offer_o, o_d, o_t)
 
         # 6. separations: Δ < 0 at a λ shock or an outside meeting (a departure at its time)
         ni = (delta_di < 0).nonzero().squeeze(1)
@@ -382,7 +592,7 @@ class Simulator:
         out_w, out_firm = leaving[:0], leave_firm[:0]
         if oi.numel():
             n_o = oi.numel()
-            o_t, o_emp = mt.index_select(0, oi), m_emp.index_select(0, oi)
+            o_emp = m_emp.index_select(0, oi)
             o_own = own_firm.index_select(0, oi)
             firms = torch.cat([o_d, ret_firm, brk_firm, leave_firm])
             times = torch.cat([o_t, ret_t, brk_t, leave_t])
@@ -481,8 +691,12 @@ class Simulator:
         open_: Tensor,
         oi: Tensor,
         delta_o: Tensor,
+        offer_o: Tensor,
+        o_d: Tensor,
+        o_t: Tensor,
     ) -> None:
-        """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`)."""
+        """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`), with
+        the meetings that came after an offer of the same firm in the step."""
         pop, dev = self.pop, self.device
         reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
         reneg[reneg_w] = True
@@ -490,7 +704,11 @@ class Simulator:
         delta_own[di] = delta_di
         delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
         delta_k[oi] = delta_o
-        self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k)
+        order, first = time_order(o_d, o_t)
+        after = torch.zeros(mw.numel(), dtype=torch.bool, device=dev)
+        after_sorted = count_before(first, offer_o.index_select(0, order)) > 0
+        after[oi[order]] = after_sorted
+        self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k, after)
 
     def _record_annual(self) -> None:
         """An annual date: EN/NE transitions since the previous one and the panel rows if recording."""

@@ -41,7 +41,9 @@ from lotj.economy.params import EconomyParams, meeting_rates
 #: cap in the decision state that found it at the cap at their time within the step (earlier
 #: arrivals, or departures that come later; offers or not), ``value_evaluations`` firm states whose
 #: V the decisions needed (with the network, values kept from an earlier step are counted too; the
-#: head evaluations actually made are :attr:`lotj.sim.simulator.Simulator.head_evaluations`).
+#: head evaluations actually made are :attr:`lotj.sim.simulator.Simulator.head_evaluations`),
+#: ``after_offer`` meetings at a firm below the cap that came after an offer of the same firm in the
+#: same step, decided on the decision state plus the workers offered before them (docs/simulator.md, step 5).
 COUNTERS = (
     "deaths",
     "learning",
@@ -58,6 +60,7 @@ COUNTERS = (
     "cap_blocked",
     "cap_refused",
     "value_evaluations",
+    "after_offer",
 )
 
 _COUNTER_INDEX = {name: i for i, name in enumerate(COUNTERS)}
@@ -161,6 +164,8 @@ class Accumulator:
     def load_state_dict(self, state: dict) -> None:
         for k in ("samples", "hist", "transitions", "counts"):
             setattr(self, k, state[k].to(self.device).clone())
+        if self.counts.numel() < len(COUNTERS):  # a checkpoint from before the later counters: they start at 0
+            self.counts = torch.cat([self.counts, self.counts.new_zeros(len(COUNTERS) - self.counts.numel())])
         self.years = float(state["years"])
         self.steps = int(state["steps"])
         self.n_firms = int(state["n_firms"])

@@ -175,13 +175,17 @@ class WageTracker:
         m_emp: Tensor,
         open_: Tensor,
         delta_k: Tensor,
+        after_offer: Tensor | None = None,
     ) -> None:
         """Decide the step's wage outcomes at the decision state and solve their wages (before anyone moves).
 
         ``reneg`` ``[W]``: employed seats with a λ shock; ``delta_own`` ``[W]``: ``Δ(S, x_i)`` of every
         deciding seat; ``mw, md`` ``[M]``: the seats that met a firm and the firm met (void meetings
         removed); ``m_emp``: the seat was employed; ``open_``: the firm met is below the cap;
-        ``delta_k``: ``Δ(S_k⊕x, x)`` at the firm met (any value where not open).
+        ``delta_k``: ``Δ(S_k⊕x, x)`` at the firm met (any value where not open), or ``Δ(S_k⊕P⊕x, x)``
+        where ``after_offer`` ``[M]``: the meeting came after offers ``P`` of the same firm in the step
+        (docs/simulator.md, step 5). The wage of such a hire or poach is still solved at ``S_k⊕x``: the
+        step's earlier arrivals, whose own wages are set in the same step, are left out (docs/wages.md).
         """
         p = self.p
         u_all = p.unemployment_coef * pop.h
@@ -239,6 +243,9 @@ class WageTracker:
             return
         s, w, slot = self._post_event_states(pop, seats, dest[seats])
         wage, W_after, delta_after = self._solve(s, w, slot, target[seats])
+        late = torch.zeros_like(reneg)
+        if after_offer is not None:
+            late[mw[after_offer]] = True
         self._pending = {
             "seat": seats,
             "event": event[seats],
@@ -251,6 +258,7 @@ class WageTracker:
             "delta_decision": delta_dec[seats],
             "W_after": W_after,
             "delta_after": delta_after,
+            "after_offer": late[seats] & (dest[seats] != pop.firm[seats]),
         }
 
     def on_moves(self, pop: Population) -> None:
@@ -310,7 +318,9 @@ class WageTracker:
     def reset_log(self) -> pd.DataFrame:
         """Every recorded reset (``record=True``): cause, target ``T``, ``U``, value and wage before and after,
         ``Δ`` of the worker as decided (``Δ(S, x_i)``, or ``Δ(S_k⊕x, x)`` for a move) and at the post-event
-        state (``delta_after``), and ``J = U + Δ`` there."""
+        state (``delta_after``), and ``J = U + Δ`` there; ``after_offer``: a move decided after offers of
+        the same firm earlier in the step (its ``delta_decision`` includes those workers, its
+        ``delta_after`` does not)."""
         if not self._log:
             return pd.DataFrame()
         cols = {k: torch.cat([d[k] for d in self._log]).detach().cpu().numpy() for k in self._log[0]}
