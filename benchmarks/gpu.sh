@@ -36,7 +36,7 @@ fi
 
 section "tests on the GPU"
 timeout "${TEST_LIMIT:-150}" "$py" -m pytest -q -k cuda -p no:cacheprovider \
-    tests/test_sim_rates.py tests/test_sim_callback.py tests/test_sim_train.py tests/test_train.py \
+    tests/test_sim_rates.py tests/test_sim_time_order.py tests/test_sim_callback.py tests/test_sim_train.py tests/test_train.py \
     > "$out/tests.log" 2>&1
 check "tests on the GPU"
 grep -v "Warning\|warnings.warn\|^  \|^INFO" "$out/tests.log" | tail -25

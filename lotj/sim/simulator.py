@@ -405,20 +405,22 @@ class Simulator:
         """The offers of the meetings ``o_w`` (workers) at ``o_d`` (firms below the cap), taken at each firm
         in time order (``order``, ``first``: :func:`lotj.sim.events.time_order`; docs/simulator.md, step 5):
         a meeting is decided on the decision state plus the workers the firm offered earlier in the step,
-        ``Δ_k = V(S_k⊕P⊕x) − V(S_k⊕P) − U(x)``, and none is made where ``S_k⊕P`` is at the cap.
+        ``Δ_k = V(S_k⊕P⊕x) − V(S_k⊕P) − U(x)``. Where those offers fill the firm (``S_k⊕P`` at the cap) it
+        keeps its decision on the decision state: the cap rule of step 7 then admits it only where a
+        departure of the step freed a slot before it.
 
         ``delta_o``: ``Δ_k`` on the decision state (``P = ∅``); ``own_o``: ``Δ`` of each worker at its own
         firm (0 off the job); ``early``: the tables of the early meetings at each firm and the highest
         rank (:meth:`_early_meetings`); ``v_early``: V of their firm states (−∞ beyond the cap). The early
         meetings are decided rank by rank from them; a later meeting after an offer is evaluated apart,
         and again while an earlier decision at its firm changes. The result is the sequential one.
-        Returns ``(Δ_k, offer)``, ``Δ_k = −∞`` where there is no room."""
+        Returns ``(Δ_k, offer)``."""
         threshold = own_o.clamp_min(0.0)
         offer = delta_o > threshold
         tables, top = early
         if top == 0:
             return delta_o, offer
-        delta_o = delta_o.clone()
+        on_state, delta_o = delta_o, delta_o.clone()  # Δ_k on the decision state, and as decided
         uh = self.params.unemployment_coef * self.pop.h.index_select(0, o_w)
         start = 0
         for r, table in enumerate(tables, start=1):
@@ -432,10 +434,10 @@ class Simulator:
             col = subset.clamp_min(0).unsqueeze(1)
             with_x = values.gather(1, col).squeeze(1)
             d = with_x - values.gather(1, col + sets).squeeze(1) - uh.index_select(0, m)
-            d = torch.where(with_x > -math.inf, d, -math.inf)  # no room for the worker after the offers
-            after = subset >= 0
+            # decided on the decision state where none offered before, or where the offers fill the firm
+            after = (subset >= 0) & (with_x > -math.inf)
             self.acc.count("after_offer", after.sum())
-            d = torch.where(after, d, delta_o.index_select(0, m))
+            d = torch.where(after, d, on_state.index_select(0, m))
             delta_o.index_copy_(0, m, d)
             offer.index_copy_(0, m, d > threshold.index_select(0, m))
         if top <= SPECULATIVE_RANK:
@@ -443,16 +445,17 @@ class Simulator:
         later = torch.arange(o_d.numel(), device=o_d.device) - first > SPECULATIVE_RANK  # the later meetings
         changed = offer.index_select(0, order)
         size = self.pop.size.index_select(0, o_d)
-        late = ((count_before(first, changed) > 0) & later).sum()
         while True:
             dirty = ((count_before(first, changed) > 0) & later).nonzero().squeeze(1)  # sorted positions
             if dirty.numel() == 0:
-                self.acc.count("after_offer", late)
+                before = count_before(first, offer.index_select(0, order))
+                fits = size.index_select(0, order) + before < self.params.n_max
+                self.acc.count("after_offer", ((before > 0) & later & fits).sum())
                 return delta_o, offer
             row, pos = earlier_flagged(first, offer.index_select(0, order), dirty)
             md = order.index_select(0, dirty)  # the meetings to decide again
             fits = size.index_select(0, md) + torch.bincount(row, minlength=md.numel()) < self.params.n_max
-            delta_m = torch.full((md.numel(),), -math.inf, dtype=delta_o.dtype, device=delta_o.device)
+            delta_m = on_state.index_select(0, md)  # where the earlier offers fill the firm
             ri = fits.nonzero().squeeze(1)
             if ri.numel():
                 keep = fits.index_select(0, row).nonzero().squeeze(1)
@@ -466,7 +469,6 @@ class Simulator:
             changed = torch.zeros_like(changed).index_copy_(0, dirty, offer_m != offer.index_select(0, md))
             delta_o.index_copy_(0, md, delta_m)
             offer.index_copy_(0, md, offer_m)
-            late = ((count_before(first, offer.index_select(0, order)) > 0) & later).sum()
 
     def _augmented_values(
         self, vf: ValueFunction, firms: Tensor, extra_row: Tensor, extra_workers: Tensor, movers: Tensor

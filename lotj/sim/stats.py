@@ -43,7 +43,8 @@ from lotj.economy.params import EconomyParams, meeting_rates
 #: V the decisions needed (with the network, values kept from an earlier step are counted too; the
 #: head evaluations actually made are :attr:`lotj.sim.simulator.Simulator.head_evaluations`),
 #: ``after_offer`` meetings at a firm below the cap that came after an offer of the same firm in the
-#: same step, decided on the decision state plus the workers offered before them (docs/simulator.md, step 5).
+#: same step, decided on the decision state plus the workers offered before them (docs/simulator.md,
+#: step 5; not those whose earlier offers fill the firm: they are decided on the decision state).
 COUNTERS = (
     "deaths",
     "learning",
