@@ -109,9 +109,10 @@ def test_network_paths_are_reproducible_and_single_precision_leaves_the_network_
 
 
 def test_decision_precision_is_read_from_the_config():
-    assert Simulator.from_config(load_config(["conf=smoke", "sim.n_firms=50"])).decision_dtype is None
-    cfg = load_config(["conf=smoke", "sim.n_firms=50", "sim.decision_precision=32"])
-    assert Simulator.from_config(cfg).decision_dtype == torch.float32
+    assert Simulator.from_config(load_config(["conf=baseline", "sim.n_firms=50"])).decision_dtype is None
+    assert Simulator.from_config(load_config(["conf=smoke", "sim.n_firms=50"])).decision_dtype == torch.float32
+    cfg = load_config(["conf=smoke", "sim.n_firms=50", "sim.decision_precision=64"])
+    assert Simulator.from_config(cfg).decision_dtype is None
 
 
 def test_kept_values_give_the_path_of_evaluating_every_value():

@@ -93,8 +93,8 @@ def test_resuming_a_checkpoint_that_does_not_fit_is_a_configuration_error(tmp_pa
     assert main(args + ["solver.max_epochs=2", f"out_dir={tmp_path / 'b'}", f"resume={moved}"]) == 2
     err = capsys.readouterr().err
     assert "configuration error" in err and "ran on cuda and this one is on cpu" in err
-    assert main(args + ["solver.max_epochs=2", "sim.dt=0.05", f"out_dir={tmp_path / 'c'}", f"resume={last}"]) == 2
-    assert "sim.dt = 0.05 differs from the checkpoint" in capsys.readouterr().err
+    assert main(args + ["solver.max_epochs=2", "sim.dt=0.02", f"out_dir={tmp_path / 'c'}", f"resume={last}"]) == 2
+    assert "sim.dt = 0.02 differs from the checkpoint" in capsys.readouterr().err
 
 
 @pytest.mark.slow
