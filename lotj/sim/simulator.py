@@ -599,17 +599,16 @@ class Simulator:
             firms = torch.cat([o_d, ret_firm, brk_firm, leave_firm])
             times = torch.cat([o_t, ret_t, brk_t, leave_t])
             steps = torch.cat([offer_o.to(torch.int64), torch.full((firms.numel() - n_o,), -1, device=dev)])
-            admitted = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)[1]
+            full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
             # workers who move out free their slot at their meeting's time: a second pass with them
-            # (an employed mover with Δ ≥ 0 still holds its slot; one with Δ < 0 left in step 6)
+            # (an employed mover with Δ ≥ 0 still holds its slot; one with Δ < 0 left in step 6). Only where
+            # the first pass found a firm at the cap: with none, more departures change no admission
             can_move_out = o_emp & (own_o >= 0)
             stay_mover = (admitted & can_move_out).nonzero().squeeze(1)
-            if stay_mover.numel():
+            if stay_mover.numel() and bool(full.any()):
                 firms = torch.cat([firms, o_own.index_select(0, stay_mover)])
                 times = torch.cat([times, o_t.index_select(0, stay_mover)])
                 steps = torch.cat([steps, torch.full((stay_mover.numel(),), -1, device=dev)])
-                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
-            else:
                 full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
             acc.count("cap_refused", full.sum())
             ai = admitted.nonzero().squeeze(1)
