@@ -185,7 +185,7 @@ def dt_check(cfg, args) -> None:
     for dt in dts:
         rows = []
         for rep in range(args.reps):
-            sim = Simulator(p, args.firms[0], dt, seed=1000 + rep)
+            sim = Simulator(p, args.firms[0], dt, seed=args.seed_base + rep)
             sim.advance(vf, args.burn_in)
             st = sim.advance(vf, args.years).scalars()
             rows.append([st[k] for k in DT_STATS])
@@ -224,6 +224,7 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also time every value at every step, and per-step encoding")
     ap.add_argument("--agreement", action="store_true", help="single vs double precision decisions")
     ap.add_argument("--dt-check", action="store_true", help="compare statistics at dt and dt/2")
+    ap.add_argument("--seed-base", type=int, default=1000, help="dt check: replication r has seed seed-base + r")
     ap.add_argument("--value", choices=("crowding", "net", "trained"), default="crowding", help="V of the dt check")
     ap.add_argument(
         "--checkpoint", default=None, help="last.ckpt of a training run: its network and config (replace --conf)"

@@ -350,7 +350,7 @@ class Simulator:
         or an outside meeting), and for the meetings of workers ``o_w`` at firms ``o_d`` below the cap at
         times ``o_t``, ``Δ`` of the worker at its own firm (``own_row``: its row in ``di``, −1 when
         unmatched; 0 then), ``Δ_k`` and the offer, taken at each firm in time order
-        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fourth or later
+        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fifth or later
         meetings at a firm after an offer."""
         dev = self.device
         order, first = time_order(o_d, o_t)
@@ -707,8 +707,9 @@ class Simulator:
         delta_k[oi] = delta_o
         order, first = time_order(o_d, o_t)
         after = torch.zeros(mw.numel(), dtype=torch.bool, device=dev)
-        after_sorted = count_before(first, offer_o.index_select(0, order)) > 0
-        after[oi[order]] = after_sorted
+        before = count_before(first, offer_o.index_select(0, order))
+        fits = pop.size.index_select(0, o_d.index_select(0, order)) + before < self.params.n_max
+        after[oi[order]] = (before > 0) & fits  # decided with earlier offers (not where those fill the firm)
         self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k, after)
 
     def _record_annual(self) -> None:
