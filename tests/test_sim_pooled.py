@@ -181,3 +181,28 @@ def test_the_simulated_state_stays_usable_by_autograd():
     batch = sim.pop.firm_batch(torch.arange(50))
     net(batch).sum().backward()
     assert all(prm.grad is not None for prm in net.head.parameters())
+
+
+def test_every_decision_sees_the_current_terms_of_its_workers(monkeypatch):
+    """The kept terms of every worker a decision reads (employed workers in the pools, the workers who
+    meet a firm) equal a fresh encoding at that moment: a retired seat's new worker can meet a firm later
+    in the same step (docs/simulator.md, the priority rule), so its terms must be renewed at once."""
+    p = EconomyParams(n_max=8, delta_r=1.0, psi_n=3.0)  # many retirements and meetings per step
+    net = make_net(p)
+    seen = {"movers": 0, "renewed": 0}
+    evaluate = PooledValues.values
+
+    def checked(self, pop, firms, rem_row, deciders, add_row, movers, combos=None):
+        fresh = self.vf.worker_terms(pop.h, pop.a)
+        employed = pop.firm >= 0
+        torch.testing.assert_close(self.workers[employed], fresh[employed], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(self.workers[movers], fresh[movers], rtol=1e-12, atol=1e-12)
+        seen["movers"] += movers.numel()
+        return evaluate(self, pop, firms, rem_row, deciders, add_row, movers, combos)
+
+    monkeypatch.setattr(PooledValues, "values", checked)
+    sim = Simulator(p, 200, 0.1, seed=8)
+    retire = sim.pop.worker_id.clone()
+    sim.advance(net, 2.0)
+    assert seen["movers"] > 1000
+    assert int((sim.pop.worker_id != retire).sum()) > 500  # most seats were renewed

@@ -540,6 +540,8 @@ class Simulator:
         if retiring.numel():
             h, a = self.new_workers.take(retiring.numel())
             pop.renew_workers(retiring, h, a)
+            # a new worker can meet a firm later in the step (priority rule): its terms are needed now
+            self._refresh_workers(retiring)
             acc.count("retirements", retiring.numel())
         acc.count("breaks", breaking.numel())
         free_from.index_copy_(0, breaking, brk_t)
@@ -628,11 +630,8 @@ class Simulator:
             self._late_breaks(aw, from_job, o_t.index_select(0, ai))
 
         # 8. learning in odd steps: H on the workforce after the moves
-        changed = retiring
         if not learn_early and ev.learn.numel():
-            changed = torch.cat([retiring, self._learn(ev.learn)])
-        # the new workers of retired seats took no part in this step's decisions (priority rule)
-        self._refresh_workers(changed)
+            self._refresh_workers(self._learn(ev.learn))
 
         acc.flush()
         self.step_count += 1
