@@ -540,8 +540,6 @@ class Simulator:
         if retiring.numel():
             h, a = self.new_workers.take(retiring.numel())
             pop.renew_workers(retiring, h, a)
-            # a new worker can meet a firm later in the step (priority rule): its terms are needed now
-            self._refresh_workers(retiring)
             acc.count("retirements", retiring.numel())
         acc.count("breaks", breaking.numel())
         free_from.index_copy_(0, breaking, brk_t)
@@ -559,6 +557,11 @@ class Simulator:
         kept = (live & (ev.dest != own_all)).nonzero().squeeze(1)  # live meetings, void ones dropped
         acc.count("void_meetings", live.sum() - kept.numel())
         mw, md = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
+        if retiring.numel() and self._pooled is not None:
+            # a retired seat's new worker can meet a firm later in the step (priority rule): its terms now
+            renewed = mw.index_select(0, torch.isin(mw, retiring).nonzero().squeeze(1))
+            if renewed.numel():
+                self._pooled.refresh_workers(pop, renewed)
         mt, own_firm = ev.meet_t.index_select(0, kept), own_all.index_select(0, kept)
         m_emp = own_firm >= 0
         ei = m_emp.nonzero().squeeze(1)  # outside meetings of employed workers
@@ -630,8 +633,10 @@ class Simulator:
             self._late_breaks(aw, from_job, o_t.index_select(0, ai))
 
         # 8. learning in odd steps: H on the workforce after the moves
+        changed = retiring
         if not learn_early and ev.learn.numel():
-            self._refresh_workers(self._learn(ev.learn))
+            changed = torch.cat([retiring, self._learn(ev.learn)])
+        self._refresh_workers(changed)
 
         acc.flush()
         self.step_count += 1
