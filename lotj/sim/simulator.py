@@ -524,8 +524,7 @@ class Simulator:
         # learning (step 8) acts here in even steps, on the workforce at the start less the deaths, and the
         # step's decisions see it; in odd steps it acts at the end of the step
         learn_early = self.step_count % 2 == 0
-        if learn_early and ev.learn.numel():
-            self._refresh_workers(self._learn(ev.learn))
+        learned = self._learn(ev.learn) if learn_early and ev.learn.numel() else None  # re-encoded below
         start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
         # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
         retiring = ev.retire
@@ -543,6 +542,8 @@ class Simulator:
             acc.count("retirements", retiring.numel())
         acc.count("breaks", breaking.numel())
         free_from.index_copy_(0, breaking, brk_t)
+        if learn_early:  # the early learning and the retired seats' new workers, re-encoded in one go
+            self._refresh_workers(retiring if learned is None else torch.cat([learned, retiring]))
 
         # 5. decisions on the decision state (compact index arrays: a step touches few workers)
         live_reneg = (free_from.index_select(0, ev.reneg) < 0).nonzero().squeeze(1)
@@ -557,7 +558,7 @@ class Simulator:
         kept = (live & (ev.dest != own_all)).nonzero().squeeze(1)  # live meetings, void ones dropped
         acc.count("void_meetings", live.sum() - kept.numel())
         mw, md = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
-        if retiring.numel() and self._pooled is not None:
+        if not learn_early and retiring.numel() and self._pooled is not None:
             # a retired seat's new worker can meet a firm later in the step (priority rule): its terms now
             renewed = mw.index_select(0, torch.isin(mw, retiring).nonzero().squeeze(1))
             if renewed.numel():
@@ -632,11 +633,10 @@ class Simulator:
         if oi.numel():
             self._late_breaks(aw, from_job, o_t.index_select(0, ai))
 
-        # 8. learning in odd steps: H on the workforce after the moves
-        changed = retiring
-        if not learn_early and ev.learn.numel():
-            changed = torch.cat([retiring, self._learn(ev.learn)])
-        self._refresh_workers(changed)
+        # 8. learning in odd steps: H on the workforce after the moves, re-encoded with the retired seats
+        if not learn_early:
+            changed = torch.cat([retiring, self._learn(ev.learn)]) if ev.learn.numel() else retiring
+            self._refresh_workers(changed)
 
         acc.flush()
         self.step_count += 1
