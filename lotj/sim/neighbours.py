@@ -65,22 +65,3 @@ def with_workers(s: FirmBatch, extra_row: Tensor, h_extra: Tensor, a_extra: Tens
         if not bool((added == active).all()):
             raise ValueError("a state beyond the cap was requested")
     return s
-
-
-def augmented_values(
-    vf: ValueFunction,
-    s: FirmBatch,
-    extra_row: Tensor,
-    h_extra: Tensor,
-    a_extra: Tensor,
-    h_new: Tensor,
-    a_new: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """``V(S_k ⊕ P_k)`` and ``V(S_k ⊕ P_k ⊕ x_k)`` ``[K]`` for the firms of ``s`` ``[K]``: ``P_k`` the workers
-    ``(h_extra, a_extra)[extra_row == k]`` (``extra_row`` ascending) and ``x_k = (h_new[k], a_new[k])``.
-    The explicit sets of :func:`neighbour_values`, for any value function; every ``S_k ⊕ P_k`` must be
-    below the cap."""
-    s = with_workers(s, extra_row, h_extra, a_extra)
-    every = torch.arange(s.batch_size, device=s.z.device)
-    v, _, v_plus = neighbour_values(vf, s, every[:0], every[:0], every, h_new, a_new)
-    return v, v_plus

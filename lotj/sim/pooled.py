@@ -157,26 +157,25 @@ class PooledValues:
         pool.index_add_(0, row, terms.index_select(0, sw.view(-1).index_select(0, occupied.view(-1).nonzero()[:, 0])))
         return pool, self._here(pop.size).index_select(0, firms)
 
-    def augmented(
-        self, pop: Population, firms: Tensor, extra_row: Tensor, extra_workers: Tensor, movers: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """``V(S_k ⊕ P_k)`` and ``V(S_k ⊕ P_k ⊕ x_k)`` ``[K]`` for the firms ``firms`` ``[K]`` (repeats
-        allowed), ``P_k`` the workers ``extra_workers[extra_row == k]`` (not in the firm) and ``x_k`` the
-        worker ``movers[k]``: one head evaluation on ``2K`` pools (MODEL.md section 6). The caller
-        keeps every ``S_k ⊕ P_k`` below the cap. These states are not the population's, so nothing is
-        kept."""
+    def _with_movers(self, pool: Tensor, n: Tensor, movers: Tensor, combos: Tensor) -> tuple[Tensor, Tensor]:
+        """Pools ``pool`` ``[P, E + 3]`` and sizes ``n`` ``[P]`` with the workers ``movers[combos[k]]`` added to
+        row ``k`` (``combos`` ``[P, C]``, −1: none)."""
+        member = combos >= 0
+        added = self.workers.index_select(0, movers.index_select(0, combos.clamp_min(0).view(-1)))
+        added = added.view(*combos.shape, -1) * member.unsqueeze(-1)
+        return pool + added.sum(1), n + member.sum(1)
+
+    def combo_values(self, pop: Population, firms: Tensor, movers: Tensor, combos: Tensor) -> Tensor:
+        """``V`` of each firm ``firms[k]`` (repeats allowed) with the workers ``movers[combos[k]]`` added
+        (``combos`` ``[P, C]``, −1: none): one head evaluation on ``P`` pools (MODEL.md section 6). A row that
+        would take its firm beyond the cap gives a number that is not V, for the caller to discard. These
+        states are not the population's, so nothing is kept."""
         here = self._here
-        firms, extra_row, extra_workers, movers = (here(x) for x in (firms, extra_row, extra_workers, movers))
-        k = firms.numel()
-        self.evaluations += 2 * k
-        terms = self.workers
-        pool, n = self._pools(pop, firms)
-        pool.index_add_(0, extra_row, terms.index_select(0, extra_workers))
-        n = n + torch.bincount(extra_row, minlength=k)
-        pools = torch.cat([pool, pool + terms.index_select(0, movers)])
+        firms, movers, combos = here(firms), here(movers), here(combos)
+        self.evaluations += firms.numel()
+        pools, sizes = self._with_movers(*self._pools(pop, firms), movers, combos)
         with torch.no_grad():
-            v = self.vf.value_from_pool(self.firms.index_select(0, firms).repeat(2, 1), pools, torch.cat([n, n + 1]))
-        return v[:k], v[k:]
+            return self.vf.value_from_pool(self.firms.index_select(0, firms), pools, sizes)
 
     def _evaluate(
         self,
@@ -202,12 +201,11 @@ class PooledValues:
         rows = [firms.index_select(0, value_row), firms.index_select(0, rem_row), firms.index_select(0, add_row)]
         if combos is not None and combos.numel():
             self.evaluations += combos.shape[0]
-            member = combos >= 0
-            added = terms.index_select(0, movers.index_select(0, combos.clamp_min(0).view(-1))).view(*combos.shape, -1)
-            lead = combos[:, 0]  # every row has its first mover
-            blocks.append(pool.index_select(0, add_row.index_select(0, lead)) + (added * member.unsqueeze(-1)).sum(1))
-            sizes.append(n.index_select(0, add_row.index_select(0, lead)) + member.sum(1))
-            rows.append(rows[2].index_select(0, lead))
+            lead = add_row.index_select(0, combos[:, 0])  # every row has its first mover, at the row's firm
+            pool_c, n_c = self._with_movers(pool.index_select(0, lead), n.index_select(0, lead), movers, combos)
+            blocks.append(pool_c)
+            sizes.append(n_c)
+            rows.append(firms.index_select(0, lead))
         pools, sizes, rows = torch.cat(blocks), torch.cat(sizes), torch.cat(rows)
         with torch.no_grad():
             return self.vf.value_from_pool(self.firms.index_select(0, rows), pools, sizes)

@@ -72,7 +72,7 @@ from lotj.sim.events import (
     nth_free_slot,
     time_order,
 )
-from lotj.sim.neighbours import augmented_values, neighbour_values, with_workers
+from lotj.sim.neighbours import neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
 from lotj.sim.pooled import PoolableValue, PooledValues
 from lotj.sim.population import Population
@@ -301,9 +301,6 @@ class Simulator:
         rem_row, add_row = inv[:n_d], inv[n_d:]
         n_p = 0 if combos is None else combos.shape[0]
         v_combo = None
-        if n_p:
-            member = combos >= 0
-            room = pop.size.index_select(0, dests.index_select(0, combos[:, 0])) + member.sum(1) <= self.params.n_max
         if self._pooled is not None:
             before = self._pooled.evaluations
             v_all = self._pooled.values(pop, firms, rem_row, deciders, add_row, movers, combos if n_p else None)
@@ -327,21 +324,48 @@ class Simulator:
         if n_p == 0:
             return delta_own, delta_hire, delta_hire[:0]
         self.acc.count("value_evaluations", n_p)
-        if v_combo is None:  # any other value function: the combinations within the cap as explicit sets
-            fits = room.nonzero().squeeze(1)
-            combos, member = combos.index_select(0, fits), member.index_select(0, fits)
-            s = pop.firm_batch(dests.index_select(0, combos[:, 0]))
-            workers = movers.index_select(0, combos.clamp_min(0).view(-1)).view(combos.shape)[member]
-            dev = self.value_device or self.device
-            dt = self.value_dtype or self.dtype
-            if (dev, dt) != (self.device, self.dtype):
-                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
-            s = with_workers(s, member.nonzero()[:, 0].to(dev), pop.h[workers].to(dev, dt), pop.a[workers].to(dev, dt))
-            self.head_evaluations += fits.numel()
-            with torch.no_grad():
-                v_fits = vf.value(s).to(self.device, self.dtype)
-            v_combo = torch.full((n_p,), -math.inf, dtype=self.dtype, device=self.device).index_copy_(0, fits, v_fits)
-        return delta_own, delta_hire, torch.where(room, v_combo, -math.inf)
+        combo_firms = dests.index_select(0, combos[:, 0])
+        if v_combo is None:  # any other value function: the combinations as explicit sets
+            return delta_own, delta_hire, self._combo_values(vf, combo_firms, movers, combos)
+        return delta_own, delta_hire, torch.where(self._within_cap(combo_firms, combos), v_combo, -math.inf)
+
+    def _after_offers(self, o_d: Tensor, order: Tensor, first: Tensor, offer: Tensor) -> Tensor:
+        """In the sorted order of :func:`lotj.sim.events.time_order`: the meetings decided with earlier offers
+        of their firm in the step, i.e. after one, and not where those fill the firm (step 5)."""
+        before = count_before(first, offer.index_select(0, order))
+        return (before > 0) & (self.pop.size.index_select(0, o_d.index_select(0, order)) + before < self.params.n_max)
+
+    def _within_cap(self, firms: Tensor, combos: Tensor) -> Tensor:
+        """Whether each firm ``firms[k]`` with the ``combos[k]`` workers (−1: none) added stays within the cap."""
+        return self.pop.size.index_select(0, firms) + (combos >= 0).sum(1) <= self.params.n_max
+
+    def _combo_values(self, vf: ValueFunction, firms: Tensor, movers: Tensor, combos: Tensor) -> Tensor:
+        """V of each firm ``firms[k]`` with the workers ``movers[combos[k]]`` added (``combos`` ``[P, C]``, −1:
+        none), −∞ where they would take it beyond the cap, in the simulator's dtype and on its device: from
+        the kept pools with the network, as explicit sets for any other value function."""
+        pop = self.pop
+        room = self._within_cap(firms, combos)
+        if self._pooled is not None:
+            before = self._pooled.evaluations
+            v = self._pooled.combo_values(pop, firms, movers, combos).to(self.device, self.dtype)
+            self.head_evaluations += self._pooled.evaluations - before
+            return torch.where(room, v, -math.inf)
+        fits = room.nonzero().squeeze(1)
+        combos = combos.index_select(0, fits)
+        member = combos >= 0
+        workers = movers.index_select(0, combos.clamp_min(0).view(-1)).view(combos.shape)[member]
+        dev = self.value_device or self.device
+        dt = self.value_dtype or self.dtype
+        s = pop.firm_batch(firms.index_select(0, fits))
+        if (dev, dt) != (self.device, self.dtype):
+            s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+        s = with_workers(s, member.nonzero()[:, 0].to(dev), pop.h[workers].to(dev, dt), pop.a[workers].to(dev, dt))
+        self.head_evaluations += fits.numel()
+        with torch.no_grad():
+            v_fits = vf.value(s).to(self.device, self.dtype)
+        return torch.full((firms.numel(),), -math.inf, dtype=self.dtype, device=self.device).index_copy_(
+            0, fits, v_fits
+        )
 
     def _decide(
         self, vf: ValueFunction, di: Tensor, o_w: Tensor, o_d: Tensor, o_t: Tensor, own_row: Tensor
@@ -444,57 +468,33 @@ class Simulator:
             return delta_o, offer
         later = torch.arange(o_d.numel(), device=o_d.device) - first > SPECULATIVE_RANK  # the later meetings
         changed = offer.index_select(0, order)
-        size = self.pop.size.index_select(0, o_d)
         while True:
             dirty = ((count_before(first, changed) > 0) & later).nonzero().squeeze(1)  # sorted positions
             if dirty.numel() == 0:
-                before = count_before(first, offer.index_select(0, order))
-                fits = size.index_select(0, order) + before < self.params.n_max
-                self.acc.count("after_offer", ((before > 0) & later & fits).sum())
+                self.acc.count("after_offer", (self._after_offers(o_d, order, first, offer) & later).sum())
                 return delta_o, offer
             row, pos = earlier_flagged(first, offer.index_select(0, order), dirty)
             md = order.index_select(0, dirty)  # the meetings to decide again
-            fits = size.index_select(0, md) + torch.bincount(row, minlength=md.numel()) < self.params.n_max
-            delta_m = on_state.index_select(0, md)  # where the earlier offers fill the firm
-            ri = fits.nonzero().squeeze(1)
-            if ri.numel():
-                keep = fits.index_select(0, row).nonzero().squeeze(1)
-                e_row = (torch.cumsum(fits, 0) - 1).index_select(0, row.index_select(0, keep))
-                e_w = o_w.index_select(0, order.index_select(0, pos.index_select(0, keep)))
-                mi = md.index_select(0, ri)
-                self.acc.count("value_evaluations", 2 * ri.numel())
-                v, v_plus = self._augmented_values(vf, o_d.index_select(0, mi), e_row, e_w, o_w.index_select(0, mi))
-                delta_m.index_copy_(0, ri, v_plus - v - uh.index_select(0, mi))
+            k = md.numel()
+            # each one's earlier offers P (ascending rows), as rows of a table: S⊕P and S⊕P⊕x
+            counts = torch.bincount(row, minlength=k)
+            within = torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts).index_select(
+                0, row
+            )
+            without = torch.full((k, int(counts.max()) + 1), -1, dtype=order.dtype, device=order.device)
+            without[row, within] = order.index_select(0, pos)
+            with_x = without.clone()
+            with_x[torch.arange(k, device=md.device), counts] = md
+            self.acc.count("value_evaluations", 2 * k)
+            v = self._combo_values(vf, o_d.index_select(0, md).repeat(2), o_w, torch.cat([with_x, without]))
+            # where the earlier offers fill the firm, the decision on the decision state
+            delta_m = torch.where(
+                v[:k] > -math.inf, v[:k] - v[k:] - uh.index_select(0, md), on_state.index_select(0, md)
+            )
             offer_m = delta_m > threshold.index_select(0, md)
             changed = torch.zeros_like(changed).index_copy_(0, dirty, offer_m != offer.index_select(0, md))
             delta_o.index_copy_(0, md, delta_m)
             offer.index_copy_(0, md, offer_m)
-
-    def _augmented_values(
-        self, vf: ValueFunction, firms: Tensor, extra_row: Tensor, extra_workers: Tensor, movers: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """``V(S_k⊕P_k)`` and ``V(S_k⊕P_k⊕x_k)`` (``P_k``: ``extra_workers[extra_row == k]``), in the
-        simulator's dtype and on its device."""
-        pop = self.pop
-        self.head_evaluations += 2 * firms.numel()
-        if self._pooled is not None:
-            v, v_plus = self._pooled.augmented(pop, firms, extra_row, extra_workers, movers)
-        else:
-            dev = self.value_device or self.device
-            dt = self.value_dtype or self.dtype
-            s = pop.firm_batch(firms)
-            if (dev, dt) != (self.device, self.dtype):
-                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
-            v, v_plus = augmented_values(
-                vf,
-                s,
-                extra_row.to(dev),
-                pop.h[extra_workers].to(dev, dt),
-                pop.a[extra_workers].to(dev, dt),
-                pop.h[movers].to(dev, dt),
-                pop.a[movers].to(dev, dt),
-            )
-        return v.to(self.device, self.dtype), v_plus.to(self.device, self.dtype)
 
     def _step(self, vf: ValueFunction) -> None:
         """One step (module docstring). The bookkeeping works on compact index arrays of the workers
@@ -711,9 +711,7 @@ class Simulator:
         delta_k[oi] = delta_o
         order, first = time_order(o_d, o_t)
         after = torch.zeros(mw.numel(), dtype=torch.bool, device=dev)
-        before = count_before(first, offer_o.index_select(0, order))
-        fits = pop.size.index_select(0, o_d.index_select(0, order)) + before < self.params.n_max
-        after[oi[order]] = (before > 0) & fits  # decided with earlier offers (not where those fill the firm)
+        after[oi[order]] = self._after_offers(o_d, order, first, offer_o)
         self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k, after)
 
     def _record_annual(self) -> None:
