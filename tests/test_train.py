@@ -142,8 +142,9 @@ def test_residual_final_is_the_trained_network_on_four_fresh_heldout_sets(smoke_
     per_set = len(batches) // FINAL_HELDOUT_SETS
     sets = [torch.cat([b["firm_id"] for b in batches[k * per_set : (k + 1) * per_set]]) for k in range(4)]
     assert all(not torch.equal(sets[0], other) for other in sets[1:])  # four different samples
-    again = evaluate_heldout(trained, batches)["val/residual"]
-    assert again == pytest.approx(summary["residual_final"], rel=1e-9)
+    again = evaluate_heldout(trained, batches)
+    assert again["val/residual"] == pytest.approx(summary["residual_final"], rel=1e-9)
+    assert again["val/l2"] == pytest.approx(summary["l2_final"], rel=1e-9)
 
 
 def test_checkpoint_restores_the_value_function(smoke_run):
@@ -448,6 +449,22 @@ def test_a_negative_heldout_product_mean_does_not_read_as_zero():
     metrics = heldout_metrics(acc)
     assert metrics["val/residual"] == pytest.approx(1e-2)
     assert metrics["val/residual"] > 0
+    assert metrics["val/l2"] == pytest.approx(1e-4)  # |mean R₁R₂|, in the model's units
+
+
+def test_l2_is_the_mean_squared_residual_in_the_models_units():
+    from lotj.train.vmodule import heldout_metrics, new_accumulator
+
+    acc = new_accumulator()
+    # mean R₁R₂ = 0.02 over 4 states, mean (ρV)² = 50: the scale-free residual is √(0.02/50) = 0.02
+    acc.update({"r1r2": 0.08, "r1r1": 0.12, "scale": 200.0, "rel": 0.0, "count": 4.0})
+    metrics = heldout_metrics(acc)
+    assert metrics["val/l2"] == pytest.approx(0.02)
+    assert metrics["val/residual"] == pytest.approx(0.02)
+    # doubling every value and residual (a change of units) quadruples l2 and leaves the residual
+    acc2 = {k: (4 * v if k in ("r1r2", "r1r1", "scale") else v) for k, v in acc.items()}
+    assert heldout_metrics(acc2)["val/l2"] == pytest.approx(0.08)
+    assert heldout_metrics(acc2)["val/residual"] == pytest.approx(0.02)
 
 
 # ------------------------------------------------------------------ the GPU

@@ -90,6 +90,7 @@ class RunRecord(Callback):
         "residual_mc": "val/residual_mc",
         "residual_state": "val/residual_state",
         "negative_v": "val/negative_v",
+        "l2": "val/l2",
     }
 
     def __init__(self):
@@ -272,11 +273,11 @@ def train(
         finish_wandb(loggers)
     wall = time.perf_counter() - start
 
-    final = None
+    final: dict[str, float] = {}
     vm.to(device)  # Lightning's teardown left V on the CPU
     if status == "ok" and record.rows:
         vm.eval()
-        final = evaluate_heldout(vm, final_heldout_batches(cfg, dm))["val/residual"]
+        final = evaluate_heldout(vm, final_heldout_batches(cfg, dm))
     rows = record.rows
     last = rows[-1] if rows else {}
     residuals = [r["residual"] for r in rows if r.get("residual") is not None]
@@ -293,7 +294,9 @@ def train(
         "residual_state": _finite(last.get("residual_state")),
         "negative_v": _finite(last.get("negative_v")),
         "best_residual": _finite(min(residuals)) if residuals else None,
-        "residual_final": _finite(final),
+        "residual_final": _finite(final.get("val/residual")),
+        "l2": _finite(last.get("l2")),
+        "l2_final": _finite(final.get("val/l2")),
         "initial_residual": _finite(initial),
         "epochs": int(trainer.current_epoch),
         "tol": cfg.solver.tol,

@@ -194,7 +194,9 @@ def heldout_metrics(acc: dict[str, float]) -> dict[str, float]:
     """The held-out metrics of docs/solver.md from accumulated sums: ``val/residual`` (unbiased,
     RMS R / RMS ρV, from √|mean R₁R₂|: a noise-dominated, negative mean reads at the noise level, not 0),
     ``val/residual_mc`` (R₁², with Monte Carlo noise), ``val/residual_state`` (unbiased,
-    per-state scale ρV₀(S)) and ``val/negative_v`` (share of states with V < 0, impossible in the model)."""
+    per-state scale ρV₀(S)), ``val/negative_v`` (share of states with V < 0, impossible in the model) and
+    ``val/l2`` (|mean R₁R₂|: the mean squared residual in the model's units, the loss ``L_V`` of MODEL.md
+    section 6 without the scaling, the figure the source reports)."""
     count = acc["count"]
     scale = math.sqrt(acc["scale"] / count)
     return {
@@ -202,6 +204,7 @@ def heldout_metrics(acc: dict[str, float]) -> dict[str, float]:
         "val/residual_mc": math.sqrt(acc["r1r1"] / count) / scale,
         "val/residual_state": math.sqrt(abs(acc["rel"] / count)),
         "val/negative_v": acc["negative"] / count,
+        "val/l2": abs(acc["r1r2"] / count),
     }
 
 
