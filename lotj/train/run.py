@@ -231,7 +231,8 @@ def train(
     loss), ``residual`` (last held-out scale-free residual), ``residual_mc``, ``residual_state``,
     ``negative_v`` (docs/solver.md), ``best_residual``, ``residual_final`` (the final network on
     :data:`FINAL_HELDOUT_SETS` fresh held-out sets of the final market: a steadier figure than the last
-    epoch's; :func:`final_heldout_batches`), ``initial_residual`` (before training),
+    epoch's; :func:`final_heldout_batches`), ``l2`` and ``l2_final`` (the last epoch's and the final
+    network's unscaled mean squared residual, ``val/l2``), ``initial_residual`` (before training),
     ``epochs`` (completed training epochs, a resumed run's included), ``tol``, ``time_to_tol_s``
     (training time at the first epoch with ``residual <= tol``, or null), ``wall_time_s`` (V stage),
     ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
