@@ -310,11 +310,7 @@ class Simulator:
             )
         else:
             self.head_evaluations += firms.numel() + n_d + movers.numel()
-            s = pop.firm_batch(firms)
-            dev = self.value_device or self.device
-            dt = self.value_dtype or self.dtype
-            if (dev, dt) != (self.device, self.dtype):
-                s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+            s, dev, dt = self._value_batch(firms)
             h_new, a_new = pop.h[movers].to(dev, dt), pop.a[movers].to(dev, dt)
             rem_slot = pop.slot[deciders].to(dev)
             v, v_minus, v_plus = neighbour_values(vf, s, rem_row.to(dev), rem_slot, add_row.to(dev), h_new, a_new)
@@ -328,6 +324,16 @@ class Simulator:
         if v_combo is None:  # any other value function: the combinations as explicit sets
             return delta_own, delta_hire, self._combo_values(vf, combo_firms, movers, combos)
         return delta_own, delta_hire, torch.where(self._within_cap(combo_firms, combos), v_combo, -math.inf)
+
+    def _value_batch(self, firms: Tensor) -> tuple[FirmBatch, torch.device, torch.dtype]:
+        """The states of ``firms`` as a batch on the value function's device and in its dtype
+        (``value_device``, ``value_dtype``; the simulator's own by default), with that device and dtype."""
+        dev = self.value_device or self.device
+        dt = self.value_dtype or self.dtype
+        s = self.pop.firm_batch(firms)
+        if (dev, dt) != (self.device, self.dtype):
+            s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+        return s, dev, dt
 
     def _after_offers(self, o_d: Tensor, order: Tensor, first: Tensor, offer: Tensor) -> Tensor:
         """In the sorted order of :func:`lotj.sim.events.time_order`: the meetings decided with earlier offers
@@ -354,11 +360,7 @@ class Simulator:
         combos = combos.index_select(0, fits)
         member = combos >= 0
         workers = movers.index_select(0, combos.clamp_min(0).view(-1)).view(combos.shape)[member]
-        dev = self.value_device or self.device
-        dt = self.value_dtype or self.dtype
-        s = pop.firm_batch(firms.index_select(0, fits))
-        if (dev, dt) != (self.device, self.dtype):
-            s = FirmBatch(s.z.to(dev, dt), s.q.to(dev, dt), s.h.to(dev, dt), s.a.to(dev, dt), s.mask.to(dev))
+        s, dev, dt = self._value_batch(firms.index_select(0, fits))
         s = with_workers(s, member.nonzero()[:, 0].to(dev), pop.h[workers].to(dev, dt), pop.a[workers].to(dev, dt))
         self.head_evaluations += fits.numel()
         with torch.no_grad():
