@@ -111,7 +111,7 @@ def test_offers_equal_a_loop_over_each_firms_meetings_in_time_order(crowding, de
     di = torch.unique(o_w[pop.firm[o_w] >= 0])
     own_row = torch.searchsorted(di, o_w)
     own_row = torch.where(pop.firm[o_w] >= 0, own_row, -1)
-    delta_di, own_o, delta_o, offer = sim._decide(vf, di, o_w, o_d, o_t, own_row)
+    delta_di, own_o, delta_o, offer = sim._decide(vf, di, o_w, o_d, *time_order(o_d, o_t), own_row)
 
     u = p.unemployment_coef
 

@@ -370,16 +370,22 @@ class Simulator:
         )
 
     def _decide(
-        self, vf: ValueFunction, di: Tensor, o_w: Tensor, o_d: Tensor, o_t: Tensor, own_row: Tensor
+        self,
+        vf: ValueFunction,
+        di: Tensor,
+        o_w: Tensor,
+        o_d: Tensor,
+        order: Tensor,
+        first: Tensor,
+        own_row: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Step 5 on the decision state: ``Δ(S, x_i)`` of the deciders ``di`` (employed seats with a λ shock
-        or an outside meeting), and for the meetings of workers ``o_w`` at firms ``o_d`` below the cap at
-        times ``o_t``, ``Δ`` of the worker at its own firm (``own_row``: its row in ``di``, −1 when
-        unmatched; 0 then), ``Δ_k`` and the offer, taken at each firm in time order
-        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fifth or later
-        meetings at a firm after an offer."""
+        or an outside meeting), and for the meetings of workers ``o_w`` at firms ``o_d`` below the cap
+        (``order``, ``first``: their :func:`lotj.sim.events.time_order`), ``Δ`` of the worker at its own
+        firm (``own_row``: its row in ``di``, −1 when unmatched; 0 then), ``Δ_k`` and the offer, taken at
+        each firm in time order (:meth:`_offers_in_time_order`). One evaluation of V serves all but the
+        rare fifth or later meetings at a firm after an offer."""
         dev = self.device
-        order, first = time_order(o_d, o_t)
         tables, combos, top = self._early_meetings(first, order)
         if di.numel() or o_w.numel():
             delta_di, delta_o, v_early = self._surpluses(vf, di, o_w, o_d, combos)
@@ -584,9 +590,10 @@ class Simulator:
         acc.count("cap_blocked", mw.numel() - oi.numel())
         o_w, o_d, o_t = mw.index_select(0, oi), md.index_select(0, oi), mt.index_select(0, oi)
         own_row = torch.full((mw.numel(),), -1, dtype=torch.long, device=dev).index_copy_(0, ei, at)
-        delta_di, own_o, delta_o, offer_o = self._decide(vf, di, o_w, o_d, o_t, own_row.index_select(0, oi))
+        order, first = time_order(o_d, o_t)  # each firm's meetings in time order
+        delta_di, own_o, delta_o, offer_o = self._decide(vf, di, o_w, o_d, order, first, own_row.index_select(0, oi))
         if self.wage_tracker is not None:
-            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o, offer_o, o_d, o_t)
+            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o, offer_o, o_d, order, first)
 
         # 6. separations: Δ < 0 at a λ shock or an outside meeting (a departure at its time)
         ni = (delta_di < 0).nonzero().squeeze(1)
@@ -700,7 +707,8 @@ class Simulator:
         delta_o: Tensor,
         offer_o: Tensor,
         o_d: Tensor,
-        o_t: Tensor,
+        order: Tensor,
+        first: Tensor,
     ) -> None:
         """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`), with
         the meetings that came after an offer of the same firm in the step."""
@@ -711,7 +719,6 @@ class Simulator:
         delta_own[di] = delta_di
         delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
         delta_k[oi] = delta_o
-        order, first = time_order(o_d, o_t)
         after = torch.zeros(mw.numel(), dtype=torch.bool, device=dev)
         after[oi[order]] = self._after_offers(o_d, order, first, offer_o)
         self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k, after)
