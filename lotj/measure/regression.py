@@ -8,7 +8,8 @@ at t − 1 and the coworkers all other workers of k at t − 1 (stayers or not):
 
 one α_k per firm over all years, OLS. Firms with a single observation are dropped first (fixest's
 default). The regressors come from :func:`lotj.measure.coworkers.coworker_sums` (no pair of workers is
-formed). The fit is pyfixest's ``feols`` with standard errors clustered by firm (CRV1); the firm effects
+formed). The fit is pyfixest's ``feols`` with standard errors clustered by firm (CRV1), checked against least
+squares on the demeaned regressors (used where the two differ by more than 1e-6, relative); the firm effects
 are ``α_k = mean_k(Δr − x'θ)``, the exact OLS fixed effects (pyfixest's ``fixef()`` agrees to its solver's
 tolerance; a test checks both against a dummy-variable OLS).
 
@@ -134,10 +135,17 @@ def fit_regression(sample: RegressionSample, *, standard_errors: bool = True) ->
             f"{res.smallest_singular_value:.3g} <= {SINGULAR_TOL:g}"
         )
         return res
+    # the within-firm OLS by least squares on the scaled demeaned regressors (no normal equations)
+    norm = np.linalg.norm(sample.X, axis=0)
+    beta_ls = np.linalg.lstsq(Xd / norm, yd, rcond=None)[0] / norm
     beta, se = _feols(sample) if standard_errors else (None, None)
-    if beta is None:  # pyfixest dropped a regressor it found collinear: the contract's OLS in numpy
-        beta = np.linalg.lstsq(Xd, yd, rcond=None)[0]
+    if beta is None:  # pyfixest dropped a regressor it found collinear
+        beta = beta_ls
         res.note = "coefficients from the numpy within-firm OLS (pyfixest dropped a regressor)"
+    elif not np.allclose(beta, beta_ls, rtol=1e-6, atol=1e-12 * np.abs(beta_ls).max()):
+        # pyfixest solves the normal equations: on ill-conditioned regressors least squares is the accurate one
+        beta = beta_ls
+        res.note = "coefficients from the numpy within-firm OLS (pyfixest's normal equations lost precision)"
     resid = yd - Xd @ beta
     res.rmse = math.sqrt(float(np.mean(resid**2)))
     alpha = np.bincount(sample.firm, weights=sample.y - sample.X @ beta) / count
