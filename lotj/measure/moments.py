@@ -134,7 +134,7 @@ def measure(
         bar.step("ranks")
         reg = regression6(emp, r, prev, cur)
         moments.update(reg.moments())
-        if reg.note:
+        if reg.n == 0 or not reg.identified:
             nulls["regression"] = reg.note
         bar.step("regression (6)")
     else:
@@ -181,6 +181,7 @@ def measure(
             "smallest_singular_value": reg.smallest_singular_value,
             "var_firm_effects": reg.var_firm_effects,
             "rmse": reg.rmse,
+            "note": reg.note,
         }
         if reg.firm_effects is not None:
             tables["firm_effects"] = reg.firm_effects.reset_index()
