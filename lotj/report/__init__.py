@@ -30,6 +30,8 @@ def _fmt(x: Any, digits: int = 4) -> str:
         return "yes" if x else "no"
     if isinstance(x, (int,)) and not isinstance(x, bool):
         return f"{x:,}"
+    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
+        return f"{int(x):,}"
     if isinstance(x, float):
         return f"{x:.{digits}g}"
     return str(x)

@@ -40,6 +40,19 @@ def metric_history(path: Path) -> pd.DataFrame:
     return raw.groupby("epoch").last().reset_index()
 
 
+#: the simulated statistics whose convergence the report draws (χ's summaries; docs/simulator.md)
+SIM_STATISTICS = (
+    "sim/e",
+    "sim/omega",
+    "sim/s_n",
+    "sim/en_rate",
+    "sim/ne_rate",
+    "sim/firm_size_mean",
+    "sim/mean_log_h_employed",
+    "sim/var_log_h_employed",
+)
+
+
 def convergence(run_dir: Path, out: Path) -> Path | None:
     """Held-out residuals of V (and W) by epoch, and the simulated statistics (``sim/*``) by epoch."""
     v = metric_history(run_dir / "metrics.csv")
@@ -47,7 +60,7 @@ def convergence(run_dir: Path, out: Path) -> Path | None:
     if v.empty and w.empty:
         return None
     plt = _plt()
-    sim_cols = [c for c in v.columns if c.startswith("sim/")][:6]
+    sim_cols = [c for c in SIM_STATISTICS if c in v.columns]
     fig, axes = plt.subplots(1, 2 if sim_cols else 1, figsize=(11 if sim_cols else 6, 4), squeeze=False)
     ax = axes[0, 0]
     for col, label in (("val/residual", "V: held-out residual"), ("train/loss", "V: training loss")):
@@ -107,9 +120,9 @@ def wages(w: pd.DataFrame, moments: dict, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.stairs(counts / counts.sum(), edges, fill=True, alpha=0.6, label="model")
     q = np.quantile(rel, [0.25, 0.5, 0.75])
-    for x, lab in zip(q, ("p25", "p50", "p75")):
-        ax.axvline(x, color="k", ls=":", lw=1)
-        ax.text(x, ax.get_ylim()[1] * 0.9, lab, fontsize=7)
+    for x, lab, color in zip(q, ("p25", "p50", "p75"), ("C1", "k", "C2")):
+        ax.axvline(x, color=color, ls=":", lw=1, label=f"{lab} = {x:.3f}")
+    ax.legend(fontsize=7)
     ax.set_xlabel("wage / median wage (employed worker-years)")
     ax.set_ylabel("share")
     ax.set_title(
