@@ -40,14 +40,9 @@ import torch
 from torch import Tensor
 
 from lotj.economy.firms import FirmBatch
+from lotj.economy.meetings import batch_meetings
 from lotj.economy.params import EconomyParams, MeetingRates
-from lotj.economy.surplus import (
-    employed_surplus,
-    hire_surplus_from_values,
-    own_surplus_from_values,
-    poach_gain,
-    surplus,
-)
+from lotj.economy.surplus import employed_surplus, own_surplus_from_values, poach_gain, surplus
 from lotj.economy.technology import learning_step, production
 from lotj.economy.value import ValueFunction
 
@@ -103,11 +98,6 @@ class MeetingDraws:
         )
 
 
-def _expectation(x: Tensor, weight: Tensor | None) -> Tensor:
-    """The expectation over draws (last dimension): the mean, or the weighted sum."""
-    return x.mean(-1) if weight is None else (x * weight.to(x.dtype)).sum(-1)
-
-
 def make_draws(
     vf: ValueFunction,
     p: EconomyParams,
@@ -153,10 +143,6 @@ class VResidual:
     diagonal: Tensor | None = None
 
 
-def _rate(x: float | Tensor) -> float | Tensor:
-    return x if isinstance(x, Tensor) else float(x)
-
-
 def _meeting_term(
     p: EconomyParams,
     s: FirmBatch,
@@ -167,28 +153,13 @@ def _meeting_term(
     firm_id: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(n+1)ω s^N E max{Δ(S⊕x,x),0}, (n+1)ω s^E E B(S,S_p,x), and their (detached) share of the
-    diagonal −∂R/∂V(S), each ``[B]``, all zero at the cap.
+    diagonal −∂R/∂V(S) (the hiring rate), each ``[B]``, all zero at the cap; from the meetings that
+    the W equation reads too (:func:`lotj.economy.meetings.batch_meetings`).
 
     ``v_plus``: V(S⊕x) for the concatenated draws ``[x_n..., x_e...]``, ``[B, M_N + M_E]``."""
-    m_n = draws.h_n.shape[0]
-    n = s.size()
-    weight = (n + 1).to(v.dtype) * _rate(rates.omega) * (n < p.n_max).to(v.dtype)
-    zero = torch.zeros_like(v)
-    meet_n, meet_e, diag = zero, zero, zero
-    if m_n:
-        gain_n = hire_surplus_from_values(p, v, v_plus[:, :m_n], draws.h_n).clamp_min(0.0)
-        meet_n = weight * _rate(rates.s_n) * _expectation(gain_n, draws.weight_n)
-        diag = diag + weight * _rate(rates.s_n) * _expectation((gain_n > 0).to(v.dtype), draws.weight_n)
-    if draws.h_e.shape[0]:
-        hire = hire_surplus_from_values(p, v, v_plus[:, m_n:], draws.h_e)
-        gain_e = poach_gain(hire, draws.delta_p.unsqueeze(0))
-        if firm_id is not None and draws.firm_e is not None:
-            # a negative index is no simulated firm (exploration states, pooled exact draws): never void
-            void = (firm_id.unsqueeze(-1) == draws.firm_e.unsqueeze(0)) & (firm_id >= 0).unsqueeze(-1)
-            gain_e = torch.where(void, torch.zeros_like(gain_e), gain_e)
-        meet_e = weight * _rate(rates.s_e) * _expectation(gain_e, draws.weight_e)
-        diag = diag + weight * _rate(rates.s_e) * _expectation((gain_e > 0).to(v.dtype), draws.weight_e)
-    return meet_n, meet_e, diag.detach()
+    met = batch_meetings(p, s, rates, v, v_plus, draws, firm_id)
+    meet_n, meet_e = met.value_terms()  # meet unmatched, meet employed (poach)
+    return meet_n, meet_e, met.hire_rates().sum(-1).detach()
 
 
 def _meetings_active(rates: MeetingRates) -> bool:
