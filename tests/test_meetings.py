@@ -3,6 +3,7 @@ meetings and exploration states are treated the same in both equations."""
 
 import torch
 from test_wages_residual import N_MAX, _random_firms, _v_tensor, _w_tensor
+from test_wages_residual import _params as _wage_params
 
 from lotj.economy.hjb import MeetingDraws, v_residual
 from lotj.economy.params import EconomyParams, MeetingRates
@@ -14,16 +15,13 @@ RATES = MeetingRates(1.3, 0.35, 0.65)
 
 
 def _params() -> EconomyParams:
-    return EconomyParams(
-        rho=0.05,
+    return _wage_params(
         delta_r=0.05,
         delta_f=0.02,
-        delta_m=0.127,
         lam=1.0,
         gamma_e=1.0,
         psi_e=1.048,
         psi_n=0.314,
-        b=0.141,
         theta_plus=0.165,
         theta_minus=0.034,
         n_max=N_MAX,

@@ -143,25 +143,6 @@ class VResidual:
     diagonal: Tensor | None = None
 
 
-def _meeting_term(
-    p: EconomyParams,
-    s: FirmBatch,
-    rates: MeetingRates,
-    v: Tensor,
-    v_plus: Tensor,
-    draws: MeetingDraws,
-    firm_id: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(n+1)ω s^N E max{Δ(S⊕x,x),0}, (n+1)ω s^E E B(S,S_p,x), and their (detached) share of the
-    diagonal −∂R/∂V(S) (the hiring rate), each ``[B]``, all zero at the cap; from the meetings that
-    the W equation reads too (:func:`lotj.economy.meetings.batch_meetings`).
-
-    ``v_plus``: V(S⊕x) for the concatenated draws ``[x_n..., x_e...]``, ``[B, M_N + M_E]``."""
-    met = batch_meetings(p, s, rates, v, v_plus, draws, firm_id)
-    meet_n, meet_e = met.value_terms()  # meet unmatched, meet employed (poach)
-    return meet_n, meet_e, met.hire_rates().sum(-1).detach()
-
-
 def _meetings_active(rates: MeetingRates) -> bool:
     omega = rates.omega
     return bool(omega.abs().max() > 0) if isinstance(omega, Tensor) else omega != 0.0
@@ -230,12 +211,14 @@ def v_residual(
         assert draws is not None and v_plus_all is not None
         width = [ds.h_n.shape[0] + ds.h_e.shape[0] for ds in sets]
         chunks = torch.split(fixed(v_plus_all), width, dim=-1)
-        meet_n, meet_e, diag_meet = _meeting_term(p, s, rates, v, chunks[0], draws, firm_id)
+        # the meetings, read as the W equation reads them (lotj.economy.meetings); zero at the cap
+        met = batch_meetings(p, s, rates, v, chunks[0], draws, firm_id)
+        meet_n, meet_e = met.value_terms()  # meet unmatched, meet employed (poach)
         terms["meet_unmatched"], terms["meet_employed"] = meet_n, meet_e
         residual = deterministic + meet_n + meet_e
-        diagonal = diagonal + diag_meet
+        diagonal = diagonal + met.hire_rates().sum(-1).detach()  # + (n+1)ω[s^N P(hire) + s^E P(B > 0)]
         if draws2 is not None:
-            meet_n2, meet_e2, _ = _meeting_term(p, s, rates, v, chunks[1], draws2, firm_id)
+            meet_n2, meet_e2 = batch_meetings(p, s, rates, v, chunks[1], draws2, firm_id).value_terms()
             residual2 = deterministic + meet_n2 + meet_e2
     else:
         terms["meet_unmatched"] = torch.zeros_like(v)
