@@ -377,8 +377,12 @@ def to_yaml(cfg: Config) -> str:
 
 
 def config_from_yaml(text_or_path: str | Path) -> Config:
-    """Rebuild a Config from a written ``config.yaml`` (for resumption and analysis)."""
-    node = OmegaConf.load(text_or_path) if Path(str(text_or_path)).is_file() else OmegaConf.create(text_or_path)
+    """Rebuild a Config from a written ``config.yaml``, given as its path or its text (for resumption and
+    analysis). A Path is always read as a file; a string is a path when it names an existing file."""
+    if isinstance(text_or_path, Path) or ("\n" not in text_or_path and Path(text_or_path).is_file()):
+        node = OmegaConf.load(text_or_path)
+    else:
+        node = OmegaConf.create(text_or_path)
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), node))
     assert isinstance(cfg, Config)
     return validate(cfg)

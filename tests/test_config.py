@@ -31,6 +31,10 @@ def test_roundtrip_through_yaml(tmp_path):
     path.write_text(to_yaml(c))
     back = config_from_yaml(path)
     assert isinstance(back, Config) and back == c
+    # the same from the file's name and from its text (longer than any file name can be)
+    assert config_from_yaml(str(path)) == c
+    text = path.read_text()
+    assert len(text) > 255 and config_from_yaml(text) == c  # 255: the longest file name
 
 
 @pytest.mark.parametrize(

@@ -40,14 +40,9 @@ import torch
 from torch import Tensor
 
 from lotj.economy.firms import FirmBatch
+from lotj.economy.meetings import batch_meetings
 from lotj.economy.params import EconomyParams, MeetingRates
-from lotj.economy.surplus import (
-    employed_surplus,
-    hire_surplus_from_values,
-    own_surplus_from_values,
-    poach_gain,
-    surplus,
-)
+from lotj.economy.surplus import employed_surplus, own_surplus_from_values, poach_gain, surplus
 from lotj.economy.technology import learning_step, production
 from lotj.economy.value import ValueFunction
 
@@ -103,11 +98,6 @@ class MeetingDraws:
         )
 
 
-def _expectation(x: Tensor, weight: Tensor | None) -> Tensor:
-    """The expectation over draws (last dimension): the mean, or the weighted sum."""
-    return x.mean(-1) if weight is None else (x * weight.to(x.dtype)).sum(-1)
-
-
 def make_draws(
     vf: ValueFunction,
     p: EconomyParams,
@@ -151,44 +141,6 @@ class VResidual:
     residual2: Tensor | None = None
     terms: dict[str, Tensor] = field(default_factory=dict)
     diagonal: Tensor | None = None
-
-
-def _rate(x: float | Tensor) -> float | Tensor:
-    return x if isinstance(x, Tensor) else float(x)
-
-
-def _meeting_term(
-    p: EconomyParams,
-    s: FirmBatch,
-    rates: MeetingRates,
-    v: Tensor,
-    v_plus: Tensor,
-    draws: MeetingDraws,
-    firm_id: Tensor | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """(n+1)ω s^N E max{Δ(S⊕x,x),0}, (n+1)ω s^E E B(S,S_p,x), and their (detached) share of the
-    diagonal −∂R/∂V(S), each ``[B]``, all zero at the cap.
-
-    ``v_plus``: V(S⊕x) for the concatenated draws ``[x_n..., x_e...]``, ``[B, M_N + M_E]``."""
-    m_n = draws.h_n.shape[0]
-    n = s.size()
-    weight = (n + 1).to(v.dtype) * _rate(rates.omega) * (n < p.n_max).to(v.dtype)
-    zero = torch.zeros_like(v)
-    meet_n, meet_e, diag = zero, zero, zero
-    if m_n:
-        gain_n = hire_surplus_from_values(p, v, v_plus[:, :m_n], draws.h_n).clamp_min(0.0)
-        meet_n = weight * _rate(rates.s_n) * _expectation(gain_n, draws.weight_n)
-        diag = diag + weight * _rate(rates.s_n) * _expectation((gain_n > 0).to(v.dtype), draws.weight_n)
-    if draws.h_e.shape[0]:
-        hire = hire_surplus_from_values(p, v, v_plus[:, m_n:], draws.h_e)
-        gain_e = poach_gain(hire, draws.delta_p.unsqueeze(0))
-        if firm_id is not None and draws.firm_e is not None:
-            # a negative index is no simulated firm (exploration states, pooled exact draws): never void
-            void = (firm_id.unsqueeze(-1) == draws.firm_e.unsqueeze(0)) & (firm_id >= 0).unsqueeze(-1)
-            gain_e = torch.where(void, torch.zeros_like(gain_e), gain_e)
-        meet_e = weight * _rate(rates.s_e) * _expectation(gain_e, draws.weight_e)
-        diag = diag + weight * _rate(rates.s_e) * _expectation((gain_e > 0).to(v.dtype), draws.weight_e)
-    return meet_n, meet_e, diag.detach()
 
 
 def _meetings_active(rates: MeetingRates) -> bool:
@@ -259,12 +211,14 @@ def v_residual(
         assert draws is not None and v_plus_all is not None
         width = [ds.h_n.shape[0] + ds.h_e.shape[0] for ds in sets]
         chunks = torch.split(fixed(v_plus_all), width, dim=-1)
-        meet_n, meet_e, diag_meet = _meeting_term(p, s, rates, v, chunks[0], draws, firm_id)
+        # the meetings, read as the W equation reads them (lotj.economy.meetings); zero at the cap
+        met = batch_meetings(p, s, rates, v, chunks[0], draws, firm_id)
+        meet_n, meet_e = met.value_terms()  # meet unmatched, meet employed (poach)
         terms["meet_unmatched"], terms["meet_employed"] = meet_n, meet_e
         residual = deterministic + meet_n + meet_e
-        diagonal = diagonal + diag_meet
+        diagonal = diagonal + met.hire_rates().sum(-1).detach()  # + (n+1)ω[s^N P(hire) + s^E P(B > 0)]
         if draws2 is not None:
-            meet_n2, meet_e2, _ = _meeting_term(p, s, rates, v, chunks[1], draws2, firm_id)
+            meet_n2, meet_e2 = batch_meetings(p, s, rates, v, chunks[1], draws2, firm_id).value_terms()
             residual2 = deterministic + meet_n2 + meet_e2
     else:
         terms["meet_unmatched"] = torch.zeros_like(v)

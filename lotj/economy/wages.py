@@ -51,6 +51,7 @@ from torch import Tensor
 
 from lotj.economy.firms import FirmBatch
 from lotj.economy.hjb import MeetingDraws, learned
+from lotj.economy.meetings import batch_meetings, void_meetings
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.surplus import hire_surplus_from_values, own_surplus_from_values, poach_gain
 from lotj.economy.technology import production_from_pool
@@ -166,8 +167,10 @@ class WageVTerms:
 
     Shapes: ``u``, ``delta``, ``leave_prob``: ``[B, n_max]``; ``h_new, a_new``: ``[M]`` the drawn new
     workers (the χ^N draws, then the χ^E draws); ``hire_rate``: ``[B, M]`` the rate at which firm k hires
-    each drawn worker, ``(n+1) ω s^N 1{Δ(S⊕x,x) > 0} / M_N`` or ``(n+1) ω s^E 1{B(S,S_p,x) > 0} / M_E``
-    (zero at the cap); ``delta_p``: ``[B, n_max, M_Π]`` ``Δ(S_p⊕x_i, x_i)``; ``no_offer``: ``[B, M_Π]``
+    each drawn worker, ``(n+1) ω s^N w_m 1{Δ(S⊕x,x) > 0}`` or ``(n+1) ω s^E w_m 1{B(S,S_p,x) > 0}`` with
+    ``w_m`` the draw's weight (``1/M`` for Monte Carlo draws; zero at the cap and for void meetings), from
+    :func:`lotj.economy.meetings.batch_meetings`, the V equation's meetings;
+    ``delta_p``: ``[B, n_max, M_Π]`` ``Δ(S_p⊕x_i, x_i)``; ``no_offer``: ``[B, M_Π]``
     the poacher makes no offer (at the cap, or the worker's own firm: a void meeting);
     ``s_learn``: the learning neighbour ``H(S)``.
     """
@@ -229,32 +232,22 @@ def wage_v_terms(
         u = p.unemployment_coef * s.h
         omega = float(rates.omega)
         if draws is not None and omega > 0:
-            m_n, m_e = draws.h_n.numel(), draws.h_e.numel()
             h_new, a_new = torch.cat([draws.h_n, draws.h_e]), torch.cat([draws.a_n, draws.a_e])
         else:
-            m_n = m_e = 0
             h_new, a_new = s.h.new_zeros(0), s.h.new_zeros(0)
-        if m_n + m_e:
-            d_new = hire_surplus_from_values(p, v, vf.addition_values(s, h_new, a_new), h_new)
-            # hire an unmatched worker iff Δ(S⊕x, x) > 0; poach iff B(S, S_p, x) > 0 (MODEL.md section 4)
-            gain_e = poach_gain(d_new[:, m_n:], draws.delta_p.unsqueeze(0))
-            if firm_id is not None and draws.firm_e is not None:
-                gain_e = torch.where(firm_id.unsqueeze(-1) == draws.firm_e.unsqueeze(0), 0.0, gain_e)
-            per_draw = torch.cat(
-                [
-                    torch.full((m_n,), omega * float(rates.s_n) / max(m_n, 1), dtype=dt, device=dev),
-                    torch.full((m_e,), omega * float(rates.s_e) / max(m_e, 1), dtype=dt, device=dev),
-                ]
-            )
-            hired = torch.cat([d_new[:, :m_n] > 0, gain_e > 0], -1) & ~at_cap(p, s).unsqueeze(-1)
-            hire_rate = hired.to(dt) * per_draw * (s.size().to(dt) + 1.0).unsqueeze(-1)
+        if h_new.numel():
+            # hire an unmatched worker iff Δ(S⊕x, x) > 0; poach iff B(S, S_p, x) > 0 (MODEL.md section 4), with
+            # the draws weighted and void meetings dropped exactly as in the V equation
+            met = batch_meetings(p, s, rates, v, vf.addition_values(s, h_new, a_new), draws, firm_id)
+            hire_rate = met.hire_rates()
         else:
             hire_rate = s.h.new_zeros(b, 0)
         if poachers is not None and poachers.batch_size and p.psi_e > 0:
             delta_p = poacher_hire_surplus(vf, p, s, poachers)
             no_offer = at_cap(p, poachers).unsqueeze(0).expand(b, -1)
-            if firm_id is not None and poacher_id is not None:
-                no_offer = no_offer | (firm_id.unsqueeze(-1) == poacher_id.unsqueeze(0))
+            own_firm = void_meetings(firm_id, poacher_id)  # the poacher is the worker's own firm
+            if own_firm is not None:
+                no_offer = no_offer | own_firm
             leave = leave_indicator(delta.unsqueeze(-1), delta_p, no_offer.unsqueeze(1))
             leave_prob = leave.to(dt).mean(-1)
         else:  # ψ^E = 0: the poaching terms have weight zero

@@ -17,13 +17,20 @@ The equation is piecewise linear in V. Fixing the decisions (:class:`Policies`: 
 current employer's ``Δ(S_p, x)`` inside ``B``) makes it linear; :func:`solve_values` alternates
 solving that linear system and re-reading the decisions (policy iteration, a semismooth Newton
 method) until the decisions repeat, so the result solves the nonlinear equation up to the
-rounding of one dense linear solve (:mod:`lotj.exact.linalg`). :func:`hjb_residual` evaluates the equation with its max
-terms directly, to check any V.
+rounding of one dense linear solve (:mod:`lotj.exact.linalg`). :func:`hjb_residual` evaluates the
+equation with its max terms directly, to check any V.
+
+Ties: a decision whose gain (Δ for hiring and separating, the argument of B for poaching) is within
+``TIE_TOL · max|V|`` of zero is a tie. Either choice solves the equation (the max term is the same to
+that tolerance), so policy iteration stops as soon as the decisions it reads differ from the ones V
+was computed under only in ties, and names them (:attr:`ValueSolution.ties`). Without this rule an
+exact tie (a surplus that is zero in exact arithmetic) would flip with the last bit of rounding,
+and whether the iteration settled or cycled would depend on the machine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +41,8 @@ from lotj.exact.states import StateSpace
 
 #: Relative size of the HJB residual (|R| / (ρ max|V|)) accepted as an exact solution.
 RESIDUAL_TOL = 1e-12
+#: A decision whose gain is within this fraction of max|V| of zero is a tie (module docstring).
+TIE_TOL = 1e-9
 
 
 class ValueIterationError(RuntimeError):
@@ -94,6 +103,18 @@ class Policies:
     def same_as(self, other: Policies) -> bool:
         return all(np.array_equal(getattr(self, k), getattr(other, k)) for k in ("hire", "quit", "positive", "poach"))
 
+    def differs_only_in_ties(self, other: Policies, s: Surpluses, tol: float) -> bool:
+        """Whether every decision that differs between the two policies is a tie: its gain in ``s``
+        within ``tol`` of zero, in the units of V (module docstring)."""
+        return all(
+            bool(np.all(np.abs(gain[differ]) <= tol))
+            for differ, gain in (
+                (self.hire != other.hire, s.hire),
+                ((self.quit != other.quit) | (self.positive != other.positive), s.own),
+                (self.poach != other.poach, s.gain),
+            )
+        )
+
     def differences(self, other: Policies, space: StateSpace, limit: int = 8) -> list[str]:
         """Readable names of the decisions that differ between two policies (at most ``limit``)."""
         out: list[str] = []
@@ -143,15 +164,6 @@ def linear_system(space: StateSpace, p: EconomyParams, market: Market, pol: Poli
     return a_mat, rhs
 
 
-def evaluate_policy(space: StateSpace, p: EconomyParams, market: Market, pol: Policies) -> np.ndarray:
-    """V under fixed decisions: the solution of the linear system."""
-    a_mat, rhs = linear_system(space, p, market, pol)
-    try:
-        return solve(a_mat, rhs)
-    except RuntimeError as exc:  # torch.linalg.LinAlgError
-        raise ValueIterationError(f"the V equation under fixed decisions is singular: {exc}") from None
-
-
 def hjb_residual(space: StateSpace, p: EconomyParams, market: Market, v: np.ndarray) -> np.ndarray:
     """The V equation's right side minus its left side, with every max term evaluated (``[N]``)."""
     s = Surpluses.of(space, v)
@@ -170,12 +182,34 @@ def relative_residual(space: StateSpace, p: EconomyParams, market: Market, v: np
     return float(np.abs(hjb_residual(space, p, market, v)).max() / (p.rho * np.abs(v).max()))
 
 
+def tied_decisions(space: StateSpace, s: Surpluses, tol: float) -> list[str]:
+    """Names of the decisions whose gain is within ``tol`` of zero (in the units of V): hires, keeping
+    a present worker, and poaching (except where the poacher's state with the worker added is the
+    worker's own employer's state, a structural tie that never matters)."""
+    out = [
+        f"hire {space.describe_worker(j)} at {space.describe(st)}" for st, j in zip(*np.nonzero(np.abs(s.hire) <= tol))
+    ]
+    has = space.minus >= 0
+    out += [
+        f"keep {space.describe_worker(j)} at {space.describe(st)}"
+        for st, j in zip(*np.nonzero(has & (np.abs(s.own) <= tol)))
+    ]
+    same = space.plus[:, :, None] == np.arange(space.n_states)[None, None, :]
+    out += [
+        f"poach {space.describe_worker(j)} from {space.describe(sp)} into {space.describe(st)}"
+        for st, j, sp in zip(*np.nonzero((np.abs(s.gain) <= tol) & ~same))
+    ]
+    return out
+
+
 @dataclass
 class ValueSolution:
     v: np.ndarray
     policies: Policies
     iterations: int
     residual: float
+    #: the decisions at a tie in the solution (names; module docstring)
+    ties: list[str] = field(default_factory=list)
 
 
 def solve_values(
@@ -188,20 +222,29 @@ def solve_values(
 ) -> ValueSolution:
     """Solve the V equation given the distributions by policy iteration (module docstring).
 
-    Stops when the decisions read from V are the ones V was computed under; then V solves the
-    nonlinear equation (checked: relative residual below ``tol``). Raises ValueIterationError
-    when the decisions revisit an earlier set (a cycle) or ``max_iter`` is reached.
+    Stops when the decisions read from V are the ones V was computed under, or differ from them
+    only in ties (``TIE_TOL``; named in the result); then V solves the nonlinear equation (checked:
+    relative residual below ``tol``, plus what ties of gain up to ``TIE_TOL · max|V|`` can add,
+    at most ``TIE_TOL`` times the largest total event rate over ρ). Raises ValueIterationError when
+    the decisions revisit an earlier set (a cycle) or ``max_iter`` is reached.
     """
     pol = Policies.none(space) if start is None else start
     history: list[Policies] = []
     for it in range(1, max_iter + 1):
-        v = evaluate_policy(space, p, market, pol)
-        new = Policies.of(space, Surpluses.of(space, v))
-        if new.same_as(pol):
+        a_mat, rhs = linear_system(space, p, market, pol)
+        try:
+            v = solve(a_mat, rhs)
+        except RuntimeError as exc:  # torch.linalg.LinAlgError
+            raise ValueIterationError(f"the V equation under fixed decisions is singular: {exc}") from None
+        surpluses = Surpluses.of(space, v)
+        new = Policies.of(space, surpluses)
+        tie_tol = TIE_TOL * float(np.abs(v).max())
+        if new.differs_only_in_ties(pol, surpluses, tie_tol):
             res = relative_residual(space, p, market, v)
-            if res > tol:
-                raise ValueIterationError(f"policy iteration stopped with relative residual {res:.3g} > {tol:g}")
-            return ValueSolution(v, pol, it, res)
+            allowed = tol + TIE_TOL * float(np.diag(a_mat).max()) / p.rho
+            if res > allowed:
+                raise ValueIterationError(f"policy iteration stopped with relative residual {res:.3g} > {allowed:g}")
+            return ValueSolution(v, pol, it, res, tied_decisions(space, surpluses, tie_tol))
         if any(new.same_as(old) for old in history):
             diff = new.differences(pol, space)
             raise ValueIterationError(

@@ -20,7 +20,10 @@ distribution they imply. When even single changes cycle, the economy has no equi
 hire/poach/separation decisions that this search reaches (MODEL.md section 10), and
 :class:`NoPureEquilibriumError` names the decisions that flip. The same error is raised when the
 equilibrium found has a decision that carries flow (positive mass on both sides) within
-``INDIFFERENCE_TOL`` of indifference: the distribution would then hang on a tie-break.
+``INDIFFERENCE_TOL`` of indifference: the distribution would then hang on a tie-break. The outer
+loop treats ties as policy iteration does (:data:`lotj.exact.bellman.TIE_TOL`, the same tolerance):
+best responses that differ from the current decisions only in ties end the loop, so an exact tie
+gives this verdict on every machine instead of a cycle decided by rounding.
 """
 
 from __future__ import annotations
@@ -35,15 +38,16 @@ import numpy as np
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import ValueFunction
-from lotj.exact.bellman import Policies, Surpluses, ValueSolution, solve_values
+from lotj.exact.bellman import TIE_TOL, Policies, Surpluses, ValueSolution, solve_values
 from lotj.exact.market import Distribution, Market
 from lotj.exact.states import StateSpace
 from lotj.exact.stationary import flow_imbalance, stationary_distribution
 from lotj.exact.table import table_value_function
-from lotj.exact.transitions import annual_rates
+from lotj.exact.transitions import NEGLIGIBLE_MASS, annual_rates
 
-#: A decision whose surplus is within this fraction of max|V| of zero is at indifference.
-INDIFFERENCE_TOL = 1e-9
+#: A decision whose surplus is within this fraction of max|V| of zero is at indifference (the tie
+#: tolerance of policy iteration, so that both loops call the same decisions ties).
+INDIFFERENCE_TOL = TIE_TOL
 #: States with less mass than this count as unvisited when decisions are checked for purity.
 MASS_TOL = 1e-12
 
@@ -74,8 +78,8 @@ class ExactSolution:
     policies: Policies
     dist: Distribution
     market: Market
-    en_rate: float
-    ne_rate: float
+    en_rate: float | None  #: None when (almost) nobody is employed (``NEGLIGIBLE_MASS``)
+    ne_rate: float | None  #: None when (almost) nobody is unmatched
     residual: float  #: max |HJB residual| / (ρ max|V|)
     imbalance: float  #: largest flow imbalance of the stationary distribution
     margin: Margin
@@ -119,11 +123,15 @@ class ExactSolution:
         return self.market.omega
 
     @property
-    def mean_size(self) -> float:
+    def mean_size(self) -> float | None:
         """Mean number of workers of firms with n ≥ 1 (MODEL.md section 10: firm-size statistics
-        report firms with n ≥ 1; the source's unweighted average employer size)."""
+        report firms with n ≥ 1; the source's unweighted average employer size). None when such firms
+        have negligible mass (``NEGLIGIBLE_MASS``): a mean over rounding is no statistic."""
         active = self.space.size >= 1
-        return float(self.dist.chi[active] @ self.space.size[active] / self.dist.chi[active].sum())
+        mass = float(self.dist.chi[active].sum())
+        if mass <= NEGLIGIBLE_MASS:
+            return None
+        return float(self.dist.chi[active] @ self.space.size[active] / mass)
 
     @property
     def mean_n(self) -> float:
@@ -164,7 +172,7 @@ class ExactSolution:
             "cap_meeting_share": self.cap_meeting_share,
             "size_distribution": self.size_distribution(),
             "unmatched_by_type": self.dist.u.tolist(),
-            "purity_margin": float(self.margin.value),
+            "purity_margin": float(self.margin.value) if math.isfinite(self.margin.value) else None,
             "closest_decision": self.margin.decision,
         }
 
@@ -247,8 +255,10 @@ def solve_equilibrium(p: EconomyParams, max_iter: int = 1000, start: Distributio
                 "step_fraction": fraction,
             }
         )
-        if current is not None and best.same_as(current):
-            break
+        if current is not None:
+            tol = TIE_TOL * float(np.abs(vsol.v).max())
+            if best.differs_only_in_ties(current, Surpluses.of(space, vsol.v), tol):
+                break
         if current is None:
             step, n_changed = best, 0
         else:

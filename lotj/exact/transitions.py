@@ -80,10 +80,15 @@ def worker_chain(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distr
     return WorkerChain(q, es, et, n_types)
 
 
+#: A set of workers or firms whose mass is at most this share of the whole (workers: N_w; firms: 1)
+#: holds nothing but rounding: a statistic over it is undefined (None, null in JSON), not a number.
+NEGLIGIBLE_MASS = 1e-10
+
+
 @dataclass
 class AnnualRates:
-    en: float
-    ne: float
+    en: float | None  #: None when (almost) nobody is employed (``NEGLIGIBLE_MASS``)
+    ne: float | None  #: None when (almost) nobody is unmatched
 
 
 def annual_rates(
@@ -94,7 +99,8 @@ def annual_rates(
     trans = expm(chain.q * years)
     n_emp = chain.n_employed
     w_emp = space.counts[chain.employed_state, chain.employed_type] * dist.chi[chain.employed_state]
-    en = float(w_emp @ trans[:n_emp, n_emp:].sum(1) / w_emp.sum()) if w_emp.sum() > 0 else 0.0
+    floor = NEGLIGIBLE_MASS * p.n_w
+    en = float(w_emp @ trans[:n_emp, n_emp:].sum(1) / w_emp.sum()) if w_emp.sum() > floor else None
     w_un = dist.u
-    ne = float(w_un @ trans[n_emp:, :n_emp].sum(1) / w_un.sum()) if w_un.sum() > 0 else 0.0
+    ne = float(w_un @ trans[n_emp:, :n_emp].sum(1) / w_un.sum()) if w_un.sum() > floor else None
     return AnnualRates(en, ne)

@@ -10,9 +10,11 @@ It never prompts and never waits on the network for long. ``logging.logger=none`
 
 from __future__ import annotations
 
+import logging
 import netrc
 import os
 import socket
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,33 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from lotj.config import Config
 
 DEFAULT_WANDB_HOST = "https://api.wandb.ai"
+
+
+#: Lightning's notices that tell a lotj user nothing: its tips to install its cloud products, and how it
+#: counts an epoch's batches (the W stage's cosine schedule asks for that count)
+_FOREIGN_NOTICES = ("💡 Tip", "Loading `train_dataloader` to estimate number of stepping batches")
+
+
+class _DropAdvertisements(logging.Filter):
+    """Drops the notices of :data:`_FOREIGN_NOTICES`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_FOREIGN_NOTICES)
+
+
+def quiet_foreign_notices() -> None:
+    """Silence what Lightning and torch print that tells a lotj user nothing about their run: Lightning's
+    notices of :data:`_FOREIGN_NOTICES`; torch's deprecation of ``LeafSpec``, which Lightning's own pytree
+    helper still uses (nothing in lotj does); and Lightning's caution that an ``IterableDataset`` with a
+    length may repeat data across loader workers (lotj's DataModules load in the main process, and the
+    length is each epoch's number of steps). Lightning's device lines and every other warning stay.
+    Idempotent."""
+    log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _DropAdvertisements) for f in log.filters):
+        log.addFilter(_DropAdvertisements())
+    leafspec = r"`isinstance\(treespec, LeafSpec\)` is deprecated"
+    warnings.filterwarnings("ignore", message=leafspec, category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
 def _wandb_host(environ: Mapping[str, str]) -> tuple[str, int]:

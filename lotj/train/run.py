@@ -40,8 +40,9 @@ from lotj.nets import franchise_guess
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator
 from lotj.train.datamodule import OmegaDataModule
-from lotj.train.logging import build_loggers, finish_wandb
+from lotj.train.logging import build_loggers, finish_wandb, quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
+from lotj.train.progress import RunProgress
 from lotj.train.sim_callback import SimulatorCallback
 from lotj.train.vmodule import NonFiniteError, VModule, evaluate_heldout
 
@@ -127,6 +128,7 @@ def build_trainer(
     enable_checkpointing: bool = True,
 ) -> tuple[L.Trainer, ModelCheckpoint | None, list]:
     """The Lightning Trainer of a run, its ModelCheckpoint (or None) and its loggers."""
+    quiet_foreign_notices()
     out = Path(cfg.out_dir)
     cbs: list = []
     ckpt = None
@@ -253,16 +255,23 @@ def train(
         torch.set_num_threads(cfg.trainer.num_threads)
 
     start = time.perf_counter()
+    progress = RunProgress(cfg)
     device = simulation_device(cfg)  # the trainer's device: the simulator's, and V's outside fit
-    dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    if datamodule is None:
+        with progress.phase(f"drawing the initial economy ({cfg.sim.n_firms} firms) and its Ω states"):
+            datamodule = build_datamodule(cfg)
+    dm = datamodule
     vm = module if module is not None else build_module(cfg, dm)
     vm.to(device)
-    initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
+    with progress.phase("the initial guess's held-out residual"):
+        initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
     extra = list(callbacks or [])
     sim_cb = next((cb for cb in extra if isinstance(cb, SimulatorCallback)), None)
     if sim_cb is None and cfg.sim.enabled:
         sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=device), dm, cfg)
         extra.insert(0, sim_cb)
+    progress.sim_cb = sim_cb
+    extra.insert(0, progress)  # before the simulator's callback: it announces the burn-in
     record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
         cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
@@ -314,7 +323,7 @@ def train(
     if status == "ok" and sim_cb is not None:
         to_simulator(sim.device, vm)  # a caller's simulator may live elsewhere
         sim.value_device, sim.value_dtype = vm.device, vm.dtype
-        with torch.no_grad():
+        with torch.no_grad(), progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
             write_panel(sim.simulate_panel(vm.value_function(), cfg.sim.panel_years), out / "panel.parquet")
         summary.update(sim_cb.summary())
         summary["time_simulation_s"] = sim_cb.simulation_seconds
@@ -324,20 +333,22 @@ def train(
         from lotj.train.wstage import run_w_stage
 
         # the W stage continues the V stage's simulator (its path goes on) and rewrites panel.parquet with wages
-        summary.update(
-            run_w_stage(
-                cfg,
-                vm.value_function(),
-                dm.snapshot,
-                simulator=sim,
-                out_dir=out,
-                logger=CSVLogger(str(out), name="w", version=""),
+        with progress.phase("W stage: training W with V frozen, then simulating wages"):
+            summary.update(
+                run_w_stage(
+                    cfg,
+                    vm.value_function(),
+                    dm.snapshot,
+                    simulator=sim,
+                    out_dir=out,
+                    logger=CSVLogger(str(out), name="w", version=""),
+                )
             )
-        )
-    if status == "ok" and (out / "panel.parquet").is_file():  # moments, targets and report.md (docs/measurement.md)
+    if status == "ok" and (out / "panel.parquet").is_file():  # moments and targets.csv (docs/measurement.md)
         from lotj.measure.after_run import measure_run
 
-        summary.update(measure_run(cfg, out, loggers))
+        with progress.phase("measuring the panel: moments.json, targets.csv"):
+            summary.update(measure_run(cfg, out, loggers))
     summary["total_time_s"] = time.perf_counter() - start
     if status == "nan":
         print(f"lotj.train: {message}")

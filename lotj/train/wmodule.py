@@ -110,7 +110,9 @@ class WModule(L.LightningModule):
             vf.eval()
             for prm in vf.parameters():
                 prm.requires_grad_(False)
-        self.vf = vf
+        # V is frozen and is not W's: held outside the module tree, so that it is never switched to train
+        # mode, never saved with W, and not among the modules Lightning checks for eval mode at fit start
+        self._frozen_v = (vf,)
         if getattr(net, "surplus_input", False):
             net.attach_value(vf)  # W takes the frozen V's surplus as an input (docs/wages.md)
         self.lr, self.lr_decay, self.weight_decay = lr, lr_decay, weight_decay
@@ -132,11 +134,10 @@ class WModule(L.LightningModule):
             warm_start_steps=cfg.warm_start_steps,
         )
 
-    def train(self, mode: bool = True) -> WModule:
-        super().train(mode)
-        if isinstance(self.vf, nn.Module):
-            self.vf.eval()  # V stays frozen
-        return self
+    @property
+    def vf(self) -> ValueFunction:
+        """The frozen V."""
+        return self._frozen_v[0]
 
     def _loss(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(mean(R₁R₂), mean((ρW)²), count, mean(R₁R₂/scale²))`` over the batch's real workers, with the

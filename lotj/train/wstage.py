@@ -39,6 +39,7 @@ from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator, decision_dtype
 from lotj.sim.wage_tracking import RESET_CAUSES, WageTracker, firm_wages, track_wages
+from lotj.train.logging import quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
@@ -185,6 +186,7 @@ def run_w_stage(
     module = WModule.from_config(p, net, v_function, ws)
     refresh = WageRefreshCallback(simulator, tracker, dm, v_function, ws.refresh_years)
     stop = EarlyStopping(monitor="w/val_residual", mode="min", stopping_threshold=ws.tol, patience=10**9)
+    quiet_foreign_notices()
     trainer = L.Trainer(
         max_epochs=ws.max_epochs,
         accelerator=cfg.trainer.accelerator,
