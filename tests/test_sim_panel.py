@@ -43,7 +43,13 @@ def test_panel_columns_rows_and_nulls(tmp_path):
     assert (panel[~un].groupby(["year", "firm_id"])[["z", "q"]].nunique() == 1).all().all()
     path = write_panel(panel, tmp_path / "panel.parquet")
     back = read_panel(path)
-    pd.testing.assert_frame_equal(back, panel)
+    pd.testing.assert_frame_equal(back.drop(columns=["tenure", "tenure_censored"]), panel)
+    # the written tenure: 0 in a worker's first year at its firm, +1 a year while it stays; null off the job
+    assert back["tenure"].isna().equals(~back["employed"])
+    prev = back[["worker_id", "year", "firm_id", "tenure"]].assign(year=back["year"] + 1)
+    pairs = back.merge(prev, on=["worker_id", "year"], suffixes=("", "_prev"))
+    stay = pairs[pairs["employed"] & (pairs["firm_id"] == pairs["firm_id_prev"]).fillna(False)]
+    assert (stay["tenure"] == stay["tenure_prev"] + 1).all() and len(stay) > 0
 
 
 def test_transition_rates_equal_those_computed_from_the_panel():

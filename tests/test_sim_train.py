@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
@@ -148,6 +149,16 @@ def test_train_adds_the_simulator_writes_the_panel_and_runs_the_w_stage(tmp_path
     assert {"wage", "W", "J", "markdown"} <= set(panel.columns)
     assert panel.loc[panel["employed"], "wage"].notna().all()
     assert (tmp_path / "w_net.pt").is_file() and (tmp_path / "w" / "metrics.csv").is_file()
+    # the measurement of the panel (docs/measurement.md): moments.json's keys in the summary, from the written panel
+    from lotj.measure import MOMENT_KEYS, measure
+
+    assert list(summary["moments"]) == list(MOMENT_KEYS)
+    assert json.loads((tmp_path / "moments.json").read_text()) == summary["moments"]
+    assert summary["moments"] == measure(panel, cfg.economy.theta_plus, cfg.economy.theta_minus).moments
+    assert summary["moments"]["regression_n"] is not None and (tmp_path / "targets.csv").is_file()
+    causes = set(panel.loc[panel["employed"], "last_reset"])
+    assert causes <= {"initial", "hire", "poached", "counter_offer", "meeting_cut", "reneg_raise", "reneg_cut"}
+    assert panel["last_reset"].isna().equals(~panel["employed"]) and panel["tenure"].isna().equals(~panel["employed"])
 
 
 def test_a_caller_s_simulator_callback_is_the_only_one(tmp_path):

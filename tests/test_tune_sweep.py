@@ -143,8 +143,13 @@ def test_diverging_trial_is_recorded_as_failed_and_the_other_completes(tmp_path)
             infos.append(json.loads(summary_file.read_text())["wandb"])
     assert infos, "no trial recorded its W&B run"
     assert all(info["group"] == "nan" and info["mode"] == "offline" for info in infos)
+    # one run id per trial (offline-run-DATE-ID); the measurement at the end of a completed run resumes its run,
+    # a second offline segment with the same id (lotj.measure.after_run)
+    for trial in (sweep_dir / "trials").glob("trial_*"):
+        ids = {r.name.rsplit("-", 1)[-1] for r in trial.glob("run/wandb/offline-run-*")}
+        assert len(ids) == 1, (trial, ids)
     runs = sorted((sweep_dir / "trials").glob("trial_*/run/wandb/offline-run-*"))
-    assert len(runs) == 2 and len({r.name.rsplit("-", 1)[-1] for r in runs}) == 2  # offline-run-DATE-ID
+    assert len({r.name.rsplit("-", 1)[-1] for r in runs}) == 2
 
 
 LONG_FIFO = """

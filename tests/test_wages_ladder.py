@@ -10,6 +10,7 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
 from lotj.sim import simulator as simulator_module
+from lotj.sim.panel import panel_rows
 from lotj.sim.wage_tracking import RESET_CAUSES, track_wages
 from lotj.worker_net import WorkerValueNet
 
@@ -149,3 +150,20 @@ def test_the_simulator_checkpoint_carries_the_wages():
     restored.load_state_dict(state)
     assert torch.equal(torch.nan_to_num(tracker2.wage, nan=-1.0), torch.nan_to_num(tracker.wage, nan=-1.0))
     assert tracker2.counts == tracker.counts
+
+
+def test_last_reset_is_the_cause_of_each_wage_s_last_logged_reset(ladder):
+    p, sim, tracker, vf = ladder
+    log = tracker.reset_log()
+    last = log.groupby("seat")["cause"].last()  # the log is in the order of the steps
+    employed = sim.pop.employed().cpu().numpy()
+    codes = tracker.last_reset.cpu().numpy()
+    names = {0: "initial", **{int(k): v for k, v in RESET_CAUSES.items()}}
+    got = [names[int(c)] for c in codes[employed]]
+    want = [last.get(int(s), "initial") for s in np.flatnonzero(employed)]
+    assert got == want and len(set(got)) > 2
+    assert (codes[~employed] == -1).all()
+    # the panel carries it as text, null off the job
+    frame = tracker.panel_columns(panel_rows(sim.pop, 0), sim.pop)
+    assert frame.loc[frame["employed"], "last_reset"].tolist() == got
+    assert frame.loc[~frame["employed"], "last_reset"].isna().all()

@@ -15,7 +15,8 @@ the columns a matched employer-employee data set has (MODEL.md section 8). Colum
 ``firm_size``   Int64     workers at the firm (the manager not counted); null when unmatched
 ==============  ========  ==========================================================
 
-Rows are ordered by year, then worker seat. A wage column is added when wages are solved.
+Rows are ordered by year, then worker seat. A wage column is added when wages are solved. The written
+file also has the tenure columns of :func:`lotj.measure.tenure.with_tenure`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lotj.measure.tenure import with_tenure
 from lotj.sim.population import Population
 
 #: Panel columns and their pandas dtypes (docs/panel.md).
@@ -80,7 +82,10 @@ def concat_panel(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def write_panel(panel: pd.DataFrame, path: str | Path) -> Path:
-    """Write the panel to Parquet (pyarrow); nulls are stored as Parquet nulls."""
+    """Write the panel to Parquet (pyarrow); nulls are stored as Parquet nulls. A panel without them gets the
+    columns ``tenure`` and ``tenure_censored``, computed from its rows (:func:`lotj.measure.tenure.with_tenure`)."""
+    if "tenure" not in panel.columns:
+        panel = with_tenure(panel)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     panel.to_parquet(path, engine="pyarrow", index=False)

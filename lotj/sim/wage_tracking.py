@@ -25,8 +25,10 @@ after the step differs from ``S'`` by those moves (an O(dt) effect of the time s
 simulator's decisions).
 
 Counters: resets by cause (:data:`RESET_CAUSES`), inversions, those not converged, and those where W was
-not monotone in w on the bracket. With ``record=True`` every reset is also logged with the quantities
-the wage-ladder checks need (:meth:`WageTracker.reset_log`).
+not monotone in w on the bracket. Per seat, the cause of the wage's last reset (``initial`` for a wage
+started without a history, :meth:`WageTracker.initialise`) goes into the panel's ``last_reset`` column.
+With ``record=True`` every reset is also logged with the quantities the wage-ladder checks need
+(:meth:`WageTracker.reset_log`).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from lotj.economy.worker_value import WorkerValueFunction, wage_curves
 from lotj.sim.population import Population
 from lotj.sim.wages import invert_wage
 
-#: The events that reset a wage, by the names used in counters and summaries.
+#: The events that reset a wage, by the names used in counters, summaries and the panel's ``last_reset``.
 RESET_CAUSES: dict[Reset, str] = {
     Reset.HIRE: "hire",
     Reset.POACHED: "poached",
@@ -91,6 +93,8 @@ class WageTracker:
         self.rtol = rtol
         self.record = record
         self.wage = torch.full((pop.n_workers,), math.nan, dtype=pop.h.dtype, device=pop.h.device)
+        #: per seat, the Reset code of the wage's last reset (NONE: started without a history; -1: no wage)
+        self.last_reset = torch.full((pop.n_workers,), -1, dtype=torch.int64, device=pop.h.device)
         self.counts = {name: 0 for name in RESET_CAUSES.values()}
         self.counts.update(inversions=0, not_converged=0, non_monotone=0, cap_refused=0)
         self._pending: dict[str, Tensor] | None = None
@@ -163,6 +167,7 @@ class WageTracker:
         with torch.no_grad():
             delta = surplus(self.vf, self.p, s)[rows, slot]
         self.wage[seats] = self._solve(s, w, slot, midpoint_target(self.p, delta, pop.h[seats]))[0]
+        self.last_reset[seats] = int(Reset.NONE)
 
     # ----------------------------------------------------------------------------- hooks
     def on_decisions(
@@ -272,6 +277,7 @@ class WageTracker:
             ok = arrived & (pop.firm[seat] >= 0)
             self.wage[seat[ok]] = pend["wage"][ok]
             event = pend["event"][ok]
+            self.last_reset[seat[ok]] = event.to(self.last_reset.dtype)
             for code, name in RESET_CAUSES.items():
                 self.counts[name] += int((event == int(code)).sum())
             if self.record and bool(ok.any()):
@@ -280,19 +286,25 @@ class WageTracker:
                 entry["J_after"] = entry["delta_after"] + entry["u"]
                 self._log.append(entry)
         self.wage[~pop.employed()] = math.nan
+        self.last_reset[~pop.employed()] = -1
         self.initialise(pop)  # workers employed without a wage (none after the first step)
 
     def on_separations(self, workers: Tensor) -> None:
         """Workers who left their firms after :meth:`on_moves` in the same step (a new match that broke
         later in the step) hold no wage."""
         self.wage.index_fill_(0, workers.to(self.wage.device), math.nan)
+        self.last_reset.index_fill_(0, workers.to(self.last_reset.device), -1)
 
     # ---------------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict:
         """The wages of every worker seat and the counters: with the simulator's own state
         (:meth:`lotj.sim.simulator.Simulator.state_dict`), everything needed to continue the path with its
         wages. A step's pending outcomes are not saved: checkpoints are taken between steps, when none is."""
-        return {"wage": self.wage.detach().cpu().clone(), "counts": dict(self.counts)}
+        return {
+            "wage": self.wage.detach().cpu().clone(),
+            "last_reset": self.last_reset.detach().cpu().clone(),
+            "counts": dict(self.counts),
+        }
 
     def load_state_dict(self, state: dict, pop: Population | None = None) -> None:
         """Restore :meth:`state_dict` (onto the tracker's device). With ``pop`` (the restored population),
@@ -302,11 +314,16 @@ class WageTracker:
         if wage.numel() != n:
             raise ValueError(f"wage state has {wage.numel()} worker seats, the population {n}")
         self.wage = wage.to(device=self.wage.device, dtype=self.wage.dtype).clone()
+        last = state.get("last_reset")  # absent from checkpoints written before it existed: unknown (-1)
+        self.last_reset = (
+            last.to(self.last_reset.device).clone() if last is not None else torch.full_like(self.last_reset, -1)
+        )
         self.counts.update({k: int(v) for k, v in state["counts"].items()})
         self._pending = None
         self._log.clear()
         if pop is not None:
             self.wage[~pop.employed()] = math.nan
+            self.last_reset[~pop.employed()] = -1
             self.initialise(pop)
 
     # --------------------------------------------------------------------------- outputs
@@ -348,13 +365,17 @@ class WageTracker:
 
     def panel_columns(self, frame: pd.DataFrame, pop: Population) -> pd.DataFrame:
         """``frame`` (the rows of one annual date, one per seat in seat order: ``lotj.sim.panel.panel_rows``)
-        with the columns ``wage, W, J, markdown`` (Float64, null when unmatched)."""
+        with the columns ``wage, W, J, markdown`` (Float64, null when unmatched) and ``last_reset`` (string: the
+        cause of the wage's last reset, :data:`RESET_CAUSES`, or ``initial``; null when unmatched)."""
         cols = self.worker_columns(pop)
         out = frame.copy()
         for name, col in cols.items():
             values = col.detach().cpu().numpy()
             out[name] = pd.array(values, dtype="Float64")
             out.loc[pd.isna(values), name] = pd.NA
+        names = {-1: pd.NA, int(Reset.NONE): "initial", **{int(k): v for k, v in RESET_CAUSES.items()}}
+        codes = self.last_reset.detach().cpu().numpy()
+        out["last_reset"] = pd.array(pd.Series(codes).map(names), dtype="string")
         return out
 
 

@@ -14,6 +14,8 @@ annual panel under the trained V, then runs the W stage when ``solver.stages`` h
   simulator, DataModule, :class:`RunRecord`), from which ``resume=`` continues the same path;
 - ``panel.parquet``: the annual panel (docs/panel.md), with the wage columns after a W stage;
 - ``w/metrics.csv``, ``w_net.pt``: the W stage's metrics and network (docs/wages.md);
+- ``moments.json``, ``analysis.json``, ``targets.csv``, ``tables/``, ``figures/``, ``report.md``: the measurement
+  of the panel (:func:`lotj.measure.after_run.measure_run`, docs/measurement.md);
 - ``summary.json``: the dict :func:`train` returns (see :func:`train`).
 
 A non-finite loss, gradient, parameter or held-out residual stops the run (status ``"nan"``) with a
@@ -239,7 +241,8 @@ def train(
     (training time at the first epoch with ``residual <= tol``, or null), ``wall_time_s`` (V stage),
     ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
     of :meth:`SimulatorCallback.summary` (``sim_*``, over the panel's years) and ``time_simulation_s``;
-    after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...);
+    after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...); with a panel,
+    ``moments`` (moments.json) and ``measure_seconds`` (or ``measure_error``);
     ``total_time_s`` (the whole solve).
     """
     out = Path(cfg.out_dir)
@@ -341,6 +344,11 @@ def train(
                     logger=CSVLogger(str(out), name="w", version=""),
                 )
             )
+    if status == "ok" and (out / "panel.parquet").is_file():  # moments and targets.csv (docs/measurement.md)
+        from lotj.measure.after_run import measure_run
+
+        with progress.phase("measuring the panel: moments.json, targets.csv"):
+            summary.update(measure_run(cfg, out, loggers))
     summary["total_time_s"] = time.perf_counter() - start
     if status == "nan":
         print(f"lotj.train: {message}")
