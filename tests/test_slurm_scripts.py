@@ -48,7 +48,9 @@ def run_script(
     log = tmp_path / "stub.log"
     log.unlink(missing_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "RAY_", "LOTJ_"))}
-    full_env.update(PATH=f"{STUBS}:{os.environ['PATH']}", STUB_LOG=str(log), SLURM_SUBMIT_DIR=str(ROOT), **env)
+    full_env.update(PATH=f"{STUBS}:{os.environ['PATH']}", STUB_LOG=str(log), SLURM_SUBMIT_DIR=str(ROOT))
+    full_env["LOTJ_RAY_TMPDIR"] = str(tmp_path / "ray")  # the steps write their process ids there
+    full_env.update(env)  # LOTJ_RAY_TMPDIR="" for tune.sh's default
     result = subprocess.run(
         ["bash", str(ROOT / "slurm" / script), *args], env=full_env, capture_output=True, text=True, timeout=HANG_GUARD
     )
@@ -127,7 +129,8 @@ def test_tune_sh_starts_head_workers_waits_sweeps_and_stops(tmp_path):
 def test_tune_sh_jobs_get_their_own_ports_and_temp_dirs(tmp_path):
     seen = []
     for job in ("12345", "12346"):
-        result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"], **{**TUNE_ENV, "SLURM_JOB_ID": job})
+        env = {**TUNE_ENV, "SLURM_JOB_ID": job, "LOTJ_RAY_TMPDIR": ""}  # tune.sh's default temp dir
+        result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"], **env)
         assert result.returncode == 0, result.stderr
         head = lines[index(lines, r"^ray .* start --head")]
         port = re.search(r"--port=(\d+)", head).group(1)
