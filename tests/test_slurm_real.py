@@ -198,3 +198,36 @@ def test_train_sh_completes_cleanly(local_slurm, tmp_path):
     assert summary["status"] == "ok" and summary["epochs"] == 2
     assert Path(summary["checkpoint"]).is_file()
     assert lines[-1] == "}"  # the log ends with the summary that lotj.train prints
+
+
+def test_tune_sh_time_limit_signal_saves_the_sweep_and_resume_finishes_it(local_slurm, tmp_path):
+    """What ``#SBATCH --signal=B:USR1@180`` does near the time limit, sent here with ``scancel --batch``: the
+    batch shell passes USR1 to the sweep, Tune stops the trials and saves the experiment, the job ends FAILED
+    with the sweep's status 1 (trials unfinished) and a clean log; ``resume=`` in a new job finishes them."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    epochs = 5
+    sweep_dir = tmp_path / "sweeps" / "cut"
+    args = ["conf=smoke", f"tune={tmp_path / 'space.yaml'}", *SHORT, f"solver.max_epochs={epochs}"]
+    args += [f"sweep.out_dir={sweep_dir.parent}", f"sweep.name={sweep_dir.name}"]
+    job = submit("tune.sh", ["--nodes=1", "--cpus-per-task=2", "--gpus-per-task=0"], args, tmp_path)
+    # the event: a trial has reported its first epoch (Tune wrote its checkpoint); the deadline is a hang guard
+    deadline = time.monotonic() + HANG_GUARD
+    while not list(sweep_dir.glob("trials/*/checkpoint_*")):
+        info = job_info(job)
+        assert info["JobState"] in {"PENDING", "CONFIGURING", "RUNNING"}, Path(info["StdOut"]).read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no trial reported within {HANG_GUARD} s"
+        time.sleep(1)
+    subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True, timeout=60)
+    lines = check_clean(job, wait_for(job), "FAILED", 1)
+    assert "tune.sh: stopping the sweep (its state is saved; continue it with resume=DIR)" in lines
+    assert lines[-2] == "tune.sh: sweep exited with status 1"
+    check_ray_gone(job, lines)
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert "unfinished" in set(table["status"]) and (table["epochs"].fillna(0) < epochs).all(), table.to_string()
+
+    job = submit("tune.sh", ["--nodes=1", "--cpus-per-task=2", "--gpus-per-task=0"], [f"resume={sweep_dir}"], tmp_path)
+    lines = check_clean(job, wait_for(job), "COMPLETED", 0)
+    assert lines[-2] == "tune.sh: sweep exited with status 0"
+    check_ray_gone(job, lines)
+    table = pd.read_csv(sweep_dir / "results.csv")
+    assert set(table["status"]) == {"completed"} and set(table["epochs"]) == {epochs}, table.to_string()
