@@ -35,6 +35,11 @@ set -euo pipefail
 : "${SLURM_JOB_ID:?run this script with sbatch (SLURM_JOB_ID is not set)}"
 : "${SLURM_JOB_NODELIST:?SLURM_JOB_NODELIST is not set}"
 
+# A SIGUSR1 (the time limit is near) before the sweep runs is noted, and the sweep is then not started;
+# bash's default would end this shell at once.
+early_stop=""
+trap 'early_stop=1' USR1
+
 python_bin=${LOTJ_PYTHON:-python}
 root=${LOTJ_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
 cd "$root"
@@ -60,6 +65,10 @@ else
 fi
 if [[ -z ${head_ip:-} ]]; then
     echo "tune.sh: no address for head node $head_node (set LOTJ_RAY_HEAD_IP)" >&2
+    exit 1
+fi
+if [[ $head_ip == 127.* && $num_nodes -gt 1 ]]; then
+    echo "tune.sh: LOTJ_RAY_HEAD_IP=$head_ip is a loopback address, which the other nodes cannot reach" >&2
     exit 1
 fi
 
@@ -176,6 +185,10 @@ done
 wait_for_nodes "$num_nodes"
 
 # --- the sweep, against this cluster ---------------------------------------------------------------
+if [[ -n $early_stop ]]; then
+    echo "tune.sh: the time limit is near (SIGUSR1) and the sweep has not started; not starting it" >&2
+    exit 1
+fi
 # In the background so that a SIGUSR1 (time limit near) reaches this shell, which passes it on: Tune stops
 # the trials and saves the experiment state, and `python -m tune.sweep resume=DIR` continues later.
 "$python_bin" -m tune.sweep "$@" "sweep.address=$address" &

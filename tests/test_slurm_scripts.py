@@ -271,6 +271,18 @@ def test_tune_sh_refuses_a_head_without_an_address_other_nodes_can_reach(tmp_pat
     result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"], **env)
     assert result.returncode == 1 and "LOTJ_RAY_HEAD_IP" in result.stderr
     assert not any(line.startswith(("ray ", "python ")) for line in lines)
+    # a loopback address given by hand is refused where other nodes would have to use it
+    result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"], **TUNE_ENV, LOTJ_RAY_HEAD_IP="127.0.1.1")
+    assert result.returncode == 1 and "loopback" in result.stderr
+    assert not any(line.startswith(("ray ", "python ")) for line in lines)
+
+
+def test_tune_sh_time_limit_before_the_sweep_starts_no_sweep(tmp_path):
+    """A SIGUSR1 while the cluster comes up: the sweep is not started, the job fails, Ray still stops."""
+    result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"], **TUNE_ENV, STUB_USR1_AT_CLUSTER="1")
+    assert result.returncode == 1 and "not starting it" in result.stderr
+    assert not any("-m tune.sweep" in line for line in lines)
+    assert len([line for line in lines if line.startswith("ray-stopped")]) == 3
 
 
 def test_tune_sh_a_node_that_fails_ends_the_job_and_the_others_stop(tmp_path):
