@@ -16,7 +16,7 @@
 #   LOTJ_ROOT            repository root (default: the directory sbatch was called from)
 #   LOTJ_RAY_PORT_BASE   first of 200 ports this job uses (default: 10000 + 200 * (job id % 250))
 #   LOTJ_RAY_TMPDIR      node-local Ray temp dir (default: /tmp/ray-USER-JOBID; keep it short)
-#   LOTJ_RAY_HEAD_IP     head address, when hostname --ip-address picks the wrong interface
+#   LOTJ_RAY_HEAD_IP     head address (default: found by slurm/head-ip.sh on the head node, never loopback)
 #   LOTJ_RAY_TIMEOUT     seconds to wait for the cluster (default 300)
 #   RAY_AUTH_MODE        token (default: a fresh token per job in RAY_AUTH_TOKEN) or disabled
 #
@@ -35,6 +35,11 @@ set -euo pipefail
 : "${SLURM_JOB_ID:?run this script with sbatch (SLURM_JOB_ID is not set)}"
 : "${SLURM_JOB_NODELIST:?SLURM_JOB_NODELIST is not set}"
 
+# A SIGUSR1 (the time limit is near) before the sweep runs is noted, and the sweep is then not started;
+# bash's default would end this shell at once.
+early_stop=""
+trap 'early_stop=1' USR1
+
 python_bin=${LOTJ_PYTHON:-python}
 root=${LOTJ_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
 cd "$root"
@@ -49,25 +54,21 @@ fi
 head_node=${nodes[0]}
 num_nodes=${#nodes[@]}
 
-# First IPv4 address of the head node (IPv6 addresses contain ':').
-pick_ip() {
-    local ip
-    for ip in "$@"; do
-        if [[ $ip != *:* ]]; then
-            echo "$ip"
-            return 0
-        fi
-    done
-    echo "${1:-}"
-}
+# The head's address for the other nodes, never loopback: LOTJ_RAY_HEAD_IP, or what slurm/head-ip.sh finds
+# on the head node (the route to the second node, the host name's address, the default route, hostname -I).
 if [[ -n ${LOTJ_RAY_HEAD_IP:-} ]]; then
     head_ip=$LOTJ_RAY_HEAD_IP
+    head_why="set by LOTJ_RAY_HEAD_IP"
 else
-    read -r -a head_ips <<<"$(srun --nodes=1 --ntasks=1 -w "$head_node" hostname --ip-address)"
-    head_ip=$(pick_ip "${head_ips[@]}")
+    read -r head_ip head_why < <(srun --nodes=1 --ntasks=1 -w "$head_node" --job-name=lotj-head-ip \
+        bash "$root/slurm/head-ip.sh" "${nodes[1]:-}") || true
 fi
-if [[ -z $head_ip ]]; then
-    echo "tune.sh: no IP address for head node $head_node" >&2
+if [[ -z ${head_ip:-} ]]; then
+    echo "tune.sh: no address for head node $head_node (set LOTJ_RAY_HEAD_IP)" >&2
+    exit 1
+fi
+if [[ $head_ip == 127.* && $num_nodes -gt 1 ]]; then
+    echo "tune.sh: LOTJ_RAY_HEAD_IP=$head_ip is a loopback address, which the other nodes cannot reach" >&2
     exit 1
 fi
 
@@ -99,38 +100,64 @@ gpus=${gpus##*:}  # "a100:2" -> 2
 timeout=${LOTJ_RAY_TIMEOUT:-300}
 
 echo "tune.sh: job $SLURM_JOB_ID, $num_nodes nodes (${nodes[*]}), head $head_node at $address"
+echo "tune.sh: head address $head_ip: $head_why"
 echo "tune.sh: $cpus CPUs and $gpus GPUs per node, Ray temp dir $ray_tmp, auth $RAY_AUTH_MODE"
 
-# --- stop Ray at exit: SIGTERM to every `ray start --block` step ends that node's Ray; workers first -----
-pids=()  # pids[0]: the head's step, then one per worker
+# --- stop Ray at exit, also after a failure: workers first, then the head ---------------------------------
+# Each node's `ray start --block` runs as a job step under slurm/ray-step.sh, which writes its process id to
+# the node's Ray temp dir. A short step beside it (srun --overlap) sends it SIGTERM: Ray shuts the node down
+# and the step ends with status 0. (SIGTERM to the srun process would make srun SIGKILL the step, "forcing
+# job termination"; SIGTERM through scancel would log the step as CANCELLED.)
+pids=()   # the background srun of each node's step: pids[0] the head's, then one per worker
+steps=()  # the node of each
+step_pidfile() { echo "$ray_tmp/ray-step-$1.pid"; }
 # shellcheck disable=SC2317  # invoked by the EXIT trap
-stop_group() {
-    local pid
-    for pid in "$@"; do
-        kill -TERM "$pid" 2>/dev/null || true
+stop_steps() {  # stop_steps INDEX...: SIGTERM to those nodes' Ray steps, then wait for their srun to end
+    local k pid tick stoppers=()
+    for k in "$@"; do
+        kill -0 "${pids[k]}" 2>/dev/null || continue
+        srun --overlap --nodes=1 --ntasks=1 --cpus-per-task=1 -w "${steps[k]}" --job-name=lotj-ray-stop \
+            bash "$root/slurm/ray-step.sh" --stop "$(step_pidfile "${steps[k]}")" &
+        stoppers+=($!)
     done
-    for pid in "$@"; do
+    for pid in "${stoppers[@]}"; do
         wait "$pid" 2>/dev/null || true
+    done
+    for k in "$@"; do  # Ray takes a few seconds; after a minute, srun ends the step by force
+        for ((tick = 0; tick < 120; tick++)); do
+            kill -0 "${pids[k]}" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -TERM "${pids[k]}" 2>/dev/null || true
+        wait "${pids[k]}" 2>/dev/null || true
     done
 }
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 stop_ray() {
     if [[ ${#pids[@]} -gt 0 ]]; then
-        stop_group "${pids[@]:1}"
-        stop_group "${pids[0]}"
+        local k workers=()
+        for ((k = 1; k < ${#pids[@]}; k++)); do
+            workers+=("$k")
+        done
+        if [[ ${#workers[@]} -gt 0 ]]; then
+            stop_steps "${workers[@]}"
+        fi
+        stop_steps 0
         echo "tune.sh: Ray stopped"
     fi
 }
 trap stop_ray EXIT
 
-# The Ray Client server (only with ray[client], i.e. grpc, installed) would take port 10001 on every job.
-head_ports=()
+# Ray's (minimal) dashboard would take port 8265 on every job, even with --include-dashboard=false; the Ray
+# Client server (only with ray[client], i.e. grpc, installed) port 10001.
+head_ports=(--dashboard-port=$((port_base + 8)))
 if "$python_bin" -c "import grpc" 2>/dev/null; then
     head_ports+=(--ray-client-server-port=$((port_base + 7)))
 fi
 
-srun --nodes=1 --ntasks=1 --cpus-per-task="$cpus" -w "$head_node" \
-    ray start --head --block --node-ip-address="$head_ip" --port="$gcs_port" \
+steps+=("$head_node")
+srun --nodes=1 --ntasks=1 --cpus-per-task="$cpus" -w "$head_node" --job-name=lotj-ray-head \
+    bash "$root/slurm/ray-step.sh" "$(step_pidfile "$head_node")" start --head --block --node-ip-address="$head_ip" --port="$gcs_port" \
     "${head_ports[@]}" "${node_ports[@]}" \
     --num-cpus="$cpus" --num-gpus="$gpus" --temp-dir="$ray_tmp" \
     --include-dashboard=false --disable-usage-stats &
@@ -148,8 +175,9 @@ wait_for_nodes() {
 wait_for_nodes 1
 
 for node in "${nodes[@]:1}"; do
-    srun --nodes=1 --ntasks=1 --cpus-per-task="$cpus" -w "$node" \
-        ray start --block --address="$address" "${node_ports[@]}" \
+    steps+=("$node")
+    srun --nodes=1 --ntasks=1 --cpus-per-task="$cpus" -w "$node" --job-name=lotj-ray-worker \
+        bash "$root/slurm/ray-step.sh" "$(step_pidfile "$node")" start --block --address="$address" "${node_ports[@]}" \
         --num-cpus="$cpus" --num-gpus="$gpus" --temp-dir="$ray_tmp" --disable-usage-stats &
     pids+=($!)
 done
@@ -157,6 +185,10 @@ done
 wait_for_nodes "$num_nodes"
 
 # --- the sweep, against this cluster ---------------------------------------------------------------
+if [[ -n $early_stop ]]; then
+    echo "tune.sh: the time limit is near (SIGUSR1) and the sweep has not started; not starting it" >&2
+    exit 1
+fi
 # In the background so that a SIGUSR1 (time limit near) reaches this shell, which passes it on: Tune stops
 # the trials and saves the experiment state, and `python -m tune.sweep resume=DIR` continues later.
 "$python_bin" -m tune.sweep "$@" "sweep.address=$address" &
