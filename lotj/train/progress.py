@@ -5,6 +5,8 @@ on standard error (standard output stays the summary's JSON):
 
 - each start-up phase (drawing the initial economy, the burn-in under the initial guess of V) when it
   starts and how long it took;
+- after the first few training steps (:data:`EARLY_STEPS`; a baseline epoch takes minutes on a CPU), a
+  first estimate of the whole run from the step time and the burn-in's simulation pace;
 - after the first epoch, the whole run's estimated time: the V stage's remaining epochs at the first
   epoch's pace (training, held-out residual and the simulated years of each epoch), the panel's
   simulated years at the simulator's measured pace, and the W stage's training and simulation
@@ -29,6 +31,8 @@ from lightning.pytorch.callbacks import Callback
 
 from lotj.config import Config
 
+#: training steps after which a first whole-run estimate is printed (when an epoch has at least 4 times as many)
+EARLY_STEPS = 10
 #: a CPU run whose whole estimate exceeds this many seconds is told where a GPU would help
 GPU_HINT_SECONDS = 30 * 60
 #: cost of a W training step per firm state of its batch, relative to a V step's per state: W's residual covers
@@ -78,6 +82,8 @@ class RunProgress(Callback):
         self._epoch_starts: list[float] = []
         self._steps_at_start: list[int] = []
         self.estimate_s: float | None = None  #: the whole-run estimate printed after the first epoch
+        self.early_estimate_s: float | None = None  #: the first estimate, after EARLY_STEPS steps
+        self._hinted = False
 
     # ---------------------------------------------------------------- output
     def say(self, message: str) -> None:
@@ -133,6 +139,36 @@ class RunProgress(Callback):
         if len(self._epoch_starts) >= 2:
             self._report(trainer, now)
 
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.early_estimate_s is not None or len(self._epoch_starts) != 1:
+            return
+        steps = int(trainer.global_step) - self._steps_at_start[0]
+        if steps < EARLY_STEPS or self.cfg.solver.steps_per_epoch < 4 * EARLY_STEPS:
+            return
+        now = time.perf_counter()
+        in_epoch = now - self._epoch_starts[0]
+        step = in_epoch / steps
+        year = self._simulated_year_seconds() or 0.0
+        epoch = step * self.cfg.solver.steps_per_epoch + self.cfg.sim.years_per_epoch * year
+        remaining = self.remaining_seconds(trainer.current_epoch, epoch, step) - in_epoch
+        self.early_estimate_s = now - self.run_start + remaining
+        self.say(
+            f"{steps} steps took {format_seconds(in_epoch)}: a first estimate of the whole run is about "
+            f"{format_seconds(self.early_estimate_s)} (refined after the first epoch)"
+        )
+        self._gpu_hint(trainer, self.early_estimate_s)
+
+    def _gpu_hint(self, trainer: L.Trainer, estimate: float) -> None:
+        """On a CPU, for a long run, once: where a GPU would help."""
+        if self._hinted or trainer.strategy.root_device.type != "cpu" or estimate <= GPU_HINT_SECONDS:
+            return
+        self._hinted = True
+        where = "a GPU is available here" if torch.cuda.is_available() else "on a GPU node"
+        self.say(
+            f"{where} this runs far faster: add trainer.accelerator=gpu, or submit "
+            f"`sbatch slurm/train.sh conf={self.cfg.conf}` (docs/scaling.md)"
+        )
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = time.perf_counter()
         self._epoch_starts.append(now)
@@ -155,10 +191,5 @@ class RunProgress(Callback):
                 f"{format_seconds(self.estimate_s)} on {trainer.strategy.root_device.type.upper()} "
                 "(at most: a run that converges stops earlier)"
             )
-            if trainer.strategy.root_device.type == "cpu" and self.estimate_s > GPU_HINT_SECONDS:
-                where = "a GPU is available here" if torch.cuda.is_available() else "on a GPU node"
-                self.say(
-                    f"{where} this runs far faster: add trainer.accelerator=gpu, or submit "
-                    f"`sbatch slurm/train.sh conf={self.cfg.conf}` (docs/scaling.md)"
-                )
+            self._gpu_hint(trainer, self.estimate_s)
         self.say(f"epoch {k}/{total} · elapsed {format_seconds(elapsed)} · remaining about {format_seconds(remaining)}")
