@@ -23,7 +23,7 @@ difference::
 
     python benchmarks/simulate.py --dt-check --dt 0.02 --reps 8 --firms 2000
 
-The value function of the dt check is ``--value crowding`` (``lotj.sim.reference.crowding_value``:
+The value function of the dt check is ``--value crowding`` (``tests/reference.py: crowding_value``:
 hires refused by low-z firms, a job ladder, quits), ``--value net`` (the untrained ValueNet with
 a random head: V = ΣU + (F + c z)/r · (1 + head)) or ``--value trained --checkpoint RUN/checkpoints/last.ckpt``
 (the network of a training run, with that run's economy)::
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -46,9 +47,11 @@ from lotj.config import config_from_yaml, load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.pooled import PerStepEncoding, PooledValues
-from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
 from lotj.train.sim_callback import SUMMARY
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the analytic value functions of the tests
+from reference import crowding_value  # noqa: E402
 
 #: The statistics of the dt check: the run summary's (lotj.train.sim_callback.SUMMARY) less s^N and s^E,
 #: which follow from e, and the window's length.

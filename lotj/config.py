@@ -79,7 +79,7 @@ class SolverConfig:
 
 @dataclass
 class WNetConfig:
-    """The worker-value network W (``lotj.worker_net.WorkerValueNet``; docs/wages.md)."""
+    """The worker-value network W (``lotj.nets.WorkerValueNet``; docs/wages.md)."""
 
     embed_dim: int = 16  #: size of the per-worker embedding φ pooled over coworkers
     phi_width: int = 32  #: hidden width of φ

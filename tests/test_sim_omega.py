@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 import torch
+from reference import crowding_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
@@ -16,7 +17,6 @@ from lotj.economy.technology import learning_step
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.market import Market
 from lotj.sim.omega import EVENTS, sample_omega, sample_omega_events
-from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
 
 P = EconomyParams(n_max=6)

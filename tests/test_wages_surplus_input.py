@@ -13,8 +13,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.worker_value import wage_curves
-from lotj.nets import ValueNet
-from lotj.worker_net import WorkerValueNet
+from lotj.nets import ValueNet, WorkerValueNet
 
 P = EconomyParams(n_max=6)
 

@@ -10,12 +10,11 @@ from lotj.config import WSolverConfig, load_config
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.wages import initial_wage_range
-from lotj.nets import ValueNet, franchise_guess
+from lotj.nets import ValueNet, WorkerValueNet, franchise_guess
 from lotj.sim import simulator as simulator_module
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
 from lotj.train.wmodule import WModule
-from lotj.worker_net import WorkerValueNet
 
 P = EconomyParams(n_max=6)
 

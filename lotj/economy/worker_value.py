@@ -14,7 +14,7 @@ batch, all at once:
 Wages are a ``[B, n_max]`` tensor aligned with the firm's slots (``w[k, i]`` is the wage of the
 worker in slot ``i`` of firm ``k``; padding slots hold any finite number).
 
-The network (``lotj.worker_net.WorkerValueNet``) computes the neighbours from a pooled coworker
+The network (``lotj.nets.WorkerValueNet``) computes the neighbours from a pooled coworker
 embedding; :class:`SetFunctionWorkerValue` wraps a plain function of one worker and its explicit
 coworker set and builds every neighbour set explicitly: the naive reference used for oracle values
 and to check the pooled path.

@@ -9,6 +9,5 @@
 - :mod:`lotj.sim.distributions`: χ, χ^N, χ^E and Π of a snapshot of the economy;
 - :mod:`lotj.sim.market`: the market the value equations integrate over (``Market``: pooled
   cross-sections, ω, s^N, s^E, the split of firms), with :mod:`lotj.sim.omega` (Ω, the training
-  distribution) and :mod:`lotj.sim.meeting_draws` (the χ^N, χ^E draws and exact sums);
-- :mod:`lotj.sim.reference`: analytic value functions for checking the simulator.
+  distribution) and :mod:`lotj.sim.meeting_draws` (the χ^N, χ^E draws and exact sums).
 """

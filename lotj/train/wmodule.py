@@ -82,7 +82,7 @@ def residual_of_batch(
 
 
 class WModule(L.LightningModule):
-    """Trains ``net`` (a :class:`lotj.worker_net.WorkerValueNet`) with V frozen."""
+    """Trains ``net`` (a :class:`lotj.nets.WorkerValueNet`) with V frozen."""
 
     def __init__(
         self,
