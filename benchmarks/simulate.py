@@ -46,7 +46,7 @@ import torch
 from lotj.config import config_from_yaml, load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
-from lotj.sim.pooled import PerStepEncoding, PooledValues
+from lotj.sim.pooled import PerStepEncoding
 from lotj.sim.simulator import Simulator
 from lotj.train.sim_callback import SUMMARY
 
@@ -118,7 +118,6 @@ def throughput(cfg, args) -> None:
             sim.decision_dtype = dtype
             sim.reuse_values = name == "pools"
             if name == "per-step":
-                sim.value_dtype = dtype
                 vf = PerStepEncoding(copy.deepcopy(net).to(dtype))
             sim.advance(vf, args.warmup)
             years = args.years if firms <= 20000 else max(1.0, args.years / 5)
@@ -152,10 +151,7 @@ def agreement(cfg, args) -> None:
     movers, dests = torch.arange(pop.n_workers)[keep], dests[keep]
     out = {}
     for dtype in (torch.float64, torch.float32):
-        sim._pooled = PooledValues(net, pop, dtype)
-        with torch.no_grad():
-            out[dtype] = sim._surpluses(net, deciders, movers, dests)[:2]
-        sim._pooled = None
+        out[dtype] = sim.surpluses(net, deciders, movers, dests, dtype)
     (d64, k64), (d32, k32) = out[torch.float64], out[torch.float32]
     emp = pop.firm[movers] >= 0
     own = torch.zeros(pop.n_workers, dtype=torch.float64)

@@ -74,7 +74,7 @@ from lotj.sim.events import (
 )
 from lotj.sim.neighbours import neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
-from lotj.sim.pooled import PoolableValue, PooledValues
+from lotj.sim.pooled import PoolableValue, PooledValues, value_placement
 from lotj.sim.population import Population
 from lotj.sim.stats import Accumulator, SimStatistics, log_h_moments, summarise
 
@@ -166,6 +166,8 @@ class Simulator:
         self._panel: list[pd.DataFrame] | None = None
         self.last_statistics: SimStatistics | None = None
         self.threads = int(threads)
+        #: where V is evaluated: the device and dtype of the value function's parameters, read by
+        #: :meth:`run_steps` (:func:`lotj.sim.pooled.value_placement`); None: the simulator's own
         self.value_device: torch.device | None = None
         self.value_dtype: torch.dtype | None = None
         #: a :class:`lotj.sim.wage_tracking.WageTracker` that sets wages along the path (None: no wages)
@@ -238,7 +240,9 @@ class Simulator:
         return self.last_statistics
 
     def run_steps(self, vf: ValueFunction, steps: int) -> None:
-        """Simulate ``steps`` steps, accumulating into the current statistics window."""
+        """Simulate ``steps`` steps, accumulating into the current statistics window. V is evaluated where
+        ``vf`` lives (the device and dtype of its parameters; the simulator's own for a plain set function)."""
+        self.value_device, self.value_dtype = value_placement(vf)
         previous = torch.get_num_threads()
         if self.threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(self.threads)
@@ -276,6 +280,22 @@ class Simulator:
             self._panel = None
         self.last_statistics = self.statistics()
         return concat_panel(frames)
+
+    def surpluses(
+        self, vf: ValueFunction, deciders: Tensor, movers: Tensor, dests: Tensor, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Δ(S, x_i) of the employed ``deciders`` at their firms and Δ(S_k⊕x, x) of worker ``movers[m]`` at
+        firm ``dests[m]`` (below the cap) in the current population, as a step decides them: with a poolable
+        network from its pools, in ``dtype`` (the decision precision; None: the network's own)."""
+        self.value_device, self.value_dtype = value_placement(vf)
+        try:
+            with torch.no_grad():
+                if isinstance(vf, PoolableValue):
+                    self._pooled = PooledValues(vf, self.pop, dtype)
+                own, hire, _ = self._surpluses(vf, deciders, movers, dests)
+        finally:
+            self._pooled = None
+        return own, hire
 
     # ------------------------------------------------------------------- step
     def _surpluses(
