@@ -6,7 +6,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.nets import WorkerValueNet
-from lotj.sim.wages import invert_wage, solve_monotone
+from lotj.sim.wage_inversion import invert_wage, solve_monotone
 
 P = EconomyParams(n_max=5)
 

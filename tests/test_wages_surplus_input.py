@@ -151,7 +151,7 @@ def test_needs_an_attached_value_function(gen):
 
 def test_wage_inversion_with_the_surplus_input(gen):
     """The simulator's inversion finds the wage that delivers a value at the edges and inside the set."""
-    from lotj.sim.wages import invert_wage
+    from lotj.sim.wage_inversion import invert_wage
 
     vf = _value_net()
     net = _net(vf, seed=4)

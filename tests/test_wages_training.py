@@ -146,7 +146,7 @@ def test_warm_start_fits_the_frozen_state_oracle(economy):
     oracle falls several-fold, and the entry wage of a hire (the wage that gives W = U) moves from the
     initial guess ``b h`` towards the oracle's Postel-Vinay–Robin entry wage."""
     from lotj.economy.wages import frozen_state_values_from_terms
-    from lotj.sim.wages import invert_wage
+    from lotj.sim.wage_inversion import invert_wage
     from lotj.train.wmodule import terms_of_batch
 
     snap, vf = economy

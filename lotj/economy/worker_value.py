@@ -3,7 +3,7 @@
 ``W_i(S)`` is the present value of the wages of worker ``i`` at firm state ``S``. It depends on the
 worker's own state ``x_i = (h_i, a_i, w_i)`` and on the real state of its firm (``z, q`` and the
 coworkers' ``(h_j, a_j)``), never on coworkers' wages. The W residual (``lotj.economy.wages``), the
-wage inversion (``lotj.sim.wages``) and the panel need, for every worker ``i`` of every firm of a
+wage inversion (``lotj.sim.wage_inversion``) and the panel need, for every worker ``i`` of every firm of a
 batch, all at once:
 
 - ``W_i(S)`` (:meth:`WorkerValueFunction.values`); the learning neighbour ``W_i(H(S))`` with the wage

@@ -16,7 +16,7 @@ The refresh callback's state (the simulator's path and the wage of every worker)
 checkpoint of the stage, so a resumed W stage keeps the simulated wages.
 
 Lightning plumbing and bookkeeping only: the economics is in :mod:`lotj.economy.wages`,
-:mod:`lotj.sim.wages` and :mod:`lotj.sim.wage_tracking`.
+:mod:`lotj.sim.wage_inversion` and :mod:`lotj.sim.wage_tracking`.
 """
 
 from __future__ import annotations
