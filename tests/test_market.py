@@ -71,7 +71,7 @@ def test_w_batches_read_the_surplus_of_exact_draws_at_the_state_they_stand_for()
 
 
 def test_the_market_pools_its_window_and_forgets_the_oldest():
-    market = Market(P, window=2)
+    market = Market(P, seed=0, heldout_fraction=0.2, window=2)
     old, mid, new = (discrete_snapshot(s, 40) for s in (4, 5, 6))
     market.refresh(old)
     market.refresh(mid)

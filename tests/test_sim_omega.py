@@ -109,7 +109,7 @@ def test_subset_of_firms_is_respected(gen):
 def test_employed_draws_carry_their_surplus_at_their_own_firm(gen):
     snap = economy()
     vf = SetFunctionValue(crowding_value(P))
-    market = Market(P)
+    market = Market(P, seed=0, heldout_fraction=0.2)
     market.refresh(snap)
     d = market.draws(0, 400, gen)
     with torch.no_grad():

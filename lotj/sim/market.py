@@ -31,7 +31,7 @@ Example: a market of 200 simulated firms, its rates and one batch's draws
 >>> from lotj.sim.distributions import initial_snapshot
 >>> from lotj.sim.market import TRAIN, Market
 >>> p = EconomyParams(n_max=8)
->>> market = Market(p, seed=0, window=2)
+>>> market = Market(p, seed=0, heldout_fraction=0.2, window=2)
 >>> market.refresh(initial_snapshot(p, 200, torch.Generator().manual_seed(0)))
 >>> gen = market.stream(TRAIN, epoch=0)
 >>> states, firm_id = market.omega_states(64, market.train_firms, gen)
@@ -90,9 +90,9 @@ def _firms_state(s: FirmBatch) -> dict[str, Tensor]:
 class Market:
     """The pooled cross-sections, meeting rates, Ω states and meeting draws of one solve (module docstring).
 
-    ``window``: how many snapshots the meeting draws and rates pool. ``heldout_fraction``: the share of
-    firm rows whose Ω states are held out. ``stratified``, ``exact_sums``: the kind of meeting draws
-    (:func:`lotj.sim.meeting_draws.sample_draws`, :func:`lotj.sim.meeting_draws.exact_draws`).
+    ``seed``: the key of the random streams. ``heldout_fraction``: the share of firm rows whose Ω states are
+    held out. ``window``: how many snapshots the meeting draws and rates pool. ``stratified``, ``exact_sums``:
+    the kind of meeting draws (:func:`lotj.sim.meeting_draws.sample_draws`, :func:`lotj.sim.meeting_draws.exact_draws`).
     ``split_seed``: seed of the firm split's generator; None draws it from the ``SPLIT`` stream.
     ``device``: where the market keeps its snapshots (default the CPU, module docstring); None keeps them
     where they come from (beside a value function on the simulator's device).
@@ -102,9 +102,9 @@ class Market:
         self,
         p: EconomyParams,
         *,
-        seed: int = 0,
+        seed: int,
+        heldout_fraction: float,
         window: int = 1,
-        heldout_fraction: float = 0.2,
         stratified: bool = False,
         exact_sums: bool = False,
         split_seed: int | None = None,

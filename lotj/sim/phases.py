@@ -25,48 +25,53 @@ class Departures:
 @dataclass
 class Meetings:
     """The step's live meetings (thinned by the met worker's status at their time, void ones dropped):
-    the met worker's seat, the meeting firm, the time, the worker's own firm (−1: unmatched) and whether
-    the worker is employed (``own_firm >= 0``)."""
+    the met worker's seat, the meeting firm, the time, the worker's own firm (−1: unmatched), whether the
+    worker is employed (``own_firm >= 0``), whether the firm is below the cap in the decision state
+    (``is_open``: the meeting gets a decision; a firm at the cap makes no offer, MODEL.md section 10) and
+    the positions of those open meetings (``open_rows``)."""
 
     worker: Tensor
     firm: Tensor
     time: Tensor
     own_firm: Tensor
     employed: Tensor
+    is_open: Tensor
+    open_rows: Tensor
 
 
 @dataclass
 class OpenMeetings:
-    """The meetings at a firm below the cap in the decision state, which get a decision (a firm at the cap
-    makes no offer, MODEL.md section 10): the worker and firm of each and each firm's meetings in time order
-    (``order``, ``first``: :func:`lotj.sim.events.time_order`); in a step also their ``time``, ``is_open``
-    over all the step's meetings and ``rows``, its positions (None where only the decisions are wanted)."""
+    """The open meetings' workers and firms, and each firm's meetings in time order (``order``, ``first``:
+    :func:`lotj.sim.events.time_order`), in which they are decided (step 5)."""
 
     worker: Tensor
     firm: Tensor
     order: Tensor
     first: Tensor
-    time: Tensor | None = None
-    is_open: Tensor | None = None
-    rows: Tensor | None = None
+
+
+@dataclass
+class Offers:
+    """Step 5 at the open meetings: ``own_delta`` = Δ of the worker at its own firm (0 off the job),
+    ``delta_hire`` = Δ_k = Δ(S_k⊕x, x) as decided, and whether the firm makes the ``offer``."""
+
+    own_delta: Tensor
+    delta_hire: Tensor
+    offer: Tensor
 
 
 @dataclass
 class Decisions:
-    """Step 5 on the decision state. ``renegotiating``: the seats with a live λ shock; ``deciders`` (ascending):
-    the employed seats with a λ shock or an outside meeting, ``time`` of each decision (its meeting's, else
-    its shock's) and ``delta_own`` = Δ(S, x_i) at the own firm; ``meeting_row``: each employed meeting's row
-    in ``deciders``. For the open meetings: ``own_delta`` = Δ of the worker at its own firm (0 off the job),
-    ``delta_hire`` = Δ_k = Δ(S_k⊕x, x) as decided, and ``offer``."""
+    """The decisions of step 5 at the workers' own firms. ``renegotiating``: the seats with a live λ shock;
+    ``deciders`` (ascending): the employed seats with a λ shock or an outside meeting, the ``time`` of each
+    decision (its meeting's, else its shock's) and ``delta_own`` = Δ(S, x_i); ``meeting_row``: each employed
+    meeting's row in ``deciders``."""
 
     renegotiating: Tensor
     deciders: Tensor
     time: Tensor
     delta_own: Tensor
     meeting_row: Tensor
-    own_delta: Tensor
-    delta_hire: Tensor
-    offer: Tensor
 
 
 @dataclass

@@ -75,7 +75,7 @@ from lotj.sim.events import (
 )
 from lotj.sim.neighbours import neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
-from lotj.sim.phases import Admissions, Decisions, Departures, Meetings, OfferState, OpenMeetings
+from lotj.sim.phases import Admissions, Decisions, Departures, Meetings, Offers, OfferState, OpenMeetings
 from lotj.sim.pooled import PoolableValue, PooledValues, value_placement
 from lotj.sim.population import Population
 from lotj.sim.stats import Accumulator, SimStatistics, log_h_moments, summarise
@@ -552,11 +552,12 @@ class Simulator:
         if learn_early:  # the early learning and the retired seats' new workers, re-encoded in one go
             self._refresh_workers(ev.retire if learned is None else torch.cat([learned, ev.retire]))
         meetings = self._live_meetings(ev, free_from, refresh_renewed=not learn_early)
-        decisions, open_m = self._decisions(vf, ev, free_from, meetings)  # 5.
+        decisions, open_m, offers = self._decisions(vf, ev, free_from, meetings)  # 5.
         if self.wage_tracker is not None:
-            self._wage_decisions(meetings, open_m, decisions)
+            self._wage_decisions(meetings, decisions, open_m, offers)
         separated = self._separations(decisions)  # 6.
-        self._arrivals(meetings, open_m, decisions, (retired, broken, separated), start_size)  # 7.
+        admitted = self._admissions(meetings, offers, (retired, broken, separated), start_size)  # 7.
+        self._arrivals(meetings, separated, admitted)
         if not learn_early:  # 8. H on the workforce after the moves, re-encoded with the retired seats
             changed = torch.cat([ev.retire, self._learn(ev.learn)]) if ev.learn.numel() else ev.retire
             self._refresh_workers(changed)
@@ -630,15 +631,19 @@ class Simulator:
             if renewed.numel():
                 self._pooled.refresh_workers(pop, renewed)
         own_firm = own_all.index_select(0, kept)
-        return Meetings(worker, firm, ev.meet_t.index_select(0, kept), own_firm, own_firm >= 0)
+        is_open = pop.size.index_select(0, firm) < self.params.n_max  # a firm at the cap makes no offer
+        open_rows = is_open.nonzero().squeeze(1)
+        self.acc.count("cap_blocked", worker.numel() - open_rows.numel())
+        time = ev.meet_t.index_select(0, kept)
+        return Meetings(worker, firm, time, own_firm, own_firm >= 0, is_open, open_rows)
 
     def _decisions(
         self, vf: ValueFunction, ev: StepEvents, free_from: Tensor, meetings: Meetings
-    ) -> tuple[Decisions, OpenMeetings]:
+    ) -> tuple[Decisions, OpenMeetings, Offers]:
         """Step 5 on the decision state (MODEL.md section 4): the deciders are the employed seats with a live λ
         shock or an outside meeting, Δ(S, x_i) each; the open meetings (at a firm below the cap: a firm at the
         cap makes no offer, section 10) get Δ_k and an offer, in time order at each firm (:meth:`_decide`)."""
-        pop, acc, dev = self.pop, self.acc, self.device
+        acc, dev = self.acc, self.device
         live = (free_from.index_select(0, ev.reneg) < 0).nonzero().squeeze(1)
         renegotiating, reneg_t = ev.reneg.index_select(0, live), ev.reneg_t.index_select(0, live)
         on_job = meetings.employed.nonzero().squeeze(1)  # outside meetings of employed workers
@@ -652,19 +657,20 @@ class Simulator:
         time = torch.empty(deciders.numel(), dtype=meetings.time.dtype, device=dev)
         time.index_copy_(0, inverse[: renegotiating.numel()], reneg_t)
         time.index_copy_(0, meeting_row, meetings.time.index_select(0, on_job))
-        is_open = pop.size.index_select(0, meetings.firm) < self.params.n_max
-        rows = is_open.nonzero().squeeze(1)
-        acc.count("cap_blocked", meetings.worker.numel() - rows.numel())
+        rows = meetings.open_rows
         worker, firm, t = (x.index_select(0, rows) for x in (meetings.worker, meetings.firm, meetings.time))
-        open_m = OpenMeetings(worker, firm, *time_order(firm, t), time=t, is_open=is_open, rows=rows)
+        open_m = OpenMeetings(worker, firm, *time_order(firm, t))
         own_row = torch.full((meetings.worker.numel(),), -1, dtype=torch.long, device=dev).index_copy_(
             0, on_job, meeting_row
         )
         delta_own, own_delta, delta_hire, offer = self._decide(
             vf, deciders, worker, firm, open_m.order, open_m.first, own_row.index_select(0, rows)
         )
-        decisions = Decisions(renegotiating, deciders, time, delta_own, meeting_row, own_delta, delta_hire, offer)
-        return decisions, open_m
+        return (
+            Decisions(renegotiating, deciders, time, delta_own, meeting_row),
+            open_m,
+            Offers(own_delta, delta_hire, offer),
+        )
 
     def _separations(self, d: Decisions) -> Departures:
         """Step 6: an employed worker with Δ(S, x_i) < 0 at a λ shock or an outside meeting leaves its firm
@@ -678,24 +684,15 @@ class Simulator:
         # their slots are freed in step 7, with those of the workers who move out (no state is read between)
         return Departures(leaving, self.pop.firm.index_select(0, leaving), d.time.index_select(0, quits))
 
-    def _arrivals(
-        self,
-        meetings: Meetings,
-        open_m: OpenMeetings,
-        d: Decisions,
-        departures: tuple[Departures, Departures, Departures],
-        start_size: Tensor,
-    ) -> None:
-        """Step 7: at each firm, its open meetings and the step's departures (``departures``: retirements,
-        breaks, separations) in time order from ``start_size``; an offer is admitted iff the firm is below the
-        cap at its time (:meth:`_admissions`). Admitted employed workers move (poaches), admitted unmatched
-        workers are hired; a hire from non-employment may break in the rest of the step (:meth:`_late_breaks`)."""
-        pop, separated = self.pop, departures[2]
+    def _arrivals(self, meetings: Meetings, separated: Departures, adm: Admissions | None) -> None:
+        """Step 7, the moves: the ``separated`` workers and those who move out leave their firms, the admitted
+        offers (:meth:`_admissions`) join theirs (employed workers move, unmatched ones are hired), and a hire
+        from non-employment may break in the rest of the step (:meth:`_late_breaks`)."""
+        pop = self.pop
         out_w, out_firm = separated.workers[:0], separated.firms[:0]
-        adm = self._admissions(meetings, open_m, d, departures, start_size) if open_m.rows.numel() else None
         if adm is not None:
-            out_w = open_m.worker.index_select(0, adm.moving_out)
-            out_firm = meetings.own_firm.index_select(0, open_m.rows).index_select(0, adm.moving_out)
+            moving_out = meetings.open_rows.index_select(0, adm.moving_out)
+            out_w, out_firm = meetings.worker.index_select(0, moving_out), meetings.own_firm.index_select(0, moving_out)
         pop.detach(torch.cat([separated.workers, out_w]), torch.cat([separated.firms, out_firm]))
         if adm is not None:
             pop.attach(adm.workers, adm.firms, nth_free_slot(pop.slot_worker.index_select(0, adm.firms) < 0, adm.rank))
@@ -707,37 +704,43 @@ class Simulator:
     def _admissions(
         self,
         meetings: Meetings,
-        open_m: OpenMeetings,
-        d: Decisions,
+        offers: Offers,
         departures: tuple[Departures, Departures, Departures],
         start_size: Tensor,
-    ) -> Admissions:
-        """The cap rule of step 7 (:func:`lotj.sim.events.admit_in_time_order`). Workers who move out free their
-        slot at their meeting's time: a second pass with them (an employed mover with Δ ≥ 0 still holds its
-        slot; one with Δ < 0 left in step 6), only where the first pass found a firm at the cap (with none,
-        more departures change no admission)."""
-        dev, n_max, n_open = self.device, self.params.n_max, open_m.rows.numel()
-        from_job = meetings.employed.index_select(0, open_m.rows)
-        own_firm = meetings.own_firm.index_select(0, open_m.rows)
-        firms = torch.cat([open_m.firm, *(x.firms for x in departures)])
-        times = torch.cat([open_m.time, *(x.times for x in departures)])
-        steps = torch.cat([d.offer.to(torch.int64), torch.full((firms.numel() - n_open,), -1, device=dev)])
+    ) -> Admissions | None:
+        """Step 7, the cap rule (:func:`lotj.sim.events.admit_in_time_order`): at each firm, its open meetings and
+        the step's ``departures`` (retirements, breaks, separations) in time order from ``start_size``; an offer
+        is admitted iff the firm is below the cap at its time. Workers who move out free their slot at their
+        meeting's time: a second pass with them (an employed mover with Δ ≥ 0 still holds its slot; one with
+        Δ < 0 left in step 6), only where the first pass found a firm at the cap (with none, more departures
+        change no admission). None without open meetings."""
+        rows = meetings.open_rows
+        if rows.numel() == 0:
+            return None
+        dev, n_max, n_open = self.device, self.params.n_max, rows.numel()
+        worker, firm, time, from_job, own_firm = (
+            x.index_select(0, rows)
+            for x in (meetings.worker, meetings.firm, meetings.time, meetings.employed, meetings.own_firm)
+        )
+        firms = torch.cat([firm, *(x.firms for x in departures)])
+        times = torch.cat([time, *(x.times for x in departures)])
+        steps = torch.cat([offers.offer.to(torch.int64), torch.full((firms.numel() - n_open,), -1, device=dev)])
         full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_open)
-        can_move_out = from_job & (d.own_delta >= 0)
+        can_move_out = from_job & (offers.own_delta >= 0)
         stay_mover = (admitted & can_move_out).nonzero().squeeze(1)
         if stay_mover.numel() and bool(full.any()):
             firms = torch.cat([firms, own_firm.index_select(0, stay_mover)])
-            times = torch.cat([times, open_m.time.index_select(0, stay_mover)])
+            times = torch.cat([times, time.index_select(0, stay_mover)])
             steps = torch.cat([steps, torch.full((stay_mover.numel(),), -1, device=dev)])
             full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_open)
         self.acc.count("cap_refused", full.sum())
-        rows = admitted.nonzero().squeeze(1)
-        workers, new_firms, rank, job = (x.index_select(0, rows) for x in (open_m.worker, open_m.firm, rank, from_job))
+        adm = admitted.nonzero().squeeze(1)
+        workers, new_firms, rank, job = (x.index_select(0, adm) for x in (worker, firm, rank, from_job))
         n_poach = job.sum()
         self.acc.count("poaches", n_poach)
         self.acc.count("hires", workers.numel() - n_poach)
         moving_out = (admitted & can_move_out).nonzero().squeeze(1)
-        return Admissions(workers, new_firms, rank, job, open_m.time.index_select(0, rows), moving_out)
+        return Admissions(workers, new_firms, rank, job, time.index_select(0, adm), moving_out)
 
     def _learn(self, firms: Tensor) -> Tensor:
         """The learning event H on the whole workforce of each of ``firms`` (MODEL.md section 2); returns
@@ -781,7 +784,7 @@ class Simulator:
             if self.wage_tracker is not None:
                 self.wage_tracker.on_separations(late)
 
-    def _wage_decisions(self, meetings: Meetings, open_m: OpenMeetings, d: Decisions) -> None:
+    def _wage_decisions(self, meetings: Meetings, d: Decisions, open_m: OpenMeetings, offers: Offers) -> None:
         """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`), with
         the meetings that came after an offer of the same firm in the step."""
         pop, dev = self.pop, self.device
@@ -790,11 +793,13 @@ class Simulator:
         delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=dev)
         delta_own[d.deciders] = d.delta_own
         delta_k = torch.full((meetings.worker.numel(),), -math.inf, dtype=self.dtype, device=dev)
-        delta_k[open_m.rows] = d.delta_hire
+        delta_k[meetings.open_rows] = offers.delta_hire
         after = torch.zeros(meetings.worker.numel(), dtype=torch.bool, device=dev)
-        after[open_m.rows[open_m.order]] = self._after_offers(open_m.firm, open_m.order, open_m.first, d.offer)
+        after[meetings.open_rows[open_m.order]] = self._after_offers(
+            open_m.firm, open_m.order, open_m.first, offers.offer
+        )
         self.wage_tracker.on_decisions(
-            pop, reneg, delta_own, meetings.worker, meetings.firm, meetings.employed, open_m.is_open, delta_k, after
+            pop, reneg, delta_own, meetings.worker, meetings.firm, meetings.employed, meetings.is_open, delta_k, after
         )
 
     def _record_annual(self) -> None:

@@ -40,7 +40,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
 from lotj.sim.market import HELDOUT, TRAIN, Market
-from lotj.sim.meeting_draws import DrawSet, MarketOrder
+from lotj.sim.meeting_draws import DrawSet
 
 Batch = dict[str, Tensor]
 
@@ -116,6 +116,19 @@ class _Batches(Dataset):
         return self.make(index)
 
 
+class FromMarket:
+    """A DataModule attribute that is its market's (``source``) attribute ``name``, read and written through."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        return self if obj is None else getattr(obj.source, self.name)
+
+    def __set__(self, obj: object, value: object) -> None:
+        setattr(obj.source, self.name, value)
+
+
 class OmegaDataModule(L.LightningDataModule):
     """Ω states and meeting draws for the V residual, from :attr:`source`, the run's market (module docstring).
 
@@ -142,55 +155,17 @@ class OmegaDataModule(L.LightningDataModule):
             self.refresh(snapshot)
 
     # ------------------------------------------------------------ the market, read through
-    @property
-    def snapshot(self) -> EconomySnapshot | None:
-        """The newest χ, χ^N, χ^E (Ω's states come from it); None before :meth:`setup`."""
-        return self.source.snapshot
-
-    @property
-    def market(self) -> EconomySnapshot | None:
-        """The pooled cross-sections the residual's draws and rates come from."""
-        return self.source.pooled
-
-    @property
-    def rates(self) -> MeetingRates | None:
-        return self.source.rates
-
-    @property
-    def history(self) -> list[EconomySnapshot]:
-        return self.source.history
-
-    @property
-    def window(self) -> int:
-        return self.source.window
-
-    @window.setter
-    def window(self, value: int) -> None:
-        self.source.window = max(1, int(value))
-
-    @property
-    def settled(self) -> bool:
-        return self.source.settled
-
-    @property
-    def refreshes(self) -> int:
-        return self.source.refreshes
-
-    @property
-    def train_firms(self) -> Tensor | None:
-        return self.source.train_firms
-
-    @property
-    def heldout_firms(self) -> Tensor | None:
-        return self.source.heldout_firms
-
-    @property
-    def kappa(self) -> float:
-        return self.source.kappa
-
-    @property
-    def _order(self) -> MarketOrder | None:
-        return self.source._order
+    snapshot = FromMarket("snapshot")  #: the newest χ, χ^N, χ^E (Ω's states); None before :meth:`setup`
+    market = FromMarket("pooled")  #: the pooled cross-sections the residual's draws and rates come from
+    rates = FromMarket("rates")
+    history = FromMarket("history")
+    window = FromMarket("window")
+    settled = FromMarket("settled")
+    refreshes = FromMarket("refreshes")
+    train_firms = FromMarket("train_firms")
+    heldout_firms = FromMarket("heldout_firms")
+    kappa = FromMarket("kappa")
+    _order = FromMarket("_order")
 
     def initial(self) -> EconomySnapshot:
         """The documented initial economy (module docstring), from the run's seed."""

@@ -44,6 +44,7 @@ from lotj.economy.value import ValueFunction
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.market import Market
+from lotj.train.datamodule import FromMarket
 
 Batch = dict[str, Tensor]
 
@@ -110,13 +111,8 @@ class WDataModule(L.LightningDataModule):
         self.refresh(snapshot, wages, rates)
 
     # ------------------------------------------------------------------------------ pools
-    @property
-    def snapshot(self) -> EconomySnapshot:
-        return self.source.snapshot
-
-    @property
-    def rates(self) -> MeetingRates:
-        return self.source.rates
+    snapshot = FromMarket("snapshot")  #: the newest χ, χ^N, χ^E
+    rates = FromMarket("rates")  #: the meeting rates ω, s^N, s^E of the batches
 
     @property
     def delta_table(self) -> Tensor:
