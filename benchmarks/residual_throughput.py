@@ -27,7 +27,7 @@ from lotj.economy.firms import FirmBatch, sample_firm_types, sample_workers
 from lotj.economy.hjb import make_draws, v_residual
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.distributions import EconomySnapshot
-from lotj.train.omega import sample_draws
+from lotj.sim.meeting_draws import sample_draws
 from lotj.train.vmodule import build_net
 
 

@@ -23,7 +23,7 @@ difference::
 
     python benchmarks/simulate.py --dt-check --dt 0.02 --reps 8 --firms 2000
 
-The value function of the dt check is ``--value crowding`` (``lotj.sim.reference.crowding_value``:
+The value function of the dt check is ``--value crowding`` (``tests/reference.py: crowding_value``:
 hires refused by low-z firms, a job ladder, quits), ``--value net`` (the untrained ValueNet with
 a random head: V = ΣU + (F + c z)/r · (1 + head)) or ``--value trained --checkpoint RUN/checkpoints/last.ckpt``
 (the network of a training run, with that run's economy)::
@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -45,10 +46,12 @@ import torch
 from lotj.config import config_from_yaml, load_config
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet, franchise_guess
-from lotj.sim.pooled import PerStepEncoding, PooledValues
-from lotj.sim.reference import crowding_value
+from lotj.sim.pooled import PerStepEncoding
 from lotj.sim.simulator import Simulator
 from lotj.train.sim_callback import SUMMARY
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the analytic value functions of the tests
+from reference import crowding_value  # noqa: E402
 
 #: The statistics of the dt check: the run summary's (lotj.train.sim_callback.SUMMARY) less s^N and s^E,
 #: which follow from e, and the window's length.
@@ -115,7 +118,6 @@ def throughput(cfg, args) -> None:
             sim.decision_dtype = dtype
             sim.reuse_values = name == "pools"
             if name == "per-step":
-                sim.value_dtype = dtype
                 vf = PerStepEncoding(copy.deepcopy(net).to(dtype))
             sim.advance(vf, args.warmup)
             years = args.years if firms <= 20000 else max(1.0, args.years / 5)
@@ -149,10 +151,7 @@ def agreement(cfg, args) -> None:
     movers, dests = torch.arange(pop.n_workers)[keep], dests[keep]
     out = {}
     for dtype in (torch.float64, torch.float32):
-        sim._pooled = PooledValues(net, pop, dtype)
-        with torch.no_grad():
-            out[dtype] = sim._surpluses(net, deciders, movers, dests)[:2]
-        sim._pooled = None
+        out[dtype] = sim.surpluses(net, deciders, movers, dests, dtype)
     (d64, k64), (d32, k32) = out[torch.float64], out[torch.float32]
     emp = pop.firm[movers] >= 0
     own = torch.zeros(pop.n_workers, dtype=torch.float64)

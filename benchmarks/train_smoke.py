@@ -15,14 +15,15 @@ import sys
 from pathlib import Path
 
 from lotj.config import load_config
-from lotj.train.run import _metric_history, train
+from lotj.train.logging import metric_history
+from lotj.train.run import train
 
 
 def main(argv: list[str]) -> None:
     cfg = load_config(["conf=smoke", "out_dir=runs/bench-smoke", "logging.progress_bar=false", *argv])
     summary = train(cfg)
     print(f"{'epoch':>5} {'wall s':>8} {'val/residual':>13} {'val/resid_mc':>13} {'train/loss':>11}")
-    for row in _metric_history(Path(cfg.out_dir)):
+    for row in metric_history(Path(cfg.out_dir)):
         print(
             f"{int(row['epoch']):>5} {row.get('time/elapsed_s', float('nan')):>8.1f} "
             f"{row.get('val/residual', float('nan')):>13.4g} {row.get('val/residual_mc', float('nan')):>13.4g} "

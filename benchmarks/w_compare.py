@@ -1,6 +1,6 @@
 """Two W-stage training configurations on one economy, scored on one common held-out set (docs/wages.md).
 
-Trains :class:`lotj.worker_net.WorkerValueNet` twice on the W residual of a config's economy (default
+Trains :class:`lotj.nets.WorkerValueNet` twice on the W residual of a config's economy (default
 ``conf=smoke``), once with the overrides ``a=...`` and once with ``b=...`` (space-separated ``key=value``
 config overrides, applied on top of the others), with the same frozen V, seed and economy, and scores
 both after every epoch on the same held-out states: firms disjoint from the training firms, with wages

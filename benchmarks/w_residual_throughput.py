@@ -2,7 +2,7 @@
 
 A batch of the smoke economy's Ω states (all workers of ``batch_size`` firm states, with wages) and its
 meeting draws, the frozen V an untrained :class:`lotj.nets.ValueNet` (its cost does not depend on its
-weights), W a :class:`lotj.worker_net.WorkerValueNet` with the ``wnet`` sizes of the config. Prints the
+weights), W a :class:`lotj.nets.WorkerValueNet` with the ``wnet`` sizes of the config. Prints the
 median over repetitions of:
 
 - ``v_terms``: the V side of the residual (surpluses, hire indicators, poachers' Δ_p; no gradient);
@@ -25,9 +25,9 @@ from _options import frozen_value, options_and_config
 from lotj.economy.hjb import MeetingDraws
 from lotj.economy.params import MeetingRates
 from lotj.economy.wages import w_residual_from_terms, wage_v_terms
+from lotj.nets import WorkerValueNet
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
-from lotj.worker_net import WorkerValueNet
 
 
 def _median_time(fn, reps: int) -> float:

@@ -1,6 +1,6 @@
 """Time for the W stage to reach a held-out scale-free residual (docs/wages.md, "Benchmarks").
 
-Trains :class:`lotj.worker_net.WorkerValueNet` on the W residual of a config's economy (default
+Trains :class:`lotj.nets.WorkerValueNet` on the W residual of a config's economy (default
 ``conf=smoke``) with the W stage's DataModule and module, and prints, epoch by epoch, the wall time and
 the held-out scale-free residual ``sqrt(mean(R₁R₂)) / RMS(ρW)`` and the per-worker one
 ``sqrt(mean(R₁R₂ / (ρ max{W, U})²))`` (each worker by its own scale), then the time at which the residual

@@ -64,7 +64,7 @@ class SolverConfig:
     heldout_fraction: float = 0.2  #: share of χ's firms whose Ω states are held out (never trained on)
     stratified: bool = True  #: stratified (equal-mass strata) meeting draws instead of i.i.d. draws
     #: meeting expectations as exact weighted sums over the distinct workers of χ^N and χ^E instead of
-    #: Monte Carlo draws (discrete economies: no noise; lotj.train.omega.exact_draws)
+    #: Monte Carlo draws (discrete economies: no noise; lotj.sim.meeting_draws.exact_draws)
     exact_sums: bool = False
     #: share of the Ω training pool replaced by exploration states (firm type from G_f, size uniform on
     #: 0..n_max, workers from G_w) so that states the simulated χ rarely visits are trained on too
@@ -79,7 +79,7 @@ class SolverConfig:
 
 @dataclass
 class WNetConfig:
-    """The worker-value network W (``lotj.worker_net.WorkerValueNet``; docs/wages.md)."""
+    """The worker-value network W (``lotj.nets.WorkerValueNet``; docs/wages.md)."""
 
     embed_dim: int = 16  #: size of the per-worker embedding φ pooled over coworkers
     phi_width: int = 32  #: hidden width of φ

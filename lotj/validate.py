@@ -284,7 +284,6 @@ def simulate_statistics(cfg: Config, vf: ValueFunction, seed_offset: int = 0) ->
     from lotj.sim.simulator import Simulator
 
     sim = Simulator.from_config(cfg, seed_offset=seed_offset)
-    sim.value_device, sim.value_dtype = placement(vf)
     sim.advance(vf, cfg.sim.burn_in_years)
     return sim.advance(vf, float(cfg.sim.panel_years)).as_dict()
 

@@ -1,4 +1,4 @@
-"""Exact meeting sums and the exploration states of the training distribution (lotj.train.omega).
+"""Exact meeting sums and the exploration states of the training distribution (lotj.sim.omega, lotj.sim.meeting_draws).
 
 - ``exact_draws`` pools equal workers and equal worker-in-firm states with their shares as weights: the
   weighted residual equals the residual whose draws are every unmatched and every employed worker of
@@ -18,7 +18,8 @@ from lotj.economy.hjb import make_draws, v_residual
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.distributions import EconomySnapshot
-from lotj.train.omega import MAX_EXACT_DRAWS, exact_draws, explore_states, sample_omega
+from lotj.sim.meeting_draws import MAX_EXACT_DRAWS, exact_draws
+from lotj.sim.omega import explore_states, sample_omega
 
 F64 = torch.float64
 WORKERS = [[0.7, 1.0, 0.3], [1.0, 0.95, 0.4], [1.4, 1.05, 0.3]]

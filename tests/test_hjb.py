@@ -23,7 +23,7 @@ from lotj.economy.params import EconomyParams, MeetingRates, meeting_rates
 from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.distributions import EconomySnapshot
-from lotj.train.omega import sample_draws
+from lotj.sim.meeting_draws import sample_draws
 
 F64 = torch.float64
 

@@ -22,7 +22,7 @@ from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue, ValueFunction
 from lotj.nets import ValueNet, franchise_guess
 from lotj.sim.distributions import initial_snapshot
-from lotj.train.omega import sample_draws
+from lotj.sim.meeting_draws import sample_draws
 
 F64 = torch.float64
 

@@ -106,8 +106,9 @@ def test_population_updates_keep_both_views():
 def test_a_kept_snapshot_is_a_copy_that_later_steps_leave_alone():
     """Market windows keep old snapshots: a firm death (which rewrites z, q of its row in place) or
     any other event after the snapshot must not show in it."""
+    from reference import crowding_value
+
     from lotj.economy.value import SetFunctionValue
-    from lotj.sim.reference import crowding_value
 
     p = EconomyParams(n_max=6, delta_f=0.5, gamma_e=0.5)  # many deaths and learning events
     sim = Simulator(p, 200, 0.02, seed=4)

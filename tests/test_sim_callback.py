@@ -1,7 +1,7 @@
 """``SimulatorCallback`` in a Lightning fit: burn-in, refreshes, convergence stop, resumption.
 
 The LightningModule stand-in exposes ``value_function()`` with a learnable V of the accept-all
-family (:func:`lotj.sim.reference.accept_all_value`) and logs a decreasing ``val/residual``; the
+family (:func:`reference.accept_all_value`) and logs a decreasing ``val/residual``; the
 DataModule stand-in records the snapshots it is refreshed with and keeps its Ω in its state.
 """
 
@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from reference import accept_all_value
 from torch.utils.data import DataLoader, TensorDataset
 
 from lotj.config import load_config
@@ -21,7 +22,6 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
-from lotj.sim.reference import accept_all_value
 from lotj.sim.simulator import Simulator
 from lotj.train.sim_callback import SimulatorCallback
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
+from reference import accept_all_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.technology import learning_step
 from lotj.economy.value import SetFunctionValue
-from lotj.sim.reference import accept_all_value
 from lotj.sim.simulator import Simulator
 
 OFF = dict(delta_r=0.0, delta_f=0.0, delta_m=0.0, lam=0.0, gamma_e=0.0, psi_e=0.0, psi_n=0.0)

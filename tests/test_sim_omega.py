@@ -1,4 +1,4 @@
-"""Ω, the simulated χ and its one-event neighbours (MODEL.md section 6; lotj.train.omega), and χ^E
+"""Ω, the simulated χ and its one-event neighbours (MODEL.md section 6; lotj.sim.omega), and χ^E
 draws with Δ."""
 
 from __future__ import annotations
@@ -9,15 +9,15 @@ from collections import Counter
 
 import pytest
 import torch
+from reference import crowding_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.technology import learning_step
 from lotj.economy.value import SetFunctionValue
-from lotj.sim.reference import crowding_value
-from lotj.sim.samplers import employed_with_surplus
+from lotj.sim.market import Market
+from lotj.sim.omega import EVENTS, sample_omega, sample_omega_events
 from lotj.sim.simulator import Simulator
-from lotj.train.omega import EVENTS, sample_omega, sample_omega_events
 
 P = EconomyParams(n_max=6)
 NAMES = list(EVENTS)
@@ -109,14 +109,18 @@ def test_subset_of_firms_is_respected(gen):
 def test_employed_draws_carry_their_surplus_at_their_own_firm(gen):
     snap = economy()
     vf = SetFunctionValue(crowding_value(P))
-    draws = employed_with_surplus(vf, P, snap, 400, gen)
+    market = Market(P, seed=0, heldout_fraction=0.2)
+    market.refresh(snap)
+    d = market.draws(0, 400, gen)
+    with torch.no_grad():
+        draws = d.with_surplus(vf, P)
     full = surplus(vf, P, snap.firms)  # Δ(S, x_i) of every worker of every firm
     # each draw's (h, Δ) is one of its firm's workers and that worker's Δ
     for k in range(400):
-        f = int(draws.firm[k])
-        hit = (snap.firms.h[f] == draws.h[k]) & snap.firms.mask[f]
+        f = int(d.firm_e[k])
+        hit = (snap.firms.h[f] == draws.h_e[k]) & snap.firms.mask[f]
         assert bool(hit.any())
-        torch.testing.assert_close(draws.delta[k], full[f][hit][0])
+        torch.testing.assert_close(draws.delta_p[k], full[f][hit][0])
 
 
 def test_poachers_are_drawn_in_proportion_to_size_plus_one(gen):
@@ -136,8 +140,8 @@ def test_the_kept_market_order_draws_what_a_fresh_sort_draws(stratified):
     batch until the next refresh; the draws equal those of a fresh sort with the same generator, the
     stratified ones come from each stratum of the sorted workers, and a refresh replaces the order."""
     from lotj.config import load_config
+    from lotj.sim.meeting_draws import market_order, sample_draws, worker_sort_key
     from lotj.train.datamodule import OmegaDataModule
-    from lotj.train.omega import market_order, sample_draws, worker_sort_key
 
     cfg = load_config(["conf=smoke", "sim.n_firms=200", f"solver.stratified={stratified}"])
     dm = OmegaDataModule(cfg)

@@ -7,11 +7,11 @@ import io
 import pandas as pd
 import pytest
 import torch
+from reference import crowding_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.panel import PANEL_COLUMNS, read_panel, write_panel
-from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
 
 P = EconomyParams(n_max=12)

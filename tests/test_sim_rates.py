@@ -11,12 +11,12 @@ import math
 
 import pytest
 import torch
+from reference import accept_all_value, crowding_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.errors import ConfigError
 from lotj.sim.events import StepProbabilities
-from lotj.sim.reference import accept_all_value, crowding_value
 from lotj.sim.simulator import Simulator
 
 Z = 3.29  # two-sided 0.1%

@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
+from reference import crowding_value
 
 from lotj.economy.params import EconomyParams, meeting_rates
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.convergence import CONVERGED, NOT_CONVERGED, ConvergenceTracker, change
-from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import Simulator
 from lotj.sim.stats import Accumulator, lower_quantile, summarise
 

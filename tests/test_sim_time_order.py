@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from reference import crowding_value
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet
 from lotj.sim.events import count_before, earlier_flagged, time_order
-from lotj.sim.reference import crowding_value
 from lotj.sim.simulator import SPECULATIVE_RANK, Simulator
 
 

@@ -5,8 +5,8 @@ import torch
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.worker_value import SetFunctionWorkerValue
-from lotj.sim.wages import invert_wage, solve_monotone
-from lotj.worker_net import WorkerValueNet
+from lotj.nets import WorkerValueNet
+from lotj.sim.wage_inversion import invert_wage, solve_monotone
 
 P = EconomyParams(n_max=5)
 

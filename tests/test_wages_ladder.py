@@ -9,10 +9,10 @@ import torch
 from lotj.economy.params import EconomyParams
 from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
+from lotj.nets import WorkerValueNet
 from lotj.sim import simulator as simulator_module
 from lotj.sim.panel import panel_rows
 from lotj.sim.wage_tracking import RESET_CAUSES, track_wages
-from lotj.worker_net import WorkerValueNet
 
 pytestmark = pytest.mark.skipif(
     "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"

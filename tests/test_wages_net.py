@@ -5,7 +5,7 @@ import torch
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.worker_value import SetFunctionWorkerValue, WorkerValueFunction
-from lotj.worker_net import WorkerValueNet
+from lotj.nets import WorkerValueNet
 
 
 def _net(seed=0, **kw):

@@ -171,10 +171,10 @@ def test_w_options_refused_by_name(bad):
 
     from lotj.config import load_config
     from lotj.errors import ConfigError
+    from lotj.nets import WorkerValueNet
     from lotj.sim.distributions import initial_snapshot
     from lotj.train.wdatamodule import WDataModule
     from lotj.train.wmodule import WModule
-    from lotj.worker_net import WorkerValueNet
 
     key, value = bad.split("=")
     with pytest.raises(ConfigError, match=key):

@@ -13,8 +13,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.worker_value import wage_curves
-from lotj.nets import ValueNet
-from lotj.worker_net import WorkerValueNet
+from lotj.nets import ValueNet, WorkerValueNet
 
 P = EconomyParams(n_max=6)
 
@@ -152,7 +151,7 @@ def test_needs_an_attached_value_function(gen):
 
 def test_wage_inversion_with_the_surplus_input(gen):
     """The simulator's inversion finds the wage that delivers a value at the edges and inside the set."""
-    from lotj.sim.wages import invert_wage
+    from lotj.sim.wage_inversion import invert_wage
 
     vf = _value_net()
     net = _net(vf, seed=4)

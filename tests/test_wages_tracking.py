@@ -158,7 +158,8 @@ def test_worker_columns_markdown():
 def test_a_new_match_that_breaks_in_its_step_leaves_no_wage():
     """In a simulated run at a coarse step, hires from non-employment break later in their step (late
     breaks): at every step end the wage is set exactly for the employed workers."""
-    from lotj.sim.reference import accept_all_value
+    from reference import accept_all_value
+
     from lotj.sim.simulator import Simulator
     from lotj.sim.wage_tracking import track_wages
 

@@ -10,12 +10,11 @@ from lotj.config import WSolverConfig, load_config
 from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.wages import initial_wage_range
-from lotj.nets import ValueNet, franchise_guess
+from lotj.nets import ValueNet, WorkerValueNet, franchise_guess
 from lotj.sim import simulator as simulator_module
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
 from lotj.train.wmodule import WModule
-from lotj.worker_net import WorkerValueNet
 
 P = EconomyParams(n_max=6)
 
@@ -147,7 +146,7 @@ def test_warm_start_fits_the_frozen_state_oracle(economy):
     oracle falls several-fold, and the entry wage of a hire (the wage that gives W = U) moves from the
     initial guess ``b h`` towards the oracle's Postel-Vinay–Robin entry wage."""
     from lotj.economy.wages import frozen_state_values_from_terms
-    from lotj.sim.wages import invert_wage
+    from lotj.sim.wage_inversion import invert_wage
     from lotj.train.wmodule import terms_of_batch
 
     snap, vf = economy

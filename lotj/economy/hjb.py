@@ -68,7 +68,7 @@ class MeetingDraws:
 
     ``weight_n`` (``[M_N]``) and ``weight_e`` (``[M_E]``), optional: probability weights of the draws
     (each summing to one). The expectations are then weighted sums, exact when the draws are the
-    support of a discrete χ^N or χ^E (:func:`lotj.train.omega.exact_draws`); None means equally
+    support of a discrete χ^N or χ^E (:func:`lotj.sim.meeting_draws.exact_draws`); None means equally
     weighted Monte Carlo draws."""
 
     h_n: Tensor

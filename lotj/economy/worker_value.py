@@ -3,7 +3,7 @@
 ``W_i(S)`` is the present value of the wages of worker ``i`` at firm state ``S``. It depends on the
 worker's own state ``x_i = (h_i, a_i, w_i)`` and on the real state of its firm (``z, q`` and the
 coworkers' ``(h_j, a_j)``), never on coworkers' wages. The W residual (``lotj.economy.wages``), the
-wage inversion (``lotj.sim.wages``) and the panel need, for every worker ``i`` of every firm of a
+wage inversion (``lotj.sim.wage_inversion``) and the panel need, for every worker ``i`` of every firm of a
 batch, all at once:
 
 - ``W_i(S)`` (:meth:`WorkerValueFunction.values`); the learning neighbour ``W_i(H(S))`` with the wage
@@ -14,7 +14,7 @@ batch, all at once:
 Wages are a ``[B, n_max]`` tensor aligned with the firm's slots (``w[k, i]`` is the wage of the
 worker in slot ``i`` of firm ``k``; padding slots hold any finite number).
 
-The network (``lotj.worker_net.WorkerValueNet``) computes the neighbours from a pooled coworker
+The network (``lotj.nets.WorkerValueNet``) computes the neighbours from a pooled coworker
 embedding; :class:`SetFunctionWorkerValue` wraps a plain function of one worker and its explicit
 coworker set and builds every neighbour set explicitly: the naive reference used for oracle values
 and to check the pooled path.

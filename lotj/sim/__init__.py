@@ -6,7 +6,8 @@
 - :mod:`lotj.sim.stats`: statistics of a simulated window; :mod:`lotj.sim.convergence`: the
   stopping rule of the joint loop;
 - :mod:`lotj.sim.panel`: the annual panel and its Parquet files, docs/panel.md;
-- :mod:`lotj.sim.distributions`, :mod:`lotj.sim.samplers`: χ, χ^N, χ^E (with Δ) and Π (Ω, the
-  training distribution built on them, is :mod:`lotj.train.omega`);
-- :mod:`lotj.sim.reference`: analytic value functions for checking the simulator.
+- :mod:`lotj.sim.distributions`: χ, χ^N, χ^E and Π of a snapshot of the economy;
+- :mod:`lotj.sim.market`: the market the value equations integrate over (``Market``: pooled
+  cross-sections, ω, s^N, s^E, the split of firms), with :mod:`lotj.sim.omega` (Ω, the training
+  distribution) and :mod:`lotj.sim.meeting_draws` (the χ^N, χ^E draws and exact sums).
 """

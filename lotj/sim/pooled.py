@@ -48,13 +48,20 @@ class PoolableValue(Protocol):
     def value_from_pool(self, firm: Tensor, pool: Tensor, n: Tensor) -> Tensor: ...
 
 
-def value_device(vf: PoolableValue, default: torch.device) -> torch.device:
-    """The device of the network's parameters (``default`` when it has none)."""
+def value_placement(vf: object) -> tuple[torch.device | None, torch.dtype | None]:
+    """The device and dtype of a value function's parameters (a network), ``(None, None)`` when it has none
+    (a plain set function evaluates wherever its inputs are). The simulator evaluates V there
+    (:meth:`lotj.sim.simulator.Simulator.run_steps`): the one place that puts V's inputs on its device."""
     params = getattr(vf, "parameters", None)
     if params is not None:
         for prm in params():
-            return prm.device
-    return default
+            return prm.device, prm.dtype
+    return None, None
+
+
+def value_device(vf: PoolableValue, default: torch.device) -> torch.device:
+    """The device of the network's parameters (``default`` when it has none)."""
+    return value_placement(vf)[0] or default
 
 
 class PooledValues:
@@ -224,3 +231,7 @@ class PerStepEncoding:
 
     def sparse_neighbours(self, *args: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         return self.net.sparse_neighbours(*args)
+
+    def parameters(self):
+        """The network's parameters (where it lives: :func:`value_placement`)."""
+        return self.net.parameters()

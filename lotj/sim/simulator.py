@@ -65,6 +65,7 @@ from lotj.sim.distributions import EconomySnapshot, initial_snapshot
 from lotj.sim.draws import DrawBuffer
 from lotj.sim.events import (
     EventDraws,
+    StepEvents,
     StepProbabilities,
     admit_in_time_order,
     count_before,
@@ -74,7 +75,8 @@ from lotj.sim.events import (
 )
 from lotj.sim.neighbours import neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
-from lotj.sim.pooled import PoolableValue, PooledValues
+from lotj.sim.phases import Admissions, Decisions, Departures, Meetings, Offers, OfferState, OpenMeetings
+from lotj.sim.pooled import PoolableValue, PooledValues, value_placement
 from lotj.sim.population import Population
 from lotj.sim.stats import Accumulator, SimStatistics, log_h_moments, summarise
 
@@ -166,6 +168,8 @@ class Simulator:
         self._panel: list[pd.DataFrame] | None = None
         self.last_statistics: SimStatistics | None = None
         self.threads = int(threads)
+        #: where V is evaluated: the device and dtype of the value function's parameters, read by
+        #: :meth:`run_steps` (:func:`lotj.sim.pooled.value_placement`); None: the simulator's own
         self.value_device: torch.device | None = None
         self.value_dtype: torch.dtype | None = None
         #: a :class:`lotj.sim.wage_tracking.WageTracker` that sets wages along the path (None: no wages)
@@ -238,7 +242,9 @@ class Simulator:
         return self.last_statistics
 
     def run_steps(self, vf: ValueFunction, steps: int) -> None:
-        """Simulate ``steps`` steps, accumulating into the current statistics window."""
+        """Simulate ``steps`` steps, accumulating into the current statistics window. V is evaluated where
+        ``vf`` lives (the device and dtype of its parameters; the simulator's own for a plain set function)."""
+        self.value_device, self.value_dtype = value_placement(vf)
         previous = torch.get_num_threads()
         if self.threads > 0 and self.device.type == "cpu":
             torch.set_num_threads(self.threads)
@@ -276,6 +282,22 @@ class Simulator:
             self._panel = None
         self.last_statistics = self.statistics()
         return concat_panel(frames)
+
+    def surpluses(
+        self, vf: ValueFunction, deciders: Tensor, movers: Tensor, dests: Tensor, dtype: torch.dtype | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Δ(S, x_i) of the employed ``deciders`` at their firms and Δ(S_k⊕x, x) of worker ``movers[m]`` at
+        firm ``dests[m]`` (below the cap) in the current population, as a step decides them: with a poolable
+        network from its pools, in ``dtype`` (the decision precision; None: the network's own)."""
+        self.value_device, self.value_dtype = value_placement(vf)
+        try:
+            with torch.no_grad():
+                if isinstance(vf, PoolableValue):
+                    self._pooled = PooledValues(vf, self.pop, dtype)
+                own, hire, _ = self._surpluses(vf, deciders, movers, dests)
+        finally:
+            self._pooled = None
+        return own, hire
 
     # ------------------------------------------------------------------- step
     def _surpluses(
@@ -372,33 +394,32 @@ class Simulator:
     def _decide(
         self,
         vf: ValueFunction,
-        di: Tensor,
-        o_w: Tensor,
-        o_d: Tensor,
+        deciders: Tensor,
+        worker: Tensor,
+        firm: Tensor,
         order: Tensor,
         first: Tensor,
         own_row: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Step 5 on the decision state: ``Δ(S, x_i)`` of the deciders ``di`` (employed seats with a λ shock
-        or an outside meeting), and for the meetings of workers ``o_w`` at firms ``o_d`` below the cap
-        (``order``, ``first``: their :func:`lotj.sim.events.time_order`), ``Δ`` of the worker at its own
-        firm (``own_row``: its row in ``di``, −1 when unmatched; 0 then), ``Δ_k`` and the offer, taken at
-        each firm in time order (:meth:`_offers_in_time_order`). One evaluation of V serves all but the
-        rare fifth or later meetings at a firm after an offer."""
+        """Step 5 on the decision state: ``Δ(S, x_i)`` of the ``deciders`` (employed seats with a λ shock or an
+        outside meeting), and for the meetings of ``worker`` at ``firm`` below the cap (``order``, ``first``:
+        their :func:`lotj.sim.events.time_order`), ``Δ`` of the worker at its own firm (``own_row``: its row in
+        ``deciders``, −1 when unmatched; 0 then), ``Δ_k`` and the offer, taken at each firm in time order
+        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fifth or later meetings at
+        a firm after an offer. Returns ``(Δ of the deciders, Δ at the own firm, Δ_k, offer)``."""
+        open_m = OpenMeetings(worker, firm, order, first)
         dev = self.device
-        tables, combos, top = self._early_meetings(first, order)
-        if di.numel() or o_w.numel():
-            delta_di, delta_o, v_early = self._surpluses(vf, di, o_w, o_d, combos)
+        tables, combos, top = self._early_meetings(open_m.first, open_m.order)
+        if deciders.numel() or open_m.worker.numel():
+            delta_own, delta_hire, v_early = self._surpluses(vf, deciders, open_m.worker, open_m.firm, combos)
         else:
-            delta_di = delta_o = v_early = torch.zeros(0, dtype=self.dtype, device=dev)
-        if di.numel():
-            own_o = torch.where(own_row >= 0, delta_di.index_select(0, own_row.clamp_min(0)), 0.0)
+            delta_own = delta_hire = v_early = torch.zeros(0, dtype=self.dtype, device=dev)
+        if deciders.numel():
+            own_delta = torch.where(own_row >= 0, delta_own.index_select(0, own_row.clamp_min(0)), 0.0)
         else:
-            own_o = torch.zeros(o_w.numel(), dtype=self.dtype, device=dev)
-        delta_o, offer_o = self._offers_in_time_order(
-            vf, o_w, o_d, own_o, delta_o, order, first, (tables, top), v_early
-        )
-        return delta_di, own_o, delta_o, offer_o
+            own_delta = torch.zeros(open_m.worker.numel(), dtype=self.dtype, device=dev)
+        delta_hire, offer = self._offers_in_time_order(vf, open_m, own_delta, delta_hire, (tables, top), v_early)
+        return delta_own, own_delta, delta_hire, offer
 
     def _early_meetings(self, first: Tensor, order: Tensor) -> tuple[list[Tensor], Tensor, int]:
         """The second to ``SPECULATIVE_RANK + 1``-th meetings of the step at each firm (time order) and the
@@ -425,232 +446,301 @@ class Simulator:
     def _offers_in_time_order(
         self,
         vf: ValueFunction,
-        o_w: Tensor,
-        o_d: Tensor,
-        own_o: Tensor,
-        delta_o: Tensor,
-        order: Tensor,
-        first: Tensor,
+        open_m: OpenMeetings,
+        own_delta: Tensor,
+        delta_hire: Tensor,
         early: tuple[list[Tensor], int],
         v_early: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        """The offers of the meetings ``o_w`` (workers) at ``o_d`` (firms below the cap), taken at each firm
-        in time order (``order``, ``first``: :func:`lotj.sim.events.time_order`; docs/simulator.md, step 5):
-        a meeting is decided on the decision state plus the workers the firm offered earlier in the step,
+        """The offers of the open meetings, taken at each firm in time order (docs/simulator.md, step 5): a
+        meeting is decided on the decision state plus the workers the firm offered earlier in the step,
         ``Δ_k = V(S_k⊕P⊕x) − V(S_k⊕P) − U(x)``. Where those offers fill the firm (``S_k⊕P`` at the cap) it
         keeps its decision on the decision state: the cap rule of step 7 then admits it only where a
         departure of the step freed a slot before it.
 
-        ``delta_o``: ``Δ_k`` on the decision state (``P = ∅``); ``own_o``: ``Δ`` of each worker at its own
-        firm (0 off the job); ``early``: the tables of the early meetings at each firm and the highest
+        ``delta_hire``: ``Δ_k`` on the decision state (``P = ∅``); ``own_delta``: ``Δ`` of each worker at its
+        own firm (0 off the job); ``early``: the tables of the early meetings at each firm and the highest
         rank (:meth:`_early_meetings`); ``v_early``: V of their firm states (−∞ beyond the cap). The early
-        meetings are decided rank by rank from them; a later meeting after an offer is evaluated apart,
-        and again while an earlier decision at its firm changes. The result is the sequential one.
-        Returns ``(Δ_k, offer)``."""
-        threshold = own_o.clamp_min(0.0)
-        offer = delta_o > threshold
+        meetings are decided rank by rank from them (:meth:`_early_offers`); a later meeting after an offer
+        is evaluated apart, and again while an earlier decision at its firm changes (:meth:`_later_offers`).
+        The result is the sequential one. Returns ``(Δ_k, offer)``."""
+        threshold = own_delta.clamp_min(0.0)  # max{Δ, 0}: B > 0 iff Δ_k exceeds it (MODEL.md section 4)
+        offer = delta_hire > threshold
         tables, top = early
         if top == 0:
-            return delta_o, offer
-        on_state, delta_o = delta_o, delta_o.clone()  # Δ_k on the decision state, and as decided
-        uh = self.params.unemployment_coef * self.pop.h.index_select(0, o_w)
+            return delta_hire, offer
+        u_h = self.params.unemployment_coef * self.pop.h.index_select(0, open_m.worker)  # U(x)
+        state = OfferState(threshold, delta_hire, delta_hire.clone(), offer, u_h)
+        self._early_offers(state, tables, v_early)
+        if top > SPECULATIVE_RANK:
+            self._later_offers(vf, open_m, state)
+        return state.delta, state.offer
+
+    def _early_offers(self, state: OfferState, tables: list[Tensor], v_early: Tensor) -> None:
+        """The second to ``SPECULATIVE_RANK + 1``-th meetings at each firm, rank by rank, from the values of
+        their tables (:meth:`_early_meetings`): each is decided with the set of earlier meetings that offered."""
         start = 0
         for r, table in enumerate(tables, start=1):
             sets = 2**r - 1  # the non-empty sets of earlier meetings
-            m = table[:, 0, r]  # the meeting
+            meeting = table[:, 0, r]
             values = v_early[start : start + table.shape[0] * 2 * sets].view(-1, 2 * sets)
             start += values.numel()
             # the set of earlier meetings that offered, as a column of the table (−1: none)
-            offered = offer.index_select(0, table[:, 0, :r].reshape(-1)).view(-1, r).long()
+            offered = state.offer.index_select(0, table[:, 0, :r].reshape(-1)).view(-1, r).long()
             subset = (offered * self._bits[:r]).sum(1) - 1
             col = subset.clamp_min(0).unsqueeze(1)
-            with_x = values.gather(1, col).squeeze(1)
-            d = with_x - values.gather(1, col + sets).squeeze(1) - uh.index_select(0, m)
+            v_with_x = values.gather(1, col).squeeze(1)  # V(S_k⊕P⊕x)
+            delta_k = v_with_x - values.gather(1, col + sets).squeeze(1) - state.u_h.index_select(0, meeting)
             # decided on the decision state where none offered before, or where the offers fill the firm
-            after = (subset >= 0) & (with_x > -math.inf)
+            after = (subset >= 0) & (v_with_x > -math.inf)
             self.acc.count("after_offer", after.sum())
-            d = torch.where(after, d, on_state.index_select(0, m))
-            delta_o.index_copy_(0, m, d)
-            offer.index_copy_(0, m, d > threshold.index_select(0, m))
-        if top <= SPECULATIVE_RANK:
-            return delta_o, offer
-        later = torch.arange(o_d.numel(), device=o_d.device) - first > SPECULATIVE_RANK  # the later meetings
-        changed = offer.index_select(0, order)
+            delta_k = torch.where(after, delta_k, state.on_state.index_select(0, meeting))
+            state.delta.index_copy_(0, meeting, delta_k)
+            state.offer.index_copy_(0, meeting, delta_k > state.threshold.index_select(0, meeting))
+
+    def _later_offers(self, vf: ValueFunction, open_m: OpenMeetings, state: OfferState) -> None:
+        """The meetings beyond the early ranks at a firm: each one after an offer of its firm is decided again
+        with the firm's earlier offers P, ``Δ_k = V(S_k⊕P⊕x) − V(S_k⊕P) − U(x)``, until no decision changes."""
+        order, first = open_m.order, open_m.first
+        later = torch.arange(open_m.firm.numel(), device=open_m.firm.device) - first > SPECULATIVE_RANK
+        changed = state.offer.index_select(0, order)
         while True:
             dirty = ((count_before(first, changed) > 0) & later).nonzero().squeeze(1)  # sorted positions
             if dirty.numel() == 0:
-                self.acc.count("after_offer", (self._after_offers(o_d, order, first, offer) & later).sum())
-                return delta_o, offer
-            row, pos = earlier_flagged(first, offer.index_select(0, order), dirty)
-            md = order.index_select(0, dirty)  # the meetings to decide again
-            k = md.numel()
+                after = self._after_offers(open_m.firm, order, first, state.offer) & later
+                self.acc.count("after_offer", after.sum())
+                return
+            row, pos = earlier_flagged(first, state.offer.index_select(0, order), dirty)
+            again = order.index_select(0, dirty)  # the meetings to decide again
+            k = again.numel()
             # each one's earlier offers P (ascending rows), as rows of a table: S⊕P and S⊕P⊕x
             counts = torch.bincount(row, minlength=k)
-            within = torch.arange(row.numel(), device=row.device) - (torch.cumsum(counts, 0) - counts).index_select(
-                0, row
-            )
-            without = torch.full((k, int(counts.max()) + 1), -1, dtype=order.dtype, device=order.device)
-            without[row, within] = order.index_select(0, pos)
-            with_x = without.clone()
-            with_x[torch.arange(k, device=md.device), counts] = md
+            starts = (torch.cumsum(counts, 0) - counts).index_select(0, row)
+            within = torch.arange(row.numel(), device=row.device) - starts
+            without_x = torch.full((k, int(counts.max()) + 1), -1, dtype=order.dtype, device=order.device)
+            without_x[row, within] = order.index_select(0, pos)
+            with_x = without_x.clone()
+            with_x[torch.arange(k, device=again.device), counts] = again
             self.acc.count("value_evaluations", 2 * k)
-            v = self._combo_values(vf, o_d.index_select(0, md).repeat(2), o_w, torch.cat([with_x, without]))
+            firms = open_m.firm.index_select(0, again).repeat(2)
+            v = self._combo_values(vf, firms, open_m.worker, torch.cat([with_x, without_x]))
             # where the earlier offers fill the firm, the decision on the decision state
-            delta_m = torch.where(
-                v[:k] > -math.inf, v[:k] - v[k:] - uh.index_select(0, md), on_state.index_select(0, md)
+            delta_k = torch.where(
+                v[:k] > -math.inf,
+                v[:k] - v[k:] - state.u_h.index_select(0, again),
+                state.on_state.index_select(0, again),
             )
-            offer_m = delta_m > threshold.index_select(0, md)
-            changed = torch.zeros_like(changed).index_copy_(0, dirty, offer_m != offer.index_select(0, md))
-            delta_o.index_copy_(0, md, delta_m)
-            offer.index_copy_(0, md, offer_m)
+            offer_k = delta_k > state.threshold.index_select(0, again)
+            changed = torch.zeros_like(changed).index_copy_(0, dirty, offer_k != state.offer.index_select(0, again))
+            state.delta.index_copy_(0, again, delta_k)
+            state.offer.index_copy_(0, again, offer_k)
 
     def _step(self, vf: ValueFunction) -> None:
-        """One step (module docstring). The bookkeeping works on compact index arrays of the workers
-        with an event (a step touches few workers), with one compaction per selection."""
-        p, pop, acc = self.params, self.pop, self.acc
-        n_max = p.n_max
-        dev = self.device
+        """One step (module docstring), phase by phase. A step touches few workers: the phases work on compact
+        index arrays of the workers with an event (:mod:`lotj.sim.phases`), with one compaction per selection."""
+        pop = self.pop
         employed = pop.firm >= 0
-        if self._moments is not None:
-            acc.sample_moments(pop.size, employed, self._moments)
-        else:
-            acc.sample(pop.size, employed, pop.h)
-        ev = self.draws.draw(employed, pop.size, self.gen)
-
-        # 2. firm deaths: newborn empty firms from G_f. ``free_from`` is the time from which a seat's
-        # worker is unmatched after steps 2–4 (0 for a dying firm's workers, the retirement's or the
-        # break's time): before it the seat has no other event (priority rule), after it only meetings
-        # as an unmatched worker. −1: no event of steps 2–4.
-        free_from = torch.full((pop.n_workers,), -1.0, dtype=torch.float64, device=dev)
-        if ev.death.numel():
-            z, q = self.new_firms.take(ev.death.numel())
-            free_from.index_fill_(0, pop.replace_firms(ev.death, z, q), 0.0)
-            if self._pooled is not None:
-                self._pooled.refresh_firms(pop, ev.death)
-            acc.count("deaths", ev.death.numel())
-        free_from.index_copy_(0, ev.retire, ev.retire_t)
-        # learning (step 8) acts here in even steps, on the workforce at the start less the deaths, and the
-        # step's decisions see it; in odd steps it acts at the end of the step
+        self._sample_statistics(employed)
+        ev = self.draws.draw(employed, pop.size, self.gen)  # 1. the step's events, from the start state
+        free_from = self._firm_deaths(ev)  # 2.
+        # 8. learning acts here in even steps, on the workforce at the start less the deaths, and the step's
+        # decisions see it; in odd steps it acts at the end of the step
         learn_early = self.step_count % 2 == 0
         learned = self._learn(ev.learn) if learn_early and ev.learn.numel() else None  # re-encoded below
         start_size = pop.size.clone()  # the size path of the admission rule starts here (step 7)
-        # 3. retirements: new unmatched workers from G_w (a departure from the firm at its time)
-        retiring = ev.retire
-        gone = (pop.firm.index_select(0, retiring) >= 0).nonzero().squeeze(1)
-        ret_emp = retiring.index_select(0, gone)
-        ret_firm, ret_t = pop.firm.index_select(0, ret_emp), ev.retire_t.index_select(0, gone)
-        # 4. match breaks (a departure at its time); retirees and breaks leave their firms together
-        live_brk = (free_from.index_select(0, ev.brk) < 0).nonzero().squeeze(1)
-        breaking, brk_t = ev.brk.index_select(0, live_brk), ev.brk_t.index_select(0, live_brk)
-        brk_firm = pop.firm.index_select(0, breaking)
-        pop.detach(torch.cat([ret_emp, breaking]), torch.cat([ret_firm, brk_firm]))
-        if retiring.numel():
-            h, a = self.new_workers.take(retiring.numel())
-            pop.renew_workers(retiring, h, a)
-            acc.count("retirements", retiring.numel())
-        acc.count("breaks", breaking.numel())
-        free_from.index_copy_(0, breaking, brk_t)
+        retired, broken = self._retirements_and_breaks(ev, free_from)  # 3., 4.
         if learn_early:  # the early learning and the retired seats' new workers, re-encoded in one go
-            self._refresh_workers(retiring if learned is None else torch.cat([learned, retiring]))
+            self._refresh_workers(ev.retire if learned is None else torch.cat([learned, ev.retire]))
+        meetings = self._live_meetings(ev, free_from, refresh_renewed=not learn_early)
+        decisions, open_m, offers = self._decisions(vf, ev, free_from, meetings)  # 5.
+        if self.wage_tracker is not None:
+            self._wage_decisions(meetings, decisions, open_m, offers)
+        separated = self._separations(decisions)  # 6.
+        admitted = self._admissions(meetings, offers, (retired, broken, separated), start_size)  # 7.
+        self._arrivals(meetings, separated, admitted)
+        if not learn_early:  # 8. H on the workforce after the moves, re-encoded with the retired seats
+            changed = torch.cat([ev.retire, self._learn(ev.learn)]) if ev.learn.numel() else ev.retire
+            self._refresh_workers(changed)
+        self.acc.flush()
+        self.step_count += 1
+        if self.step_count % self.spy == 0:
+            self._record_annual()
 
-        # 5. decisions on the decision state (compact index arrays: a step touches few workers)
-        live_reneg = (free_from.index_select(0, ev.reneg) < 0).nonzero().squeeze(1)
-        reneg_w, reneg_t = ev.reneg.index_select(0, live_reneg), ev.reneg_t.index_select(0, live_reneg)
+    def _sample_statistics(self, employed: Tensor) -> None:
+        """The statistics of the step's start state (:mod:`lotj.sim.stats`)."""
+        if self._moments is not None:
+            self.acc.sample_moments(self.pop.size, employed, self._moments)
+        else:
+            self.acc.sample(self.pop.size, employed, self.pop.h)
+
+    def _firm_deaths(self, ev: StepEvents) -> Tensor:
+        """Step 2, firm deaths (δ_f, MODEL.md section 1): the workers become unmatched (h unchanged) and a newborn
+        empty firm from G_f takes the firm's place. Returns ``free_from`` per seat, the time from which its
+        worker is unmatched after steps 2–4 (0 for a dying firm's workers; retirements and breaks set theirs):
+        before it the seat has no other event (priority rule), after it only meetings as an unmatched worker.
+        −1: no event of steps 2–4."""
+        pop = self.pop
+        free_from = torch.full((pop.n_workers,), -1.0, dtype=torch.float64, device=self.device)
+        if ev.death.numel():
+            z, q = self.new_firms.take(ev.death.numel())  # newborn firms from G_f
+            free_from.index_fill_(0, pop.replace_firms(ev.death, z, q), 0.0)
+            if self._pooled is not None:
+                self._pooled.refresh_firms(pop, ev.death)
+            self.acc.count("deaths", ev.death.numel())
+        return free_from
+
+    def _retirements_and_breaks(self, ev: StepEvents, free_from: Tensor) -> tuple[Departures, Departures]:
+        """Steps 3 and 4 (MODEL.md section 1): a retirement (δ_r) gives the seat a new unmatched worker from G_w;
+        a match break (δ_m) makes the worker unmatched, unless a firm death freed it first (priority rule).
+        Each is a departure from the firm at its time; ``free_from`` records the times."""
+        pop = self.pop
+        free_from.index_copy_(0, ev.retire, ev.retire_t)
+        retiring = ev.retire
+        gone = (pop.firm.index_select(0, retiring) >= 0).nonzero().squeeze(1)  # retirees who leave a firm
+        leaving = retiring.index_select(0, gone)
+        retired = Departures(leaving, pop.firm.index_select(0, leaving), ev.retire_t.index_select(0, gone))
+        live = (free_from.index_select(0, ev.brk) < 0).nonzero().squeeze(1)
+        breaking = ev.brk.index_select(0, live)
+        broken = Departures(breaking, pop.firm.index_select(0, breaking), ev.brk_t.index_select(0, live))
+        pop.detach(torch.cat([retired.workers, broken.workers]), torch.cat([retired.firms, broken.firms]))
+        if retiring.numel():
+            h, a = self.new_workers.take(retiring.numel())  # new workers from G_w
+            pop.renew_workers(retiring, h, a)
+            self.acc.count("retirements", retiring.numel())
+        self.acc.count("breaks", breaking.numel())
+        free_from.index_copy_(0, breaking, broken.times)
+        return retired, broken
+
+    def _live_meetings(self, ev: StepEvents, free_from: Tensor, refresh_renewed: bool) -> Meetings:
+        """The step's meetings thinned by the met worker's status at their time (MODEL.md section 3: an
+        unmatched worker meets at ψ^N, an employed one at ψ^E): a seat unmatched since ``free_from`` keeps its
+        later meetings at the unmatched rate, a seat employed throughout at the employed rate. A meeting with
+        the worker's own firm is void (section 10) and dropped. ``refresh_renewed``: a retired seat's new
+        worker can meet a firm later in the step; its pool terms are brought up to date now."""
+        pop = self.pop
         own_all = pop.firm.index_select(0, ev.meeters)
-        # meetings thinned by the status at their time: a seat unmatched since free_from keeps its later
-        # meetings at the unmatched rate; a seat employed throughout (own firm >= 0) at the employed rate
         t_free = free_from.index_select(0, ev.meeters)
         live = (t_free < 0) | ((ev.meet_t > t_free) & (ev.meet_u < self.draws.thin_n))
         if self.draws.thin_e < 1.0:
             live &= (t_free >= 0) | (own_all < 0) | (ev.meet_u < self.draws.thin_e)
         kept = (live & (ev.dest != own_all)).nonzero().squeeze(1)  # live meetings, void ones dropped
-        acc.count("void_meetings", live.sum() - kept.numel())
-        mw, md = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
-        if not learn_early and retiring.numel() and self._pooled is not None:
-            # a retired seat's new worker can meet a firm later in the step (priority rule): its terms now
-            renewed = mw.index_select(0, torch.isin(mw, retiring).nonzero().squeeze(1))
+        self.acc.count("void_meetings", live.sum() - kept.numel())
+        worker, firm = ev.meeters.index_select(0, kept), ev.dest.index_select(0, kept)
+        if refresh_renewed and ev.retire.numel() and self._pooled is not None:
+            renewed = worker.index_select(0, torch.isin(worker, ev.retire).nonzero().squeeze(1))
             if renewed.numel():
                 self._pooled.refresh_workers(pop, renewed)
-        mt, own_firm = ev.meet_t.index_select(0, kept), own_all.index_select(0, kept)
-        m_emp = own_firm >= 0
-        ei = m_emp.nonzero().squeeze(1)  # outside meetings of employed workers
-        acc.count("meetings_e", ei.numel())
-        acc.count("meetings_n", mw.numel() - ei.numel())
-        acc.count("reneg_shocks", reneg_w.numel())
+        own_firm = own_all.index_select(0, kept)
+        is_open = pop.size.index_select(0, firm) < self.params.n_max  # a firm at the cap makes no offer
+        open_rows = is_open.nonzero().squeeze(1)
+        self.acc.count("cap_blocked", worker.numel() - open_rows.numel())
+        time = ev.meet_t.index_select(0, kept)
+        return Meetings(worker, firm, time, own_firm, own_firm >= 0, is_open, open_rows)
 
-        meet_e = mw.index_select(0, ei)
+    def _decisions(
+        self, vf: ValueFunction, ev: StepEvents, free_from: Tensor, meetings: Meetings
+    ) -> tuple[Decisions, OpenMeetings, Offers]:
+        """Step 5 on the decision state (MODEL.md section 4): the deciders are the employed seats with a live λ
+        shock or an outside meeting, Δ(S, x_i) each; the open meetings (at a firm below the cap: a firm at the
+        cap makes no offer, section 10) get Δ_k and an offer, in time order at each firm (:meth:`_decide`)."""
+        acc, dev = self.acc, self.device
+        live = (free_from.index_select(0, ev.reneg) < 0).nonzero().squeeze(1)
+        renegotiating, reneg_t = ev.reneg.index_select(0, live), ev.reneg_t.index_select(0, live)
+        on_job = meetings.employed.nonzero().squeeze(1)  # outside meetings of employed workers
+        acc.count("meetings_e", on_job.numel())
+        acc.count("meetings_n", meetings.worker.numel() - on_job.numel())
+        acc.count("reneg_shocks", renegotiating.numel())
         # ascending seats with a λ shock or an outside meeting; a decision's time is its meeting's, else its shock's
-        di, di_inv = torch.unique(torch.cat([reneg_w, meet_e]), return_inverse=True)
-        at = di_inv[reneg_w.numel() :]  # each outside meeting's row in di
-        di_t = torch.empty(di.numel(), dtype=mt.dtype, device=dev)
-        di_t.index_copy_(0, di_inv[: reneg_w.numel()], reneg_t)
-        di_t.index_copy_(0, at, mt.index_select(0, ei))
-        open_ = pop.size.index_select(0, md) < n_max
-        oi = open_.nonzero().squeeze(1)  # meetings at a firm below the cap: they get a decision
-        acc.count("cap_blocked", mw.numel() - oi.numel())
-        o_w, o_d, o_t = mw.index_select(0, oi), md.index_select(0, oi), mt.index_select(0, oi)
-        own_row = torch.full((mw.numel(),), -1, dtype=torch.long, device=dev).index_copy_(0, ei, at)
-        order, first = time_order(o_d, o_t)  # each firm's meetings in time order
-        delta_di, own_o, delta_o, offer_o = self._decide(vf, di, o_w, o_d, order, first, own_row.index_select(0, oi))
-        if self.wage_tracker is not None:
-            self._wage_decisions(reneg_w, di, delta_di, mw, md, m_emp, open_, oi, delta_o, offer_o, o_d, order, first)
+        met_on_job = meetings.worker.index_select(0, on_job)
+        deciders, inverse = torch.unique(torch.cat([renegotiating, met_on_job]), return_inverse=True)
+        meeting_row = inverse[renegotiating.numel() :]  # each outside meeting's row in deciders
+        time = torch.empty(deciders.numel(), dtype=meetings.time.dtype, device=dev)
+        time.index_copy_(0, inverse[: renegotiating.numel()], reneg_t)
+        time.index_copy_(0, meeting_row, meetings.time.index_select(0, on_job))
+        rows = meetings.open_rows
+        worker, firm, t = (x.index_select(0, rows) for x in (meetings.worker, meetings.firm, meetings.time))
+        open_m = OpenMeetings(worker, firm, *time_order(firm, t))
+        own_row = torch.full((meetings.worker.numel(),), -1, dtype=torch.long, device=dev).index_copy_(
+            0, on_job, meeting_row
+        )
+        delta_own, own_delta, delta_hire, offer = self._decide(
+            vf, deciders, worker, firm, open_m.order, open_m.first, own_row.index_select(0, rows)
+        )
+        return (
+            Decisions(renegotiating, deciders, time, delta_own, meeting_row),
+            open_m,
+            Offers(own_delta, delta_hire, offer),
+        )
 
-        # 6. separations: Δ < 0 at a λ shock or an outside meeting (a departure at its time)
-        ni = (delta_di < 0).nonzero().squeeze(1)
-        at_meeting = torch.zeros(di.numel(), dtype=torch.bool, device=dev).index_fill_(0, at, True)
-        n_meet_sep = at_meeting.index_select(0, ni).sum()
-        acc.count("reneg_separations", ni.numel() - n_meet_sep)
-        acc.count("meeting_separations", n_meet_sep)
-        leaving, leave_t = di.index_select(0, ni), di_t.index_select(0, ni)
-        leave_firm = pop.firm.index_select(0, leaving)
-        # the leavers' slots are freed below, with those of the workers who move out (no state is read between)
+    def _separations(self, d: Decisions) -> Departures:
+        """Step 6: an employed worker with Δ(S, x_i) < 0 at a λ shock or an outside meeting leaves its firm
+        (MODEL.md section 4; a worker with both is one separation), a departure at the decision's time."""
+        quits = (d.delta_own < 0).nonzero().squeeze(1)
+        at_meeting = torch.zeros(d.deciders.numel(), dtype=torch.bool, device=self.device)
+        n_at_meeting = at_meeting.index_fill_(0, d.meeting_row, True).index_select(0, quits).sum()
+        self.acc.count("reneg_separations", quits.numel() - n_at_meeting)
+        self.acc.count("meeting_separations", n_at_meeting)
+        leaving = d.deciders.index_select(0, quits)
+        # their slots are freed in step 7, with those of the workers who move out (no state is read between)
+        return Departures(leaving, self.pop.firm.index_select(0, leaving), d.time.index_select(0, quits))
 
-        # 7. arrivals: meetings at firms below the cap, with the step's departures, in time order per firm
-        out_w, out_firm = leaving[:0], leave_firm[:0]
-        if oi.numel():
-            n_o = oi.numel()
-            o_emp = m_emp.index_select(0, oi)
-            o_own = own_firm.index_select(0, oi)
-            firms = torch.cat([o_d, ret_firm, brk_firm, leave_firm])
-            times = torch.cat([o_t, ret_t, brk_t, leave_t])
-            steps = torch.cat([offer_o.to(torch.int64), torch.full((firms.numel() - n_o,), -1, device=dev)])
-            full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
-            # workers who move out free their slot at their meeting's time: a second pass with them
-            # (an employed mover with Δ ≥ 0 still holds its slot; one with Δ < 0 left in step 6). Only where
-            # the first pass found a firm at the cap: with none, more departures change no admission
-            can_move_out = o_emp & (own_o >= 0)
-            stay_mover = (admitted & can_move_out).nonzero().squeeze(1)
-            if stay_mover.numel() and bool(full.any()):
-                firms = torch.cat([firms, o_own.index_select(0, stay_mover)])
-                times = torch.cat([times, o_t.index_select(0, stay_mover)])
-                steps = torch.cat([steps, torch.full((stay_mover.numel(),), -1, device=dev)])
-                full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_o)
-            acc.count("cap_refused", full.sum())
-            ai = admitted.nonzero().squeeze(1)
-            aw, ad, rank, from_job = (x.index_select(0, ai) for x in (o_w, o_d, rank, o_emp))
-            n_poach = from_job.sum()
-            acc.count("poaches", n_poach)
-            acc.count("hires", aw.numel() - n_poach)
-            moving_out = (admitted & can_move_out).nonzero().squeeze(1)
-            out_w, out_firm = o_w.index_select(0, moving_out), o_own.index_select(0, moving_out)
-        pop.detach(torch.cat([leaving, out_w]), torch.cat([leave_firm, out_firm]))
-        if oi.numel():
-            pop.attach(aw, ad, nth_free_slot(pop.slot_worker.index_select(0, ad) < 0, rank))
-
+    def _arrivals(self, meetings: Meetings, separated: Departures, adm: Admissions | None) -> None:
+        """Step 7, the moves: the ``separated`` workers and those who move out leave their firms, the admitted
+        offers (:meth:`_admissions`) join theirs (employed workers move, unmatched ones are hired), and a hire
+        from non-employment may break in the rest of the step (:meth:`_late_breaks`)."""
+        pop = self.pop
+        out_w, out_firm = separated.workers[:0], separated.firms[:0]
+        if adm is not None:
+            moving_out = meetings.open_rows.index_select(0, adm.moving_out)
+            out_w, out_firm = meetings.worker.index_select(0, moving_out), meetings.own_firm.index_select(0, moving_out)
+        pop.detach(torch.cat([separated.workers, out_w]), torch.cat([separated.firms, out_firm]))
+        if adm is not None:
+            pop.attach(adm.workers, adm.firms, nth_free_slot(pop.slot_worker.index_select(0, adm.firms) < 0, adm.rank))
         if self.wage_tracker is not None:
             self.wage_tracker.on_moves(pop)
-        if oi.numel():
-            self._late_breaks(aw, from_job, o_t.index_select(0, ai))
+        if adm is not None:
+            self._late_breaks(adm.workers, adm.from_job, adm.times)
 
-        # 8. learning in odd steps: H on the workforce after the moves, re-encoded with the retired seats
-        if not learn_early:
-            changed = torch.cat([retiring, self._learn(ev.learn)]) if ev.learn.numel() else retiring
-            self._refresh_workers(changed)
-
-        acc.flush()
-        self.step_count += 1
-        if self.step_count % self.spy == 0:
-            self._record_annual()
+    def _admissions(
+        self,
+        meetings: Meetings,
+        offers: Offers,
+        departures: tuple[Departures, Departures, Departures],
+        start_size: Tensor,
+    ) -> Admissions | None:
+        """Step 7, the cap rule (:func:`lotj.sim.events.admit_in_time_order`): at each firm, its open meetings and
+        the step's ``departures`` (retirements, breaks, separations) in time order from ``start_size``; an offer
+        is admitted iff the firm is below the cap at its time. Workers who move out free their slot at their
+        meeting's time: a second pass with them (an employed mover with Δ ≥ 0 still holds its slot; one with
+        Δ < 0 left in step 6), only where the first pass found a firm at the cap (with none, more departures
+        change no admission). None without open meetings."""
+        rows = meetings.open_rows
+        if rows.numel() == 0:
+            return None
+        dev, n_max, n_open = self.device, self.params.n_max, rows.numel()
+        worker, firm, time, from_job, own_firm = (
+            x.index_select(0, rows)
+            for x in (meetings.worker, meetings.firm, meetings.time, meetings.employed, meetings.own_firm)
+        )
+        firms = torch.cat([firm, *(x.firms for x in departures)])
+        times = torch.cat([time, *(x.times for x in departures)])
+        steps = torch.cat([offers.offer.to(torch.int64), torch.full((firms.numel() - n_open,), -1, device=dev)])
+        full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_open)
+        can_move_out = from_job & (offers.own_delta >= 0)
+        stay_mover = (admitted & can_move_out).nonzero().squeeze(1)
+        if stay_mover.numel() and bool(full.any()):
+            firms = torch.cat([firms, own_firm.index_select(0, stay_mover)])
+            times = torch.cat([times, time.index_select(0, stay_mover)])
+            steps = torch.cat([steps, torch.full((stay_mover.numel(),), -1, device=dev)])
+            full, admitted, rank = admit_in_time_order(firms, times, steps, start_size, n_max, n_open)
+        self.acc.count("cap_refused", full.sum())
+        adm = admitted.nonzero().squeeze(1)
+        workers, new_firms, rank, job = (x.index_select(0, adm) for x in (worker, firm, rank, from_job))
+        n_poach = job.sum()
+        self.acc.count("poaches", n_poach)
+        self.acc.count("hires", workers.numel() - n_poach)
+        moving_out = (admitted & can_move_out).nonzero().squeeze(1)
+        return Admissions(workers, new_firms, rank, job, time.index_select(0, adm), moving_out)
 
     def _learn(self, firms: Tensor) -> Tensor:
         """The learning event H on the whole workforce of each of ``firms`` (MODEL.md section 2); returns
@@ -694,34 +784,23 @@ class Simulator:
             if self.wage_tracker is not None:
                 self.wage_tracker.on_separations(late)
 
-    def _wage_decisions(
-        self,
-        reneg_w: Tensor,
-        di: Tensor,
-        delta_di: Tensor,
-        mw: Tensor,
-        md: Tensor,
-        m_emp: Tensor,
-        open_: Tensor,
-        oi: Tensor,
-        delta_o: Tensor,
-        offer_o: Tensor,
-        o_d: Tensor,
-        order: Tensor,
-        first: Tensor,
-    ) -> None:
+    def _wage_decisions(self, meetings: Meetings, d: Decisions, open_m: OpenMeetings, offers: Offers) -> None:
         """The step's decisions in the wage tracker's per-seat form (:meth:`WageTracker.on_decisions`), with
         the meetings that came after an offer of the same firm in the step."""
         pop, dev = self.pop, self.device
         reneg = torch.zeros(pop.n_workers, dtype=torch.bool, device=dev)
-        reneg[reneg_w] = True
+        reneg[d.renegotiating] = True
         delta_own = torch.zeros(pop.n_workers, dtype=self.dtype, device=dev)
-        delta_own[di] = delta_di
-        delta_k = torch.full((mw.numel(),), -math.inf, dtype=self.dtype, device=dev)
-        delta_k[oi] = delta_o
-        after = torch.zeros(mw.numel(), dtype=torch.bool, device=dev)
-        after[oi[order]] = self._after_offers(o_d, order, first, offer_o)
-        self.wage_tracker.on_decisions(pop, reneg, delta_own, mw, md, m_emp, open_, delta_k, after)
+        delta_own[d.deciders] = d.delta_own
+        delta_k = torch.full((meetings.worker.numel(),), -math.inf, dtype=self.dtype, device=dev)
+        delta_k[meetings.open_rows] = offers.delta_hire
+        after = torch.zeros(meetings.worker.numel(), dtype=torch.bool, device=dev)
+        after[meetings.open_rows[open_m.order]] = self._after_offers(
+            open_m.firm, open_m.order, open_m.first, offers.offer
+        )
+        self.wage_tracker.on_decisions(
+            pop, reneg, delta_own, meetings.worker, meetings.firm, meetings.employed, meetings.is_open, delta_k, after
+        )
 
     def _record_annual(self) -> None:
         """An annual date: EN/NE transitions since the previous one and the panel rows if recording."""

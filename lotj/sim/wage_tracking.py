@@ -12,7 +12,7 @@ step (the wiring is in docs/wages.md):
    gets an offer is hired at ``U``. Each outcome resets the value to a target ``T`` at its post-event
    state ``S'`` built from the decision state, as the simulator builds its decisions: ``S`` for a
    renegotiation or a counter-offer, ``S_k⊕x`` for a hire or a poach. The new wage solves
-   ``W_i(S'; w) = T`` (:func:`lotj.sim.wages.invert_wage`), all of the step's resets in one vectorised
+   ``W_i(S'; w) = T`` (:func:`lotj.sim.wage_inversion.invert_wage`), all of the step's resets in one vectorised
    inversion.
 2. :meth:`WageTracker.on_moves` after the step's separations and arrivals, before learning (learning
    changes no wage): the new wages take effect for the workers that are where their outcome put them. A
@@ -46,7 +46,7 @@ from lotj.economy.value import ValueFunction
 from lotj.economy.wages import Reset, meeting_outcome, renegotiation_outcome
 from lotj.economy.worker_value import WorkerValueFunction, wage_curves
 from lotj.sim.population import Population
-from lotj.sim.wages import invert_wage
+from lotj.sim.wage_inversion import invert_wage
 
 #: The events that reset a wage, by the names used in counters, summaries and the panel's ``last_reset``.
 RESET_CAUSES: dict[Reset, str] = {

@@ -1,27 +1,21 @@
-"""``OmegaDataModule``: firm states from Ω and the Monte Carlo draws of each batch (MODEL.md section 6).
+"""``OmegaDataModule``: the V residual's batches, a thin Lightning adapter over the market (MODEL.md section 6).
 
-The DataModule holds an :class:`~lotj.sim.distributions.EconomySnapshot` (χ, χ^N, χ^E) and its
-meeting rates (pooled over the last ``solver.market_window`` snapshots:
-:meth:`OmegaDataModule.refresh`). Until the simulator refreshes it, the snapshot is the documented
-initial economy
-(:func:`lotj.sim.distributions.initial_snapshot`: firms from G_f with Poisson workforces from G_w,
-the other workers unmatched from G_w), a real starting distribution that the simulator replaces.
+The market (:class:`lotj.sim.market.Market`) holds the simulated cross-sections, the meeting rates, the
+split of firms, the Ω states and the meeting draws; this module only asks it for each epoch's states and
+each batch's draws and packs them into batches. Until the simulator refreshes it, the market holds the
+documented initial economy (:func:`lotj.sim.distributions.initial_snapshot`: firms from G_f with Poisson
+workforces from G_w, the other workers unmatched from G_w), a real starting distribution that the
+simulator replaces.
 
-- **Split**: a share ``solver.heldout_fraction`` of χ's firms (rows of the snapshot) is held out;
-  training states come from the other firms only. The split is drawn once and kept across refreshes
-  (redrawn only if the number of firms changes).
-- **Random streams**: every draw (the split, each epoch's training pool and batches, each epoch's
-  held-out states) comes from a generator seeded from ``(seed, stream, epoch, refresh count)``
-  (:meth:`OmegaDataModule.stream`), never from a running generator. Lightning calls the loaders a
-  different number of times, in a different order, when a run resumes from a checkpoint; with keyed
-  seeds a resumed run draws what the uninterrupted one drew.
+- **Random streams**: every draw comes from the market's keyed stream for ``(seed, stream, epoch,
+  refresh count)`` (:meth:`lotj.sim.market.Market.stream`), never from a running generator. Lightning
+  calls the loaders a different number of times, in a different order, when a run resumes from a
+  checkpoint; with keyed seeds a resumed run draws what the uninterrupted one drew.
 - **Training** (every epoch, ``reload_dataloaders_every_n_epochs=1``): a pool of ``solver.n_omega``
-  states from Ω (:func:`lotj.train.omega.sample_omega`) on the training firms, a share
-  ``solver.explore`` of them replaced by exploration states (:func:`lotj.train.omega.explore_states`;
-  0 by default: Ω as MODEL.md section 6 defines it); ``steps_per_epoch``
-  batches of ``batch_size`` states drawn from it, each with fresh meeting draws (``m_n`` from χ^N,
-  ``m_e`` from χ^E, shared by the batch; a second independent set when ``solver.unbiased``), or with
-  ``solver.exact_sums`` the exact sums over the snapshot's distinct workers (discrete economies).
+  states from Ω on the training firms (a share ``solver.explore`` of exploration states);
+  ``steps_per_epoch`` batches of ``batch_size`` states drawn from it, each with fresh meeting draws
+  (``m_n`` from χ^N, ``m_e`` from χ^E, shared by the batch; a second independent set when
+  ``solver.unbiased``), or with ``solver.exact_sums`` the exact sums over the market.
 - **Held out** (every epoch): ``solver.n_heldout`` fresh Ω states on the held-out firms, in chunks of
   ``batch_size``, each chunk with two independent draw sets of ``m_eval`` per integral, for the
   unbiased scale-free residual (docs/solver.md).
@@ -37,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightning as L
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -46,22 +39,12 @@ from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.sim.distributions import EconomySnapshot, initial_snapshot
-from lotj.train.omega import (
-    DrawSet,
-    MarketOrder,
-    exact_draws,
-    explore_states,
-    market_order,
-    sample_draws,
-    sample_omega,
-)
+from lotj.sim.market import HELDOUT, TRAIN, Market
+from lotj.sim.meeting_draws import DrawSet
 
 Batch = dict[str, Tensor]
 
 _FIRM_KEYS = ("z", "q", "h", "a", "mask")
-
-#: Stream ids of :meth:`OmegaDataModule.stream`.
-SPLIT, TRAIN, HELDOUT = 0, 1, 2
 
 
 @dataclass
@@ -133,11 +116,25 @@ class _Batches(Dataset):
         return self.make(index)
 
 
-class OmegaDataModule(L.LightningDataModule):
-    """Ω states and meeting draws for the V residual (module docstring).
+class FromMarket:
+    """A DataModule attribute that is its market's (``source``) attribute ``name``, read and written through."""
 
-    ``refresh(snapshot)`` replaces χ, χ^N, χ^E and the meeting rates (``snapshot.meeting_rates(p)``);
-    Ω is redrawn for the next epoch.
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj: object, owner: type | None = None) -> object:
+        return self if obj is None else getattr(obj.source, self.name)
+
+    def __set__(self, obj: object, value: object) -> None:
+        setattr(obj.source, self.name, value)
+
+
+class OmegaDataModule(L.LightningDataModule):
+    """Ω states and meeting draws for the V residual, from :attr:`source`, the run's market (module docstring).
+
+    ``refresh(snapshot)`` adds a simulated cross-section to the market; Ω is redrawn for the next epoch.
+    The attributes below read the market: ``market`` (the pooled cross-sections the residual reads),
+    ``rates``, ``history``, ``window``, ``settled``, ``refreshes``, ``train_firms``, ``heldout_firms``.
     """
 
     def __init__(self, cfg: Config, snapshot: EconomySnapshot | None = None):
@@ -145,31 +142,30 @@ class OmegaDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.p: EconomyParams = cfg.economy
         self.solver = cfg.solver
-        #: the last ``solver.market_window`` snapshots, newest first (:attr:`snapshot`), and their pooled market
-        self.history: list[EconomySnapshot] = []
-        self.market: EconomySnapshot | None = None
-        self.rates: MeetingRates | None = None
-        self.train_firms: Tensor | None = None
-        self.heldout_firms: Tensor | None = None
-        self._split_n = -1
-        self._exact: DrawSet | None = None
-        self._order: MarketOrder | None = None
-        self._provisional = False
-        self.refreshes = 0
-        #: snapshots pooled into the market: ``solver.market_window``, or more once :meth:`settle` froze it
-        self.window = max(1, int(self.solver.market_window))
-        #: whether :meth:`settle` froze the market (later :meth:`refresh` calls are refused)
-        self.settled = False
-        #: κ of the stratification key log h + κ log a (:func:`lotj.train.omega.worker_sort_key`)
-        self.kappa = self.p.gamma_e / self.p.outflow_rate
+        #: the market the batches come from
+        self.source = Market(
+            self.p,
+            seed=int(cfg.seed),
+            window=int(self.solver.market_window),
+            heldout_fraction=self.solver.heldout_fraction,
+            stratified=self.solver.stratified,
+            exact_sums=self.solver.exact_sums,
+        )
         if snapshot is not None:
             self.refresh(snapshot)
 
-    # ------------------------------------------------------------ snapshot
-    @property
-    def snapshot(self) -> EconomySnapshot | None:
-        """The newest χ, χ^N, χ^E (Ω's states come from it); None before :meth:`setup`."""
-        return self.history[0] if self.history else None
+    # ------------------------------------------------------------ the market, read through
+    snapshot = FromMarket("snapshot")  #: the newest χ, χ^N, χ^E (Ω's states); None before :meth:`setup`
+    market = FromMarket("pooled")  #: the pooled cross-sections the residual's draws and rates come from
+    rates = FromMarket("rates")
+    history = FromMarket("history")
+    window = FromMarket("window")
+    settled = FromMarket("settled")
+    refreshes = FromMarket("refreshes")
+    train_firms = FromMarket("train_firms")
+    heldout_firms = FromMarket("heldout_firms")
+    kappa = FromMarket("kappa")
+    _order = FromMarket("_order")
 
     def initial(self) -> EconomySnapshot:
         """The documented initial economy (module docstring), from the run's seed."""
@@ -178,55 +174,16 @@ class OmegaDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.snapshot is None:
-            self.refresh(self.initial())
-            self._provisional = True  # the initial economy is no simulated cross-section: never pooled
+            self.source.start(self.initial())  # the initial economy is no simulated cross-section: never pooled
 
     def refresh(self, snapshot: EconomySnapshot) -> None:
-        """Replace χ, χ^N, χ^E and the meeting rates; Ω is redrawn at the next epoch (train) and
-        validation (held out). The split of firms is kept (rows keep their identity across the
-        simulator's refreshes, so held-out firms are never trained on) unless the number of firms changes.
-
-        Ω's states come from ``snapshot`` (the newest χ). The market the residual sees (ω, s^N, s^E
-        and the meeting draws from χ^N, χ^E) pools the last ``solver.market_window`` snapshots
-        (:func:`pooled_snapshot`): one cross-section of a finite simulated economy carries sampling
-        noise in e and hence in s^N, which V inherits; pooling cross-sections a year or more apart
-        averages it down, at the cost of a lag of about half the window while the economy moves."""
-        if self.settled:
-            raise RuntimeError("the market is frozen (OmegaDataModule.settle): no refresh after it")
-        # batches are drawn on the CPU, from CPU generators, wherever the simulator runs (Lightning moves
-        # them to the module's device): the same snapshot gives the same batches, also after a resume
-        # (checkpoints load on the CPU), and sorts with ties cannot differ between devices
-        snapshot = snapshot.to("cpu")
-        kept = [] if self._provisional else self.history
-        self._provisional = False
-        self.history = [snapshot, *kept][: self.window]
-        self._set_market()
-        n = snapshot.n_firms
-        if self.train_firms is None or self._split_n != n:
-            self._split_n = n
-            n_held = min(max(1, round(self.solver.heldout_fraction * n)), n - 1) if n > 1 else 0
-            perm = torch.randperm(n, generator=self.stream(SPLIT, n))
-            self.heldout_firms = perm[:n_held] if n_held else perm
-            self.train_firms = perm[n_held:] if n_held else perm
-        self.refreshes += 1
+        """Add ``snapshot`` to the market (:meth:`lotj.sim.market.Market.refresh`); Ω is redrawn at the next
+        epoch (train) and validation (held out)."""
+        self.source.refresh(snapshot)
 
     def settle(self, snapshots: list[EconomySnapshot]) -> None:
-        """Freeze the market on ``snapshots`` (oldest first, e.g. one cross-section a year of a long
-        simulation under the final V): the market pools all of them, Ω's states come from the newest,
-        and no :meth:`refresh` follows. The sampling noise of one simulated window moves V (docs/validation.md,
-        "market floor"); a long final window under a V that no longer changes removes most of it."""
-        if not snapshots:
-            raise ValueError("settle needs at least one snapshot")
-        self.window = max(self.window, len(snapshots))
-        for snap in snapshots:
-            self.refresh(snap)
-        self.settled = True
-
-    def _set_market(self) -> None:
-        self.market = pooled_snapshot(self.history)
-        self.rates = self.market.meeting_rates(self.p)
-        self._exact = None
-        self._order = None  # the market's sorted workers, built at its first draws
+        """Freeze the market on ``snapshots`` (:meth:`lotj.sim.market.Market.settle`)."""
+        self.source.settle(snapshots)
 
     # -------------------------------------------------------------- batches
     def _epoch(self) -> int:
@@ -234,48 +191,19 @@ class OmegaDataModule(L.LightningDataModule):
         return int(trainer.current_epoch) if trainer is not None else 0
 
     def stream(self, kind: int, epoch: int | None = None) -> torch.Generator:
-        """A CPU generator seeded from ``(cfg.seed, kind, epoch, refreshes)``: ``kind`` is ``SPLIT``,
-        ``TRAIN`` or ``HELDOUT``; ``epoch`` defaults to the attached Trainer's current epoch (0 without
-        one; the split passes the number of firms). The same key gives the same draws however often a
-        loader is built."""
-        epoch = self._epoch() if epoch is None else int(epoch)
-        key = [int(self.cfg.seed) % 2**32, int(kind), int(epoch), int(self.refreshes)]
-        seed = int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0]) & (2**63 - 1)
-        return torch.Generator().manual_seed(seed)
+        """The market's generator for ``kind`` (``SPLIT``, ``TRAIN``, ``HELDOUT``) and ``epoch`` (default: the
+        attached Trainer's current epoch, 0 without one)."""
+        return self.source.stream(kind, self._epoch() if epoch is None else int(epoch))
 
     def draws(self, m_n: int, m_e: int, generator: torch.Generator) -> DrawSet:
-        """Meeting draws for one batch: ``m_n`` and ``m_e`` Monte Carlo draws, or with
-        ``solver.exact_sums`` the exact sums over the snapshot (computed once per refresh)."""
-        assert self.market is not None
-        if self.solver.exact_sums:
-            if self._exact is None:
-                self._exact = exact_draws(self.market)
-            return self._exact
-        strat = self.solver.stratified
-        if self._order is None:
-            self._order = market_order(self.market, stratified=strat, kappa=self.kappa)
-        return sample_draws(self.market, m_n, m_e, generator, stratified=strat, kappa=self.kappa, order=self._order)
-
-    def omega_states(
-        self, count: int, firms: Tensor, generator: torch.Generator, explore: float = 0.0
-    ) -> tuple[FirmBatch, Tensor]:
-        """``count`` states from Ω on the given firms, of which a share ``explore`` are exploration
-        states (:func:`lotj.train.omega.explore_states`, firm index −1: no simulated firm)."""
-        assert self.snapshot is not None
-        n_explore = int(round(explore * count))
-        s, ids = sample_omega(self.p, self.snapshot, count - n_explore, firms, generator)
-        if n_explore == 0:
-            return s, ids
-        dev, dt = s.h.device, s.h.dtype
-        e, _ = explore_states(self.p, n_explore, generator)
-        e = FirmBatch(*(t.to(dev, dt) if t.is_floating_point() else t.to(dev) for t in (e.z, e.q, e.h, e.a, e.mask)))
-        return FirmBatch.cat([s, e]), torch.cat([ids, torch.full((n_explore,), -1, dtype=ids.dtype, device=ids.device)])
+        """One batch's meeting draws from the market (:meth:`lotj.sim.market.Market.draws`)."""
+        return self.source.draws(m_n, m_e, generator)
 
     def train_dataloader(self) -> DataLoader:
         self.setup()
         s = self.solver
         gen = self.stream(TRAIN)
-        pool, pool_id = self.omega_states(s.n_omega, self.train_firms, gen, s.explore)
+        pool, pool_id = self.source.omega_states(s.n_omega, self.train_firms, gen, s.explore)
         sets = 2 if s.unbiased else 1
 
         def make(index: int) -> Batch:
@@ -291,7 +219,7 @@ class OmegaDataModule(L.LightningDataModule):
         self.setup()
         s = self.solver
         gen = generator or self.stream(HELDOUT)
-        states, ids = self.omega_states(s.n_heldout, self.heldout_firms, gen)
+        states, ids = self.source.omega_states(s.n_heldout, self.heldout_firms, gen)
         out = []
         for start in range(0, s.n_heldout, s.batch_size):
             sl = torch.arange(start, min(start + s.batch_size, s.n_heldout))
@@ -305,46 +233,7 @@ class OmegaDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict:
-        assert self.snapshot is not None
-        snap = self.snapshot
-        return {
-            "firms": {k: getattr(snap.firms, k) for k in _FIRM_KEYS},
-            "unmatched_h": snap.unmatched_h,
-            "unmatched_a": snap.unmatched_a,
-            "history": [
-                {"firms": {k: getattr(h.firms, k) for k in _FIRM_KEYS}, "unmatched": (h.unmatched_h, h.unmatched_a)}
-                for h in self.history[1:]
-            ],
-            "train_firms": self.train_firms,
-            "heldout_firms": self.heldout_firms,
-            "refreshes": self.refreshes,
-            "window": self.window,
-            "settled": self.settled,
-        }
+        return self.source.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        firms = FirmBatch(*(state["firms"][k] for k in _FIRM_KEYS))
-        self.train_firms, self.heldout_firms = state["train_firms"], state["heldout_firms"]
-        self._split_n = firms.batch_size
-        self._provisional = False
-        self.window = int(state.get("window", self.window))
-        self.settled = False
-        self.history = [
-            EconomySnapshot(FirmBatch(*(h["firms"][k] for k in _FIRM_KEYS)), *h["unmatched"])
-            for h in reversed(state.get("history", []))
-        ]
-        self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
-        self.refreshes = int(state["refreshes"])
-        self.settled = bool(state.get("settled", False))
-
-
-def pooled_snapshot(snapshots: list[EconomySnapshot]) -> EconomySnapshot:
-    """The economy of several cross-sections pooled (each counts as much as the others): their firms
-    and unmatched workers side by side. The first snapshot's firms keep their row indices, so the
-    firm identities of Ω states (drawn from it) still mark void meetings with their own workers."""
-    if len(snapshots) == 1:
-        return snapshots[0]
-    firms = FirmBatch.cat([s.firms for s in snapshots])
-    return EconomySnapshot(
-        firms, torch.cat([s.unmatched_h for s in snapshots]), torch.cat([s.unmatched_a for s in snapshots])
-    )
+        self.source.load_state_dict(state)

@@ -10,6 +10,7 @@ It never prompts and never waits on the network for long. ``logging.logger=none`
 
 from __future__ import annotations
 
+import csv
 import logging
 import netrc
 import os
@@ -126,3 +127,21 @@ def finish_wandb(loggers: list[Logger]) -> None:
     for lg in loggers:
         if isinstance(lg, WandbLogger) and lg._experiment is not None:
             lg.experiment.finish()
+
+
+def metric_history(out: Path) -> list[dict[str, float]]:
+    """Per-epoch rows of a run directory's ``metrics.csv`` (merged across the rows Lightning writes per epoch)."""
+    path = Path(out) / "metrics.csv"
+    if not path.is_file():
+        return []
+
+    rows: dict[int, dict[str, float]] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if not row.get("epoch"):
+                continue
+            epoch = int(float(row["epoch"]))
+            for k, v in row.items():
+                if v not in ("", None) and k not in ("epoch", "step"):
+                    rows.setdefault(epoch, {})[k] = float(v)
+    return [{"epoch": e, **rows[e]} for e in sorted(rows)]

@@ -175,25 +175,6 @@ def _device_name(trainer: L.Trainer) -> str:
     return str(dev)
 
 
-def _metric_history(out: Path) -> list[dict[str, float]]:
-    """Per-epoch rows of metrics.csv (merged across the rows Lightning writes per epoch)."""
-    path = out / "metrics.csv"
-    if not path.is_file():
-        return []
-    import csv
-
-    rows: dict[int, dict[str, float]] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            if not row.get("epoch"):
-                continue
-            epoch = int(float(row["epoch"]))
-            for k, v in row.items():
-                if v not in ("", None) and k not in ("epoch", "step"):
-                    rows.setdefault(epoch, {})[k] = float(v)
-    return [{"epoch": e, **rows[e]} for e in sorted(rows)]
-
-
 def _finite(x: Any) -> float | None:
     if x is None:
         return None
@@ -322,9 +303,10 @@ def train(
     sim = sim_cb.simulator if sim_cb is not None else None
     if status == "ok" and sim_cb is not None:
         to_simulator(sim.device, vm)  # a caller's simulator may live elsewhere
-        sim.value_device, sim.value_dtype = vm.device, vm.dtype
         with torch.no_grad(), progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
-            write_panel(sim.simulate_panel(vm.value_function(), cfg.sim.panel_years), out / "panel.parquet")
+            panel = sim.simulate_panel(vm.value_function(), cfg.sim.panel_years)  # the window of the sim_* statistics
+        if "w" not in cfg.solver.stages:  # else the W stage writes the panel, with wages
+            write_panel(panel, out / "panel.parquet")
         summary.update(sim_cb.summary())
         summary["time_simulation_s"] = sim_cb.simulation_seconds
     if status == "ok" and "w" in cfg.solver.stages:
@@ -332,7 +314,7 @@ def train(
 
         from lotj.train.wstage import run_w_stage
 
-        # the W stage continues the V stage's simulator (its path goes on) and rewrites panel.parquet with wages
+        # the W stage continues the V stage's simulator (its path goes on) and writes panel.parquet with wages
         with progress.phase("W stage: training W with V frozen, then simulating wages"):
             summary.update(
                 run_w_stage(

@@ -97,8 +97,6 @@ class SimulatorCallback(Callback):
 
     # ---------------------------------------------------------------- helpers
     def _value_function(self, pl_module: pl.LightningModule):
-        self.simulator.value_device = pl_module.device
-        self.simulator.value_dtype = pl_module.dtype
         return pl_module.value_function()
 
     def _advance(self, pl_module: pl.LightningModule, years: float):

@@ -1,6 +1,9 @@
-"""The training data of the W stage: worker-in-firm states with wages, and the meeting draws (docs/wages.md).
+"""The training data of the W stage: a thin Lightning adapter over the market (docs/wages.md).
 
-A batch is ``batch_size`` firm states from Ω (:func:`lotj.train.omega.sample_omega`: χ and its one-event
+The market (:class:`lotj.sim.market.Market`, one snapshot, the simulator's meeting rates) draws the states,
+their wages and the meeting draws; this module packs them into batches.
+
+A batch is ``batch_size`` firm states from Ω (:func:`lotj.sim.omega.sample_omega`: χ and its one-event
 neighbours) with a wage for every worker; the W residual covers every worker of every state. Drawing
 firms from χ and weighting each of their workers equally is drawing workers from χ^E (with their
 firm); the removal, addition and learning neighbours are the workers' one-event neighbours.
@@ -17,7 +20,8 @@ from the range, so that W is trained both where the simulation goes and around i
 
 Meeting draws for each batch: ``M_N`` workers from χ^N, ``M_E`` from χ^E with ``Δ(S_p, x)`` at their own
 firm (V frozen: the surplus of every employed worker is computed once per refresh), ``M_Π`` poachers
-from Π; all carry the index of their firm, so that meetings with the worker's own firm are void.
+from Π; all carry the index of their firm, so that meetings with the worker's own firm are void, and
+the draws' probability weights when the market makes exact sums (keys ``weight_n``, ``weight_e``).
 Held-out batches, and training batches with ``wsolver.unbiased``, carry a second independent draw set
 (keys ending in ``2``) for the unbiased squared residual ``R₁ R₂``; the held-out draws are fixed at
 each refresh, so that the held-out residual moves only with W.
@@ -36,12 +40,11 @@ from torch.utils.data import DataLoader, IterableDataset
 from lotj.config import WSolverConfig
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
-from lotj.economy.surplus import surplus
 from lotj.economy.value import ValueFunction
-from lotj.economy.wages import draw_initial_wages
 from lotj.errors import ConfigError
 from lotj.sim.distributions import EconomySnapshot
-from lotj.train.omega import market_order, sample_draws, sample_omega
+from lotj.sim.market import Market
+from lotj.train.datamodule import FromMarket
 
 Batch = dict[str, Tensor]
 
@@ -93,74 +96,70 @@ class WDataModule(L.LightningDataModule):
         wages: Tensor | None = None,
         seed: int = 0,
         heldout_share: float = 0.2,
+        exact_sums: bool = False,
     ):
         super().__init__()
         if cfg.wage_range not in WAGE_RANGES:
             raise ConfigError(f"wsolver.wage_range = {cfg.wage_range!r}: must be one of {', '.join(WAGE_RANGES)}")
         self.p, self.vf, self.cfg, self.seed = p, vf, cfg, int(seed)
-        self.heldout_share = heldout_share
+        #: the market the batches come from: the newest snapshot only, where the simulator keeps it (beside
+        #: the frozen V), the firm split seeded by ``seed``; Monte Carlo draws, or exact sums (``exact_sums``)
+        self.source = Market(
+            p, seed=self.seed, heldout_fraction=heldout_share, split_seed=self.seed, device=None, exact_sums=exact_sums
+        )
         self.refreshes = 0
         self.refresh(snapshot, wages, rates)
 
     # ------------------------------------------------------------------------------ pools
+    snapshot = FromMarket("snapshot")  #: the newest χ, χ^N, χ^E
+    rates = FromMarket("rates")  #: the meeting rates ω, s^N, s^E of the batches
+
+    @property
+    def delta_table(self) -> Tensor:
+        """Δ(S, x_i) of every worker of the market's firms under the frozen V, ``[N_f, n_max]``."""
+        return self.source.surplus_table(self.vf)
+
     def refresh(
         self, snapshot: EconomySnapshot, wages: Tensor | None = None, rates: MeetingRates | None = None
     ) -> None:
         """Rebuild the training and held-out pools from ``snapshot``; ``wages`` ``[N_f, n_max]``: the simulated
-        wages of its workers (slot-aligned), or None for wages from the initial range only."""
-        p, cfg = self.p, self.cfg
-        self.snapshot = snapshot
-        self.order = market_order(snapshot)  # χ^E's workers, found once per refresh, not per batch
-        self.rates = rates if rates is not None else snapshot.meeting_rates(p)
+        wages of its workers (slot-aligned), or None for wages from the initial range only; ``rates``: the
+        meeting rates (default: the snapshot's)."""
         gen = torch.Generator().manual_seed(self.seed + 7_919 * self.refreshes)
         self.refreshes += 1
-        n_f = snapshot.n_firms
-        split = torch.randperm(n_f, generator=torch.Generator().manual_seed(self.seed))
-        n_held = max(1, int(round(self.heldout_share * n_f))) if n_f > 1 else 0
-        held_firms, train_firms = split[:n_held], split[n_held:] if n_f > 1 else split
-        self.train_states, self.train_ids, self.train_wages = self._pool(cfg.n_states, train_firms, wages, gen)
-        if n_held:
-            self.val_states, self.val_ids, self.val_wages = self._pool(cfg.n_heldout, held_firms, wages, gen)
-        else:
-            self.val_states, self.val_ids, self.val_wages = self.train_states, self.train_ids, self.train_wages
-        with torch.no_grad():  # Δ(S_p, x_j) of every employed worker, with the frozen V
-            self.delta_table = surplus(self.vf, p, snapshot.firms)
+        market = self.source
+        market.refresh(snapshot, rates)
+        self.train_states, self.train_ids, self.train_wages = self._pool(
+            self.cfg.n_states, market.train_firms, wages, gen
+        )
+        self.val_states, self.val_ids, self.val_wages = self._pool(self.cfg.n_heldout, market.heldout_firms, wages, gen)
         # fixed draws for the held-out residual, so that it moves only with W
         self.val_batches = self._batches_of(self.val_states, self.val_ids, self.val_wages, gen)
 
     def _pool(
         self, count: int, firms: Tensor, wages: Tensor | None, gen: torch.Generator
     ) -> tuple[FirmBatch, Tensor, Tensor]:
-        s, firm_id = sample_omega(self.p, self.snapshot, count, firms, gen)
-        delta = None
-        if self.cfg.wage_range in ("surplus", "mixed"):  # cover the bargaining set (docs/wages.md)
-            with torch.no_grad():
-                delta = surplus(self.vf, self.p, s)
-        flow_share = 0.5 if self.cfg.wage_range == "mixed" else 0.0
-        w = draw_initial_wages(self.p, s, self.cfg.wage_margin, gen, delta, flow_share)
-        if wages is not None:
-            orig = self.snapshot.firms.mask[firm_id]
-            sim_w = wages.to(w.dtype)[firm_id]
-            use = (torch.rand(count, generator=gen, dtype=torch.float64) < self.cfg.wage_mix).to(w.device)
-            keep = use.unsqueeze(-1) & orig & s.mask & torch.isfinite(sim_w)
-            w = torch.where(keep, sim_w, w)
-        return s, firm_id, w
+        c = self.cfg
+        return self.source.wage_states(
+            count, firms, gen, self.vf, wages, wage_range=c.wage_range, wage_margin=c.wage_margin, wage_mix=c.wage_mix
+        )
 
     def _draws(self, gen: torch.Generator, suffix: str = "") -> Batch:
         """One set of meeting draws, under keys ending in ``suffix``."""
-        cfg, snap = self.cfg, self.snapshot
-        d = sample_draws(snap, cfg.m_n, cfg.m_e, gen, order=self.order)
-        rows = torch.arange(d.slot.numel(), device=d.slot.device)
-        poachers, poacher_id = snap.sample_poachers(cfg.m_pi, gen)
+        d = self.source.draws(self.cfg.m_n, self.cfg.m_e, gen)
+        meet = d.with_surplus_table(self.delta_table)
+        poachers, poacher_id = self.source.poachers(self.cfg.m_pi, gen)
         out: Batch = {
-            "h_n": d.h_n,
-            "a_n": d.a_n,
-            "h_e": d.s_p.h[rows, d.slot],
-            "a_e": d.s_p.a[rows, d.slot],
-            "delta_e": self.delta_table[d.firm_e, d.slot],
-            "firm_e": d.firm_e,
+            "h_n": meet.h_n,
+            "a_n": meet.a_n,
+            "h_e": meet.h_e,
+            "a_e": meet.a_e,
+            "delta_e": meet.delta_p,
+            "firm_e": meet.firm_e,
             "poacher_id": poacher_id,
         }
+        if meet.weight_n is not None and meet.weight_e is not None:
+            out["weight_n"], out["weight_e"] = meet.weight_n, meet.weight_e
         _put_firms(out, poachers, "p_")
         return {k + suffix: v for k, v in out.items()}
 

@@ -49,7 +49,11 @@ LR_SCHEDULES = ("exponential", "cosine")
 
 
 def _draws_of(batch: Batch, suffix: str) -> tuple[MeetingDraws, FirmBatch, Tensor]:
-    draws = MeetingDraws(*(batch[k + suffix] for k in ("h_n", "a_n", "h_e", "a_e", "delta_e", "firm_e")))
+    draws = MeetingDraws(
+        *(batch[k + suffix] for k in ("h_n", "a_n", "h_e", "a_e", "delta_e", "firm_e")),
+        weight_n=batch.get("weight_n" + suffix),
+        weight_e=batch.get("weight_e" + suffix),
+    )
     return draws, batch_firms(batch, "p_", suffix), batch["poacher_id" + suffix]
 
 
@@ -78,7 +82,7 @@ def residual_of_batch(
 
 
 class WModule(L.LightningModule):
-    """Trains ``net`` (a :class:`lotj.worker_net.WorkerValueNet`) with V frozen."""
+    """Trains ``net`` (a :class:`lotj.nets.WorkerValueNet`) with V frozen."""
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 :func:`run_w_stage` takes the converged, frozen V and the simulated economy of the V stage and
 
-1. trains :class:`lotj.worker_net.WorkerValueNet` on the W residual (:class:`lotj.train.wmodule.WModule`,
+1. trains :class:`lotj.nets.WorkerValueNet` on the W residual (:class:`lotj.train.wmodule.WModule`,
    :class:`lotj.train.wdatamodule.WDataModule`), starting from wages in the documented initial range;
 2. at every epoch end (:class:`WageRefreshCallback`, the W twin of the V stage's simulator callback)
    simulates ``wsolver.refresh_years`` with wages set by the current W and refreshes the training states
@@ -16,7 +16,7 @@ The refresh callback's state (the simulator's path and the wage of every worker)
 checkpoint of the stage, so a resumed W stage keeps the simulated wages.
 
 Lightning plumbing and bookkeeping only: the economics is in :mod:`lotj.economy.wages`,
-:mod:`lotj.sim.wages` and :mod:`lotj.sim.wage_tracking`.
+:mod:`lotj.sim.wage_inversion` and :mod:`lotj.sim.wage_tracking`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 from lotj.config import Config
 from lotj.economy.params import MeetingRates
 from lotj.economy.value import ValueFunction
+from lotj.nets import WorkerValueNet
 from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator, decision_dtype
@@ -43,7 +44,6 @@ from lotj.train.logging import quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
-from lotj.worker_net import WorkerValueNet
 
 
 def build_worker_net(cfg: Config) -> WorkerValueNet:

@@ -1,4 +1,4 @@
-"""Analytic value functions for checking the simulator (MODEL.md section 4; docs/simulator.md).
+"""Test fixtures: analytic value functions for checking the simulator (MODEL.md section 4; docs/simulator.md).
 
 Each is a plain set function ``fn(z, q, h, a, mask) -> [B]``; wrap it in
 :class:`lotj.economy.value.SetFunctionValue` to get a :class:`~lotj.economy.value.ValueFunction`.

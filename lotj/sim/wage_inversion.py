@@ -3,7 +3,7 @@
 Every event that resets a worker's value to a target ``T`` (a hire, a poach, a counter-offer, a
 renegotiation) sets its wage to the solution of ``W_i(S'; w) = T`` at the post-event state ``S'``.
 ``W`` is increasing in ``w`` in the model (a higher wage is paid until the next reset, and every
-reset target is independent of the wage), and :class:`lotj.worker_net.WorkerValueNet` is increasing by
+reset target is independent of the wage), and :class:`lotj.nets.WorkerValueNet` is increasing by
 construction; for any other W the inversion checks it.
 
 :func:`solve_monotone` is a vectorised bracketed root finder for many independent scalar equations:

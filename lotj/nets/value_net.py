@@ -48,20 +48,7 @@ from torch import Tensor, nn
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.technology import production_from_pool
-
-_ACTIVATIONS = {"silu": nn.SiLU, "tanh": nn.Tanh, "gelu": nn.GELU, "softplus": nn.Softplus}
-
-
-def mlp(n_in: int, width: int, depth: int, n_out: int, activation: str) -> nn.Sequential:
-    """``depth`` hidden layers of ``width`` units, then a linear output of ``n_out``."""
-    act = _ACTIVATIONS[activation]
-    layers: list[nn.Module] = []
-    d = n_in
-    for _ in range(depth):
-        layers += [nn.Linear(d, width), act()]
-        d = width
-    layers.append(nn.Linear(d, n_out))
-    return nn.Sequential(*layers)
+from lotj.nets.layers import mlp, register_standardisation, standardised_logs
 
 
 def franchise_guess(firms: FirmBatch, eta: float) -> float:
@@ -119,14 +106,7 @@ class ValueNet(nn.Module):
         self.r = float(p.outflow_rate)
         self.n_max = int(p.n_max)
 
-        def sd(x: float) -> float:
-            return x if x > 0 else 1.0
-
-        # standardisation of the inputs by the moments of G_w and G_f (constants, saved with the model)
-        self.register_buffer("worker_loc", torch.tensor([p.mu_h, p.mu_a], dtype=torch.float64))
-        self.register_buffer("worker_scale", torch.tensor([sd(p.sd_log_h), sd(p.sd_log_a)], dtype=torch.float64))
-        self.register_buffer("firm_loc", torch.tensor([p.mu_z, p.mu_q], dtype=torch.float64))
-        self.register_buffer("firm_scale", torch.tensor([sd(p.sd_log_z), sd(p.sd_log_q)], dtype=torch.float64))
+        register_standardisation(self, p)  # the moments of G_w and G_f (constants, saved with the model)
         self.embed_dim = embed_dim
         self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
         self.head = mlp(4 + embed_dim, rho_width, rho_depth, 1, activation)
@@ -146,8 +126,7 @@ class ValueNet(nn.Module):
 
     def encode_workers(self, h: Tensor, a: Tensor) -> tuple[Tensor, Tensor]:
         """(φ(x), j(x)) for workers ``(h, a)`` of any shape ``[...]``: ``[..., E]`` and ``[...]``."""
-        x = torch.stack([torch.log(h.to(self.dtype)), torch.log(a.to(self.dtype))], -1)
-        x = (x - self.worker_loc.to(self.dtype)) / self.worker_scale.to(self.dtype)
+        x = standardised_logs(h, a, self.worker_loc, self.worker_scale, self.dtype)
         return self.phi(x), self.worker_value(x).squeeze(-1)
 
     def encode(self, s: FirmBatch) -> Pool:
@@ -161,8 +140,7 @@ class ValueNet(nn.Module):
         h_m = torch.where(mask, h, torch.zeros_like(h))
         h_eta = torch.where(mask, h.pow(self.eta), torch.zeros_like(h))
         z = s.z.to(self.dtype)
-        logs = torch.stack([torch.log(z), torch.log(s.q.to(self.dtype))], -1)
-        zq = (logs - self.firm_loc.to(self.dtype)) / self.firm_scale.to(self.dtype)
+        zq = standardised_logs(z, s.q, self.firm_loc, self.firm_scale, self.dtype)
         n = mask.sum(-1).to(self.dtype)
         return Pool(
             phi.sum(-2), n, h_m.sum(-1), h_eta.sum(-1), j.sum(-1), phi, h_m, h_eta, j, z, zq, self.firm_type(zq)
@@ -310,8 +288,7 @@ class ValueNet(nn.Module):
         """The firm-level inputs of the head, ``[..., 5]``: ``(z, standardised (log z, log q), k, g)``
         (fixed for a firm's life)."""
         z = z.to(self.dtype)
-        logs = torch.stack([torch.log(z), torch.log(q.to(self.dtype))], -1)
-        zq = (logs - self.firm_loc.to(self.dtype)) / self.firm_scale.to(self.dtype)
+        zq = standardised_logs(z, q, self.firm_loc, self.firm_scale, self.dtype)
         return torch.cat([z.unsqueeze(-1), zq, self.firm_type(zq)], -1)
 
     def value_from_pool(self, firm: Tensor, pool: Tensor, n: Tensor) -> Tensor:

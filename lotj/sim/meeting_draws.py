@@ -1,158 +1,35 @@
-"""The training distribution Ω and the Monte Carlo draws of one batch (MODEL.md section 6).
+"""The meeting draws of a batch from the market: χ^N, χ^E (with firms) and exact sums (MODEL.md section 4).
 
-Ω is the simulated χ augmented with every state reachable from it in one event: one worker removed,
-one worker added (from χ^N or χ^E), one learning step. :func:`sample_omega` draws a firm from χ
-(from a given subset of the economy's firms, so that training and held-out states come from
-disjoint firms) and applies, with the probabilities of :data:`EVENTS`, no event, a removal of a
-uniformly drawn worker, the addition of a worker drawn from χ^N or χ^E (split in the proportions
-s^N : s^E of the meetings, half and half without meetings), or a learning step H(S) (never when
-γ^E = 0: H(S) is then no event's outcome; the other events share its probability). An event that
-cannot happen leaves the state as it is (removal from an empty firm; addition at the size cap or
-from an empty distribution). Each state keeps the index of the firm it came from, which makes a
-meeting with one of that firm's own workers void (MODEL.md section 10).
-:func:`sample_omega_events` draws the same states and also returns the event applied to each.
-
-Pure tensor code on :mod:`lotj.economy` and :class:`lotj.sim.distributions.EconomySnapshot`; the
-Lightning DataModule (:mod:`lotj.train.datamodule`) only calls it.
+The meeting integrals of both HJBs average over workers drawn from χ^N and over employed workers drawn
+with their firm from χ^E. :func:`sample_draws` makes Monte Carlo draws (i.i.d. or stratified by a key the
+integrands vary with); :func:`exact_draws` makes the exact weighted sums over the distinct workers of a
+discrete economy. Both return a :class:`DrawSet`, the one raw draw type of the market: the V residual
+turns it into :class:`lotj.economy.hjb.MeetingDraws` with the current V (:meth:`DrawSet.with_surplus`),
+the W residual with the frozen V's table of surpluses (:meth:`DrawSet.with_surplus_table`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from lotj.economy.firms import FirmBatch, sample_firm_types, sample_workers
-from lotj.economy.hjb import learned
+from lotj.economy.firms import FirmBatch
+from lotj.economy.hjb import MeetingDraws, make_draws
 from lotj.economy.params import EconomyParams
-from lotj.economy.technology import learning_step
+from lotj.economy.value import ValueFunction
 from lotj.sim.distributions import EconomySnapshot
-
-#: Ω's events and their probabilities: χ itself, one removal, one addition, one learning step.
-EVENTS = {"none": 0.25, "remove": 0.25, "add": 0.25, "learn": 0.25}
-
-
-def random_worker_slot(s: FirmBatch, generator: torch.Generator | None = None) -> Tensor:
-    """A uniformly drawn real worker's slot in each firm (slot 0 for an empty firm), ``[B]``."""
-    u = torch.rand(s.mask.shape, generator=generator, dtype=torch.float64).to(s.h.device)
-    return torch.where(s.mask, u, torch.full_like(u, -1.0)).argmax(-1)
-
-
-def _draw_workers(
-    snapshot: EconomySnapshot, count: int, p_unmatched: float, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``count`` workers, each from χ^N with probability ``p_unmatched`` and from χ^E otherwise.
-    Returns ``(h, a, ok)``; ``ok`` is False where the chosen distribution is empty."""
-    dev, dt = snapshot.firms.h.device, snapshot.firms.h.dtype
-    from_n = torch.rand(count, generator=generator, dtype=torch.float64).to(dev) < p_unmatched
-    h = torch.ones(count, dtype=dt, device=dev)
-    a = torch.ones(count, dtype=dt, device=dev)
-    ok = torch.zeros(count, dtype=torch.bool, device=dev)
-    hn, an = snapshot.sample_unmatched(count, generator)
-    if hn.numel():
-        h, a, ok = torch.where(from_n, hn, h), torch.where(from_n, an, a), ok | from_n
-    sp, slot = snapshot.sample_employed(count, generator)
-    if slot.numel():
-        rows = torch.arange(count, device=dev)
-        he, ae = sp.h[rows, slot], sp.a[rows, slot]
-        h, a, ok = torch.where(from_n, h, he), torch.where(from_n, a, ae), ok | ~from_n
-    return h, a, ok
-
-
-def sample_omega(
-    p: EconomyParams,
-    snapshot: EconomySnapshot,
-    count: int,
-    firms: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[FirmBatch, Tensor]:
-    """``count`` states from Ω (module docstring), drawn from the firms with indices ``firms``
-    (all firms when None). Returns the states and the index of the firm each came from."""
-    s, firm_id, _ = sample_omega_events(p, snapshot, count, firms, generator)
-    return s, firm_id
-
-
-def sample_omega_events(
-    p: EconomyParams,
-    snapshot: EconomySnapshot,
-    count: int,
-    firms: Tensor | None = None,
-    generator: torch.Generator | None = None,
-) -> tuple[FirmBatch, Tensor, Tensor]:
-    """:func:`sample_omega` (the same draws from the same generator), with the event applied to each
-    state as a third tensor: its index in :data:`EVENTS`, ``none`` where the drawn event could not
-    happen (removal from an empty firm, addition at the cap or from an empty distribution, learning
-    in an empty firm) and the state is its firm's."""
-    dev = snapshot.firms.z.device
-    pool = torch.arange(snapshot.n_firms) if firms is None else firms.cpu()
-    firm_id = pool[torch.randint(pool.numel(), (count,), generator=generator)].to(dev)
-    s = snapshot.firms.index(firm_id)
-    probs = torch.tensor(list(EVENTS.values()), dtype=torch.float64)
-    if p.gamma_e == 0.0:  # no learning events: H(S) is not reachable (nor a state of a discrete economy)
-        probs[list(EVENTS).index("learn")] = 0.0
-    event = torch.multinomial(probs, count, replacement=True, generator=generator).to(dev)
-    names = list(EVENTS)
-    remove, add, learn = (event == names.index(k) for k in ("remove", "add", "learn"))
-    n = s.size()
-
-    s = s.remove(random_worker_slot(s, generator), active=remove)
-    rates = snapshot.meeting_rates(p)
-    p_unmatched = rates.s_n if rates.omega > 0 else 0.5
-    h_new, a_new, ok = _draw_workers(snapshot, count, p_unmatched, generator)
-    s, added = s.add(h_new, a_new, active=add & ok & (s.size() < p.n_max))
-    h_learned = learned(p, s).h
-    s = FirmBatch(s.z, s.q, torch.where(learn.unsqueeze(-1), h_learned, s.h), s.a, s.mask)
-    happened = ((remove | learn) & (n > 0)) | added
-    return s, firm_id, torch.where(happened, event, torch.full_like(event, names.index("none")))
-
-
-#: Exploration follows learning chains until their weight in V falls below this share.
-EXPLORE_LEARNING_WEIGHT = 1e-3
-#: At most this many learning steps in an exploration state.
-EXPLORE_MAX_STEPS = 500
-
-
-def learning_horizon(p: EconomyParams) -> int:
-    """How many learning steps V(S) looks ahead: V(S) depends on V(H^k S) with a weight of about
-    ``(γ^E/(γ^E + r))^k`` (r = ρ + δ_f + δ_r + δ_m, the rate at which a match ends; MODEL.md
-    section 4), so the horizon is the k at which that weight falls to :data:`EXPLORE_LEARNING_WEIGHT`
-    (0 without learning)."""
-    if p.gamma_e <= 0.0:
-        return 0
-    ratio = p.gamma_e / (p.gamma_e + p.outflow_rate)
-    return min(EXPLORE_MAX_STEPS, math.ceil(math.log(EXPLORE_LEARNING_WEIGHT) / math.log(ratio)))
-
-
-def explore_states(
-    p: EconomyParams, count: int, generator: torch.Generator | None = None, learning_steps: int | None = None
-) -> tuple[FirmBatch, Tensor]:
-    """``count`` exploration states: a firm type from G_f, a size uniform on ``0..n_max``, its workers
-    from G_w (MODEL.md section 1), then ``k`` learning steps H (section 2), ``k`` uniform on
-    ``0..learning_steps`` (default :func:`learning_horizon`). Mixed into Ω by ``solver.explore`` so
-    that states the simulated χ rarely visits (large firms of low-productivity types, long learning
-    chains) are trained on too. Returns the states and each one's ``k``."""
-    z, q = sample_firm_types(p, count, generator)
-    size = torch.randint(p.n_max + 1, (count,), generator=generator)
-    h, a = sample_workers(p, count * p.n_max, generator)
-    mask = torch.arange(p.n_max).unsqueeze(0) < size.unsqueeze(1)
-    ones = torch.ones_like(h).view(count, p.n_max)
-    h, a = torch.where(mask, h.view(count, p.n_max), ones), torch.where(mask, a.view(count, p.n_max), ones)
-    steps = learning_horizon(p) if learning_steps is None else int(learning_steps)
-    k = torch.randint(steps + 1, (count,), generator=generator) if steps > 0 else torch.zeros(count, dtype=torch.long)
-    for step in range(int(k.max()) if count else 0):
-        moved = learning_step(h, a, q, mask, p.theta_plus, p.theta_minus)
-        h = torch.where((k > step).unsqueeze(-1), moved, h)
-    return FirmBatch(z, q, h, a, mask), k
 
 
 @dataclass
 class DrawSet:
     """Raw meeting draws for one batch: unmatched ``(h_n, a_n)`` ``[M_N]``; employed workers as their
-    firms ``s_p`` ``[M_E]``, slots and firm indices (:func:`lotj.economy.hjb.make_draws` turns them
-    into :class:`lotj.economy.hjb.MeetingDraws` with the current V). ``weight_n``, ``weight_e``:
-    probability weights (:func:`exact_draws`), None for equally weighted Monte Carlo draws."""
+    firms ``s_p`` ``[M_E]`` and slots. ``firm_e``: each employed draw's firm identity in the simulated
+    economy, for void meetings (MODEL.md section 10; −1 where a draw stands for several firms, as exact
+    sums do); ``row_e``: its firm's row in the market it was drawn from (always a row; None when the draws
+    come from no market). ``weight_n``, ``weight_e``: probability weights (:func:`exact_draws`), None for
+    equally weighted Monte Carlo draws."""
 
     h_n: Tensor
     a_n: Tensor
@@ -161,6 +38,22 @@ class DrawSet:
     firm_e: Tensor
     weight_n: Tensor | None = None
     weight_e: Tensor | None = None
+    row_e: Tensor | None = None
+
+    def with_surplus(self, vf: ValueFunction, p: EconomyParams) -> MeetingDraws:
+        """The :class:`MeetingDraws` of these draws with Δ(S_p, x_j) under the current ``vf`` (the V residual;
+        gradients flow through it: :func:`lotj.economy.hjb.make_draws`)."""
+        return make_draws(vf, p, self.h_n, self.a_n, self.s_p, self.slot, self.firm_e, self.weight_n, self.weight_e)
+
+    def with_surplus_table(self, table: Tensor) -> MeetingDraws:
+        """The :class:`MeetingDraws` of these draws with Δ(S_p, x_j) read from ``table`` ``[N_f, n_max]``, the
+        surplus of every worker of the market's firms under a frozen V (the W residual)."""
+        if self.row_e is None:
+            raise ValueError("DrawSet.with_surplus_table: the draws carry no market rows (row_e)")
+        rows = torch.arange(self.slot.numel(), device=self.slot.device)
+        h_e, a_e = self.s_p.h[rows, self.slot], self.s_p.a[rows, self.slot]
+        delta_p = table[self.row_e, self.slot]
+        return MeetingDraws(self.h_n, self.a_n, h_e, a_e, delta_p, self.firm_e, self.weight_n, self.weight_e)
 
 
 def stratified_positions(n_items: int, count: int, generator: torch.Generator | None = None) -> Tensor:
@@ -186,7 +79,7 @@ class MarketOrder:
     χ^N's workers by :func:`worker_sort_key` (``unmatched``; None unless stratified) and the flat slot
     indices ``firm · n_max + slot`` of χ^E's workers (``employed``; sorted by the key when stratified,
     else in slot order). Sorting a large market takes most of a batch's time (about 10 ms of 10.5 at
-    the baseline size), so :class:`lotj.train.datamodule.OmegaDataModule` builds it once per refresh.
+    the baseline size), so :class:`lotj.sim.market.Market` builds it once per refresh.
     ``mask`` is the occupancy tensor of the snapshot it was built from: an order is used only with
     that snapshot (an identity check, where recounting the workers would cost most of a batch)."""
 
@@ -244,14 +137,14 @@ def sample_draws(
     flat = order.employed
     if flat.numel() == 0:
         empty = flat[:0]
-        return DrawSet(h_n, a_n, snapshot.firms.index(empty), empty, empty)
+        return DrawSet(h_n, a_n, snapshot.firms.index(empty), empty, empty, row_e=empty)
     if stratified:
         pick = flat[stratified_positions(flat.numel(), m_e, generator).to(flat.device)]
     else:
         pick = flat[torch.randint(flat.numel(), (m_e,), generator=generator).to(flat.device)]
     n_max = snapshot.firms.n_max
     firm_e = pick // n_max
-    return DrawSet(h_n, a_n, snapshot.firms.index(firm_e), pick % n_max, firm_e)
+    return DrawSet(h_n, a_n, snapshot.firms.index(firm_e), pick % n_max, firm_e, row_e=firm_e)
 
 
 #: The most distinct workers :func:`exact_draws` accepts in χ^N or χ^E (beyond it, Monte Carlo draws
@@ -317,4 +210,4 @@ def exact_draws(snapshot: EconomySnapshot) -> DrawSet:
             "not discrete enough for exact sums: set solver.exact_sums=false (Monte Carlo draws)"
         )
     no_firm = torch.full_like(firm_e, -1)
-    return DrawSet(h_n, a_n, firms.index(firm_e), slot, no_firm, weight_n.to(dev), weight_e.to(dev))
+    return DrawSet(h_n, a_n, firms.index(firm_e), slot, no_firm, weight_n.to(dev), weight_e.to(dev), row_e=firm_e)

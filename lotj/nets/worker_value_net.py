@@ -62,11 +62,7 @@ from torch import Tensor, nn
 
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
-from lotj.nets import mlp
-
-
-def _sd(x: float) -> float:
-    return x if x > 0 else 1.0
+from lotj.nets.layers import mlp, register_standardisation, standardised_logs
 
 
 class WorkerValueNet(nn.Module):
@@ -98,10 +94,7 @@ class WorkerValueNet(nn.Module):
         # the frozen V that gives the surplus inputs (attach_value), kept in a list: not a submodule, so it is
         # neither trained nor saved with W
         self._frozen_v: list[nn.Module] = []
-        self.register_buffer("worker_loc", torch.tensor([p.mu_h, p.mu_a], dtype=torch.float64))
-        self.register_buffer("worker_scale", torch.tensor([_sd(p.sd_log_h), _sd(p.sd_log_a)], dtype=torch.float64))
-        self.register_buffer("firm_loc", torch.tensor([p.mu_z, p.mu_q], dtype=torch.float64))
-        self.register_buffer("firm_scale", torch.tensor([_sd(p.sd_log_z), _sd(p.sd_log_q)], dtype=torch.float64))
+        register_standardisation(self, p)  # the moments of G_w and G_f (constants, saved with the model)
         self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
         n_surplus = 2 if self.surplus_input else 0  # surplus inputs; and two edge slopes in the output
         n_out = 2 * kinks + 3 + n_surplus
@@ -125,8 +118,7 @@ class WorkerValueNet(nn.Module):
     # --------------------------------------------------------------------------------- pieces
     def worker_features(self, h: Tensor, a: Tensor) -> Tensor:
         """Standardised ``(log h, log a)``, ``[..., 2]``."""
-        x = torch.stack([torch.log(h.to(self.dtype)), torch.log(a.to(self.dtype))], -1)
-        return (x - self.worker_loc) / self.worker_scale
+        return standardised_logs(h, a, self.worker_loc, self.worker_scale, self.dtype)
 
     def encode_workers(self, h: Tensor, a: Tensor) -> Tensor:
         """φ(x) for workers of any shape ``[...]``: ``[..., E]``."""
@@ -171,9 +163,7 @@ class WorkerValueNet(nn.Module):
         included); ``surplus``: the frozen V's ``Δ(S, x_i)`` at that state (needed with ``surplus_input``,
         ignored otherwise). The head runs once; each evaluation of the curve is the closed-form output map."""
         h = h.to(self.dtype)
-        zq = (torch.stack([torch.log(z.to(self.dtype)), torch.log(q.to(self.dtype))], -1) - self.firm_loc) / (
-            self.firm_scale
-        )
+        zq = standardised_logs(z, q, self.firm_loc, self.firm_scale, self.dtype)
         rel = torch.log(sum_h_eta) / self.eta - torch.log(h)
         # flow marginal product per unit of own h: (F(S) − F(S⊖x_i)) / (z h_i), exactly poolable
         rest = (sum_h_eta - h.pow(self.eta)).clamp_min(0.0)
