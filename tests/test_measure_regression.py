@@ -61,6 +61,19 @@ def test_regression_equals_dummy_variable_ols_and_pyfixest_fixef():
     assert fe.to_numpy(dtype=float) == pytest.approx(beta[4:], rel=1e-6, abs=1e-6)
 
 
+def test_a_sample_of_one_firm_gets_its_coefficients_without_standard_errors():
+    """One firm: the within-firm OLS is identified, but firm-clustered standard errors need two clusters
+    (pyfixest's variance is then not finite); the coefficients are still reported, the errors are null."""
+    sample, _, _ = dgp_sample(seed=2, firms=1, per_firm=12)
+    res = fit_regression(sample)
+    assert res.identified and res.n == 12 and res.n_firms == 1
+    X = np.hstack([sample.X, np.ones((12, 1))])
+    beta = np.linalg.lstsq(X, sample.y, rcond=None)[0]
+    assert [res.coef[k] for k in COEFFICIENTS] == pytest.approx(beta[:4], rel=1e-8, abs=1e-12)
+    assert res.var_firm_effects == 0.0  # a single firm effect
+    assert all(v is None for v in res.se.values()) and "two or more firms" in res.note
+
+
 def test_collinear_regressors_are_not_identified_but_rmse_is_reported():
     sample, _, _ = dgp_sample(seed=2, firms=40, per_firm=6)
     X = sample.X.copy()

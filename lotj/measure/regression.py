@@ -138,14 +138,20 @@ def fit_regression(sample: RegressionSample, *, standard_errors: bool = True) ->
     # the within-firm OLS by least squares on the scaled demeaned regressors (no normal equations)
     norm = np.linalg.norm(sample.X, axis=0)
     beta_ls = np.linalg.lstsq(Xd / norm, yd, rcond=None)[0] / norm
-    beta, se = _feols(sample) if standard_errors else (None, None)
-    if beta is None:  # pyfixest dropped a regressor it found collinear
-        beta = beta_ls
-        res.note = "coefficients from the numpy within-firm OLS (pyfixest dropped a regressor)"
-    elif not np.allclose(beta, beta_ls, rtol=1e-6, atol=1e-12 * np.abs(beta_ls).max()):
-        # pyfixest solves the normal equations: on ill-conditioned regressors least squares is the accurate one
-        beta = beta_ls
-        res.note = "coefficients from the numpy within-firm OLS (pyfixest's normal equations lost precision)"
+    if not standard_errors:
+        beta, se = beta_ls, None
+    elif len(sample.firm_id) < 2:  # one cluster: no firm-clustered standard error exists
+        beta, se = beta_ls, None
+        res.note = "coefficients from the numpy within-firm OLS; clustered standard errors need two or more firms"
+    else:
+        beta, se = _feols(sample)
+        if beta is None:  # pyfixest dropped a regressor it found collinear
+            beta = beta_ls
+            res.note = "coefficients from the numpy within-firm OLS (pyfixest dropped a regressor)"
+        elif not np.allclose(beta, beta_ls, rtol=1e-6, atol=1e-12 * np.abs(beta_ls).max()):
+            # pyfixest solves the normal equations: on ill-conditioned regressors least squares is the accurate one
+            beta = beta_ls
+            res.note = "coefficients from the numpy within-firm OLS (pyfixest's normal equations lost precision)"
     resid = yd - Xd @ beta
     res.rmse = math.sqrt(float(np.mean(resid**2)))
     alpha = np.bincount(sample.firm, weights=sample.y - sample.X @ beta) / count
@@ -158,8 +164,8 @@ def fit_regression(sample: RegressionSample, *, standard_errors: bool = True) ->
 
 
 def _feols(sample: RegressionSample) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """pyfixest's ``feols`` of (6) with firm fixed effects and CRV1 standard errors clustered by firm.
-    Returns (None, None) when it drops a regressor."""
+    """pyfixest's ``feols`` of (6) with firm fixed effects and CRV1 standard errors clustered by firm (which
+    need two or more firms: the caller checks). Returns (None, None) when it drops a regressor."""
     import pyfixest as pf
 
     data = pd.DataFrame(sample.X, columns=list(COEFFICIENTS))
