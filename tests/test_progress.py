@@ -20,7 +20,8 @@ def test_format_seconds():
     assert format_seconds(42.4) == "42 s"
     assert format_seconds(185) == "3 min 5 s"
     assert format_seconds(2 * 3600 + 7 * 60 + 30) == "2 h 07 min"
-    assert format_seconds(-3) == "0 s"
+    assert format_seconds(4.24) == "4.2 s"
+    assert format_seconds(-3) == "0.0 s"
 
 
 def test_w_stage_estimate_by_hand():
@@ -68,7 +69,7 @@ def test_whole_run_estimate_after_the_first_epoch(monkeypatch):
     sim_cb.simulation_seconds += cfg.sim.years_per_epoch * 1.0  # one simulated year a second
     progress.on_train_epoch_start(_trainer(1, 100), None)
     text = out.getvalue()
-    assert "burn-in: simulating 5 years of 1000 firms" in text and "burn-in: done in 5 s" in text
+    assert "burn-in: simulating 5 years of 1000 firms" in text and "burn-in: done in 5.0 s" in text
     year = (5.0 + cfg.sim.years_per_epoch) / (cfg.sim.burn_in_years + cfg.sim.years_per_epoch)
     remaining = 399 * 10.0 + cfg.sim.panel_years * year + w_stage_estimate(cfg, 10.0 / 100, year)
     assert progress.estimate_s == pytest.approx(18.0 + remaining, rel=1e-12)

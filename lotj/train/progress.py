@@ -1,7 +1,7 @@
 """What a run tells its user while it runs: the start-up phases, a whole-run estimate, a line per epoch.
 
-A baseline run on a CPU takes hours, and Lightning's bar shows only the current epoch. So a run says,
-on standard error (standard output stays the summary's JSON):
+A baseline run on a CPU takes hours, and Lightning's bar (on standard output) shows only the current epoch.
+So a run also says, on standard error:
 
 - each start-up phase (drawing the initial economy, the burn-in under the initial guess of V) when it
   starts and how long it took;
@@ -45,8 +45,10 @@ WAGE_SIMULATION_COST_RATIO = 4.0
 
 
 def format_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min 5 s``, ``2 h 07 min``."""
+    """``4.2 s``, ``42 s``, ``3 min 5 s``, ``2 h 07 min``."""
     s = max(0.0, float(seconds))
+    if s < 10:
+        return f"{s:.1f} s"
     if s < 60:
         return f"{s:.0f} s"
     if s < 3600:
