@@ -69,7 +69,8 @@ ON_THRESHOLD = 1e-10
 
 @dataclass
 class Origins:
-    """Every wage the economy can set: ``pair [O]`` (post-event pair), ``kind [O]``, ``target [O]``, ``wage [O]``;
+    """Every wage the economy can set: ``pair [O]`` (post-event pair), ``kind [O]``, ``target [O]``, ``wage [O]``,
+    ``other [O]`` (the poacher's state of a counter-offer, the worker's previous pair of a poach, else ``-1``);
     ``bottom [P]``, ``top [P]`` (origin of each pair's edges; ``-1`` for ``top`` when Δ < 0),
     ``counter [P, N]`` and ``poached [P, N]`` (origin by pair and poacher, ``-1`` where none)."""
 
@@ -77,6 +78,7 @@ class Origins:
     kind: np.ndarray
     target: np.ndarray
     wage: np.ndarray
+    other: np.ndarray
     bottom: np.ndarray
     top: np.ndarray
     counter: np.ndarray
@@ -91,13 +93,14 @@ def wage_origins(curve: WageCurve) -> Origins:
     prob = curve.problem
     space, pairs = prob.space, prob.pairs
     n_pairs, n_states = len(pairs), space.n_states
-    pair_l, kind_l, target_l = [], [], []
+    pair_l, kind_l, target_l, other_l = [], [], [], []
 
-    def add(pair: np.ndarray, kind: int, target: np.ndarray) -> np.ndarray:
+    def add(pair: np.ndarray, kind: int, target: np.ndarray, other: np.ndarray | None = None) -> np.ndarray:
         start = sum(len(x) for x in pair_l)
         pair_l.append(pair)
         kind_l.append(np.full(len(pair), kind))
         target_l.append(target)
+        other_l.append(np.full(len(pair), -1) if other is None else other)
         return start + np.arange(len(pair))
 
     every = np.arange(n_pairs)
@@ -107,14 +110,15 @@ def wage_origins(curve: WageCurve) -> Origins:
     top[ok] = add(every[ok], TOP, prob.u[ok] + prob.delta[ok])
     counter = -np.ones((n_pairs, n_states), dtype=np.int64)
     k, s = np.nonzero(prob.counter_rate > 0)
-    counter[k, s] = add(k, COUNTER, prob.counter_lo[k, s])
+    counter[k, s] = add(k, COUNTER, prob.counter_lo[k, s], s)
     poached = -np.ones((n_pairs, n_states), dtype=np.int64)
     k, s = np.nonzero(_moves(prob) & prob.reneg[:, None])  # with Δ < 0 a poached worker gets its bottom
     dest = pairs.index[space.plus[s, pairs.wtype[k]], pairs.wtype[k]]
-    poached[k, s] = add(dest, POACHED, np.maximum(prob.delta[k], 0.0) + prob.u[k])
+    poached[k, s] = add(dest, POACHED, np.maximum(prob.delta[k], 0.0) + prob.u[k], k)
     pair = np.concatenate(pair_l)
     target = np.concatenate(target_l)
-    return Origins(pair, np.concatenate(kind_l), target, curve.invert(pair, target), bottom, top, counter, poached)
+    wage = curve.invert(pair, target)
+    return Origins(pair, np.concatenate(kind_l), target, wage, np.concatenate(other_l), bottom, top, counter, poached)
 
 
 def _moves(prob: WorkerProblem) -> np.ndarray:
@@ -311,10 +315,10 @@ class ExactWages:
         """Share of employed workers paid a negative wage."""
         return float(self.chain.mass[self.node_wage < 0].sum() / self.chain.mass.sum())
 
-    def resets(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """By cause: ``(post-event pair, target, wage, flow)`` of every reset with positive flow (flows per unit
-        of time, per unit measure of firms), one row per distinct origin."""
-        ch, org = self.chain, self.origins
+    def reset_flows(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """By cause: ``(origin, flow)`` of every reset wage set with positive flow (per unit of time, per unit
+        measure of firms), one row per distinct origin."""
+        ch = self.chain
         out = {}
         for c, name in enumerate(CAUSES):
             if name == "hire":
@@ -322,11 +326,15 @@ class ExactWages:
             else:
                 sel = ch.cause == c
                 node, flow = ch.dst[sel], ch.mass[ch.src[sel]] * ch.rate[sel]
-            o = ch.node_origin[node]
-            uniq, inv = np.unique(o, return_inverse=True)
-            f = np.bincount(inv, weights=flow, minlength=len(uniq))
-            out[name] = (org.pair[uniq], org.target[uniq], org.wage[uniq], f)
+            uniq, inv = np.unique(ch.node_origin[node], return_inverse=True)
+            out[name] = (uniq, np.bincount(inv, weights=flow, minlength=len(uniq)))
         return out
+
+    def resets(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """By cause: ``(post-event pair, target, wage, flow)`` of every reset with positive flow
+        (:meth:`reset_flows`)."""
+        org = self.origins
+        return {name: (org.pair[o], org.target[o], org.wage[o], f) for name, (o, f) in self.reset_flows().items()}
 
     def by_cause(self) -> dict[str, dict[str, float]]:
         """min, flow-weighted median and max of the reset wages of each cause, their flow and the share of
