@@ -1,9 +1,4 @@
-"""Validation of the network solution against the exact one (docs/validation.md).
-
-``python -m lotj.validate conf=exact_small`` (or ``conf=exact_learning``, plus any dotted
-overrides) trains the network solution, solves the exact one, compares them, prints a table and
-writes ``validation.json`` into the run directory (``out_dir``). A missed target ends the run
-with exit status 1 and a message naming every target missed.
+"""Validation of V against the exact solution (docs/validation.md): the comparisons and the V stage.
 
 Two kinds of economy are validated:
 
@@ -17,54 +12,34 @@ Two kinds of economy are validated:
   series of :mod:`lotj.exact.learning`; V is compared on a held-out draw of firms from G_f, G_w
   and their learning iterates.
 
-The comparison functions (:func:`compare_values`, :func:`compare_statistics`,
-:func:`check_targets`) take any :class:`lotj.economy.value.ValueFunction` and any statistics
-mapping, so they run without training; :func:`train_network` is the only part that trains.
+The comparison functions (:func:`compare_values`, :func:`compare_statistics`, :func:`market_split`)
+take any :class:`lotj.economy.value.ValueFunction` and any statistics mapping, so they run without
+training; :func:`train_network` is the only part that trains. The W side is
+:mod:`lotj.validate.wages`; targets, the report and the command are :mod:`lotj.validate.report`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
-from lotj.config import Config, load_config, to_yaml
+from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import ValueFunction
 from lotj.errors import ConfigError
 from lotj.exact.bellman import hjb_residual
-from lotj.exact.equilibrium import ExactSolution, NoPureEquilibriumError, solve_equilibrium
+from lotj.exact.equilibrium import ExactSolution, solve_equilibrium
 from lotj.exact.learning import LearningCheck, check_closed_workforce, learning_check
 from lotj.exact.market import Distribution
 
 #: Seed offset of the held-out draw of the learning economy (training uses ``cfg.seed``).
 HELDOUT_SEED_OFFSET = 7919
 
-
-@dataclass(frozen=True)
-class Targets:
-    """The validation targets (relative errors, network vs exact)."""
-
-    v_mean: float = 2e-3  #: mean relative error of V over every state
-    v_max: float = 1e-2  #: max relative error of V over every state
-    e: float = 0.01
-    omega: float = 0.01
-    mean_size: float = 0.01
-    en_rate: float = 0.02
-    ne_rate: float = 0.02
-    learning_v_mean: float = 5e-3  #: mean relative error of V on held-out learning-economy states
-
-
-TARGETS = Targets()
 
 #: The compared statistics: report name -> accepted keys of a statistics mapping, first match wins
 #: (``firm_size_mean`` is the simulator's name, lotj.sim.stats.SimStatistics).
@@ -75,14 +50,6 @@ STATISTICS: dict[str, tuple[str, ...]] = {
     "en_rate": ("en_rate",),
     "ne_rate": ("ne_rate",),
 }
-
-
-class ValidationFailed(RuntimeError):
-    """A validation target was missed; the message names every miss."""
-
-    def __init__(self, missed: list[str]):
-        super().__init__("validation targets missed: " + "; ".join(missed))
-        self.missed = missed
 
 
 class ExactValues(Protocol):
@@ -216,31 +183,6 @@ def compare_statistics(sim_stats: Mapping[str, Any] | Any, exact: ExactSolution)
     return out
 
 
-def check_targets(report: Mapping[str, Any], targets: Targets = TARGETS) -> list[str]:
-    """Every target the report misses, as a readable line (empty: all met). A missing or NaN
-    figure counts as a miss."""
-    missed: list[str] = []
-
-    def check(label: str, value: Any, target: float) -> None:
-        v = float(value) if value is not None else math.nan
-        if not (v <= target):  # NaN fails too
-            missed.append(f"{label} = {v:.4g} (target <= {target:g})")
-
-    values = report.get("values")
-    if report.get("kind") == "learning":
-        check(
-            "V mean relative error on held-out states", values and values.get("mean_rel_error"), targets.learning_v_mean
-        )
-    else:
-        check("V mean relative error", values and values.get("mean_rel_error"), targets.v_mean)
-        check("V max relative error", values and values.get("max_rel_error"), targets.v_max)
-        stats = report.get("statistics") or {}
-        for name in STATISTICS:
-            row = stats.get(name)
-            check(f"{name} relative error", row and row.get("rel_error"), getattr(targets, name))
-    return missed
-
-
 # --------------------------------------------------------------------------- the two kinds
 
 
@@ -288,13 +230,15 @@ def simulate_statistics(cfg: Config, vf: ValueFunction, seed_offset: int = 0) ->
     return sim.advance(vf, float(cfg.sim.panel_years)).as_dict()
 
 
-def train_network(cfg: Config, market_out: list | None = None) -> ValueFunction:
+def train_network(cfg: Config, market_out: list | None = None, simulator_out: list | None = None) -> ValueFunction:
     """Train V in the joint loop of MODEL.md section 6: lotj.train.run.train with
     lotj.train.sim_callback.SimulatorCallback, which burns in, advances the economy under the current
     V after every epoch and refreshes Ω from it. Returns the trained ValueFunction
     (``VModule.value_function()``), captured from the Lightning module at the end of training.
     ``market_out``, when given, receives the (pooled) simulated economy whose market the last
-    epoch's residual read (``OmegaDataModule.market``): :func:`market_split` compares against it."""
+    epoch's residual read (``OmegaDataModule.market``): :func:`market_split` compares against it.
+    ``simulator_out``, when given, receives the simulator the V stage ran (the W stage continues it,
+    as a run's does) and the DataModule's snapshot."""
     try:
         from lightning.pytorch.callbacks import Callback
 
@@ -312,7 +256,8 @@ def train_network(cfg: Config, market_out: list | None = None) -> ValueFunction:
             _Capture.module = pl_module
 
     datamodule = build_datamodule(cfg)
-    simulation = SimulatorCallback(Simulator.from_config(cfg, device=simulation_device(cfg)), datamodule, cfg)
+    simulator = Simulator.from_config(cfg, device=simulation_device(cfg))
+    simulation = SimulatorCallback(simulator, datamodule, cfg)
     summary = train(cfg, callbacks=[simulation, _Capture()], datamodule=datamodule)
     module = _Capture.module
     if module is None or not hasattr(module, "value_function"):
@@ -322,146 +267,6 @@ def train_network(cfg: Config, market_out: list | None = None) -> ValueFunction:
     module.eval()
     if market_out is not None and datamodule.market is not None:
         market_out.append(datamodule.market)
+    if simulator_out is not None:
+        simulator_out.append((simulator, datamodule.snapshot))
     return module.value_function()
-
-
-# --------------------------------------------------------------------------- the run
-
-
-def build_report(
-    cfg: Config,
-    vf: ValueFunction,
-    exact: ExactSolution | LearningCheck,
-    sim_stats: Mapping[str, Any] | None = None,
-    reference_stats: Mapping[str, Any] | None = None,
-    targets: Targets = TARGETS,
-) -> dict[str, Any]:
-    """The validation report (what ``validation.json`` holds): exact figures, comparisons, targets."""
-    kind = "learning" if isinstance(exact, LearningCheck) else "equilibrium"
-    report: dict[str, Any] = {
-        "conf": cfg.conf,
-        "kind": kind,
-        "exact": exact.summary(),
-        "values": compare_values(vf, exact),
-        "targets": asdict(targets),
-    }
-    if kind == "equilibrium":
-        if sim_stats is None:
-            raise ValueError("the equilibrium validation needs the simulated statistics under the network's V")
-        report["statistics"] = compare_statistics(sim_stats, exact)
-        report["simulated_cap_share"] = as_mapping(sim_stats).get("firm_size_share_at_cap")
-        if reference_stats is not None:
-            report["simulator_under_exact_v"] = compare_statistics(reference_stats, exact)
-    report["missed"] = check_targets(report, targets)
-    report["passed"] = not report["missed"]
-    return report
-
-
-def format_report(report: Mapping[str, Any]) -> str:
-    """The printed table."""
-    ex = report["exact"]
-    lines = [f"lotj validation: conf={report['conf']} ({report['kind']})"]
-    lines.append(f"  exact: {ex['n_states']} states solved in {ex['solve_seconds']:.2f} s")
-    v = report["values"]
-    lines.append(
-        f"  V relative error over {v['n_states']} states: mean {v['mean_rel_error']:.3e}, max {v['max_rel_error']:.3e}"
-    )
-    if "exact_hjb_residual_mean" in v:
-        lines.append(
-            f"  network V in the exact HJB, |R|/(rho V): mean {v['exact_hjb_residual_mean']:.3e}, "
-            f"max {v['exact_hjb_residual_max']:.3e}"
-        )
-    if "statistics" in report:
-        lines.append(f"  {'statistic':<10} {'network':>12} {'exact':>12} {'rel. error':>11}")
-        for name, row in report["statistics"].items():
-            lines.append(f"  {name:<10} {row['network']:>12.6g} {row['exact']:>12.6g} {row['rel_error']:>11.3e}")
-        if "simulator_under_exact_v" in report:
-            sim = report["simulator_under_exact_v"]
-            lines.append(
-                "  simulator under the exact V (simulation error alone): "
-                + ", ".join(f"{k} {r['rel_error']:.2e}" for k, r in sim.items())
-            )
-    if "market_split" in report:
-        ms = report["market_split"]
-        a, b = ms["network_vs_market_v"], ms["market_v_vs_equilibrium_v"]
-        lines.append(
-            f"  V given the simulated market it trained on ({ms['firm_rows']} firm rows, e {ms['e']:.5f}), exact: "
-            f"network vs it mean {a['mean']:.2e} max {a['max']:.2e}; it vs equilibrium V mean {b['mean']:.2e} "
-            f"max {b['max']:.2e} (sampling error of the market alone)"
-        )
-    lines.append("  PASSED" if report["passed"] else "  FAILED: " + "; ".join(report["missed"]))
-    return "\n".join(lines)
-
-
-def write_report(report: Mapping[str, Any], out_dir: str | Path) -> Path:
-    path = Path(out_dir) / "validation.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=float) + "\n")
-    return path
-
-
-def run_validation(
-    cfg: Config,
-    targets: Targets = TARGETS,
-    vf: ValueFunction | None = None,
-    reference_simulation: bool = True,
-) -> dict[str, Any]:
-    """Train (unless ``vf`` is given), solve exactly, compare, write ``validation.json`` into
-    ``cfg.out_dir`` and return the report; raises ValidationFailed (after writing) on a miss."""
-    start = time.perf_counter()
-    exact = exact_solution(cfg)
-    train_start = time.perf_counter()
-    markets: list = []
-    vf = train_network(cfg, markets) if vf is None else vf
-    train_seconds = time.perf_counter() - train_start
-    sim_stats = ref_stats = None
-    if isinstance(exact, ExactSolution):
-        sim_stats = simulate_statistics(cfg, vf)
-        if reference_simulation:
-            ref_stats = simulate_statistics(cfg, exact.value_function())
-    report = build_report(cfg, vf, exact, sim_stats, ref_stats, targets)
-    if isinstance(exact, ExactSolution) and markets:
-        m = markets[-1]
-        try:
-            report["market_split"] = market_split(vf, exact, m.firms, m.unmatched_h, m.unmatched_a)
-        except ValueError as exc:  # a diagnostic: a population it cannot read must not sink the report
-            report["market_split_error"] = str(exc)
-    report["train_seconds"] = train_seconds
-    report["total_seconds"] = time.perf_counter() - start
-    report["config"] = to_yaml(cfg)
-    report["path"] = str(write_report(report, cfg.out_dir))
-    if not report["passed"]:
-        raise ValidationFailed(report["missed"])
-    return report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lotj.validate conf=NAME [key=value ...]``: exit status 0 when every target is met,
-    1 when one is missed, 2 when the config cannot be validated (not one of the two kinds, or a
-    discrete economy without a pure equilibrium)."""
-    argv = sys.argv[1:] if argv is None else argv
-    try:
-        cfg = load_config(argv)
-        economy_kind(cfg.economy)
-    except ConfigError as exc:
-        print(f"lotj.validate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        report = run_validation(cfg)
-    except NoPureEquilibriumError as exc:
-        print(f"lotj.validate: conf={cfg.conf} cannot be validated: {exc}", file=sys.stderr)
-        return 2
-    except ValidationFailed as exc:
-        path = Path(cfg.out_dir) / "validation.json"
-        report = json.loads(path.read_text())
-        print(format_report(report))
-        print(f"wrote {path}")
-        print(f"lotj.validate: FAILED: {exc}", file=sys.stderr)
-        return 1
-    print(format_report(report))
-    print(f"wrote {report['path']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The exact W of a discrete economy (lotj.exact.worker_value) and its wages (lotj.exact.wages), MODEL.md section 5.
+
+Closed forms on a lone worker (one worker type, one firm type, cap 1, so no coworker ever changes):
+
+- with only exogenous rates (λ = ψ^E = ψ^N = 0) no reset ever happens and
+  ``ρ W = w + (δ_f + δ_m)(U − W) − δ_r W``, i.e. ``W = (w + (δ_f + δ_m) U) / (ρ + δ_f + δ_m + δ_r)``;
+- with renegotiation (λ > 0, still no meetings) a λ shock moves W to the nearest edge of ``[U, U + Δ]``:
+  with ``r = ρ + δ_f + δ_m + δ_r``, ``W = (w + (δ_f + δ_m) U) / r`` inside the set,
+  ``(w + (δ_f + δ_m) U + λ U) / (r + λ)`` below it and ``(w + (δ_f + δ_m) U + λ (U + Δ)) / (r + λ)`` above it.
+
+On exact_small: the Postel-Vinay–Robin ladder (a hire sets W = U exactly; a counter-offer never lowers
+the wage), W increasing in w, the curve equal to the regime iteration at any wage, the stationary law
+consistent with the exact firm distribution, and the W residual the network trains on vanishing at the
+exact W.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lotj.config import load_config
+from lotj.economy.params import EconomyParams, MeetingRates
+from lotj.economy.wages import w_residual
+from lotj.exact import solve_equilibrium
+from lotj.exact.bellman import solve_values
+from lotj.exact.market import Distribution, Market
+from lotj.exact.states import StateSpace
+from lotj.exact.table import table_worker_value_function
+from lotj.exact.wages import CAUSES, exact_wages, simulate_wage_chain, weighted_quantile
+from lotj.exact.worker_value import (
+    RegimeCycleError,
+    exact_worker_values,
+    solve_at_wage,
+    worker_problem,
+)
+
+
+def _lone(**kw) -> EconomyParams:
+    base = dict(
+        gamma_e=0.0,
+        n_w=1.0,
+        n_max=1,
+        b=0.4,
+        rho=0.05,
+        delta_r=0.05,
+        delta_m=0.1,
+        delta_f=0.02,
+        lam=0.0,
+        psi_e=0.0,
+        psi_n=0.0,
+        worker_types=[[1.3, 1.0, 1.0]],
+        firm_types=[[1.2, 1.0, 1.0]],
+    )
+    base.update(kw)
+    return EconomyParams(**base)
+
+
+def _lone_problem(p: EconomyParams):
+    """V and the W problem of the lone-worker economy with every firm holding its worker."""
+    space = StateSpace.from_params(p)
+    full = int(np.nonzero(space.size == 1)[0][0])
+    chi = np.zeros(space.n_states)
+    chi[full] = 1.0
+    market = Market.of(space, p, Distribution(chi, np.zeros(1)))
+    v = solve_values(space, p, market).v
+    return space, worker_problem(space, p, v, market), full
+
+
+@pytest.mark.parametrize("w", [-3.0, 0.1, 0.52, 2.0, 7.5])
+def test_lone_worker_with_exogenous_rates_only(w):
+    p = _lone()
+    space, prob, _ = _lone_problem(p)
+    u = p.b * 1.3 / (p.rho + p.delta_r)
+    expected = (w + (p.delta_f + p.delta_m) * u) / (p.rho + p.delta_f + p.delta_m + p.delta_r)
+    sol = solve_at_wage(prob, w)
+    assert len(prob.pairs) == 1
+    assert sol.W[0] == pytest.approx(expected, rel=1e-13)
+    curve = exact_worker_values(space, p, prob_v(space, p), prob.market)
+    assert curve.values(w)[0] == pytest.approx(expected, rel=1e-13)
+
+
+def prob_v(space, p):
+    full = int(np.nonzero(space.size == 1)[0][0])
+    chi = np.zeros(space.n_states)
+    chi[full] = 1.0
+    return solve_values(space, p, Market.of(space, p, Distribution(chi, np.zeros(1)))).v
+
+
+def test_renegotiation_resets_a_wage_outside_the_bargaining_set():
+    """Regime iteration starts every pair in U's interval; a wage far above (below) the bargaining set
+    must end in the cut (raise) regime, with the hand-computed value, and the curve must have exactly
+    the two kinks at the wages that put W on U and on U + Δ."""
+    p = _lone(lam=1.0)
+    space, prob, full = _lone_problem(p)
+    u, delta = prob.u[0], prob.delta[0]
+    assert delta > 0
+    r = p.rho + p.delta_f + p.delta_m + p.delta_r
+    exo = (p.delta_f + p.delta_m) * u
+    w_top = r * (u + delta) - exo  # inside the set W = (w + exo)/r: W = U + Δ here
+    w_bottom = r * u - exo
+    for w, expected in [
+        (w_top + 3.0, (w_top + 3.0 + exo + p.lam * (u + delta)) / (r + p.lam)),
+        (w_bottom - 2.0, (w_bottom - 2.0 + exo + p.lam * u) / (r + p.lam)),
+        (0.5 * (w_top + w_bottom), (0.5 * (w_top + w_bottom) + exo) / r),
+    ]:
+        sol = solve_at_wage(prob, w)
+        assert sol.W[0] == pytest.approx(expected, rel=1e-13)
+    high = solve_at_wage(prob, w_top + 3.0)
+    assert high.iterations >= 2  # it started inside (U's interval) and had to move: the wage was reset
+    curve = exact_worker_values(space, p, prob_v(space, p), prob.market)
+    np.testing.assert_allclose(curve.knots, [w_bottom, w_top], rtol=1e-12)
+    assert curve.invert(np.array([0]), np.array([u + delta]))[0] == pytest.approx(w_top, rel=1e-12)
+
+
+def test_a_regime_cycle_is_reported_with_the_pairs_that_flip(monkeypatch):
+    """Force a two-cycle of the regime assignment (re-reading alternates); the error names the pair."""
+    p = _lone(lam=1.0)
+    _, prob, _ = _lone_problem(p)
+    flip = iter(range(10**6))
+    monkeypatch.setattr(type(prob), "position", lambda self, W: np.array([(next(flip) + 1) % 2 + 1]))
+    with pytest.raises(RegimeCycleError, match="cycles; pairs that flip: worker type 1"):
+        solve_at_wage(prob, 0.3, start=np.array([1]))
+
+
+# ----------------------------------------------------------------------------- exact_small
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = load_config(["conf=exact_small"])
+    sol = solve_equilibrium(cfg.economy)
+    curve = exact_worker_values(sol.space, sol.params, sol.v, sol.market, w_start=1.0)
+    return cfg, sol, curve
+
+
+@pytest.fixture(scope="module")
+def small_wages(small):
+    _, sol, curve = small
+    return exact_wages(curve, sol.dist)
+
+
+def test_w_is_increasing_in_the_wage_and_the_curve_is_the_regime_iteration(small):
+    _, _, curve = small
+    assert (curve.beta > 0).all()
+    grid = np.linspace(curve.knots[0] - 1.0, curve.knots[-1] + 1.0, 997)
+    values = curve.values(grid)
+    assert (np.diff(values, axis=0) > 0).all()
+    rng = np.random.default_rng(3)
+    for w in rng.uniform(curve.knots[0] - 2.0, curve.knots[-1] + 2.0, 6):
+        sol = solve_at_wage(curve.problem, float(w))
+        np.testing.assert_allclose(curve.values(w), sol.W, rtol=1e-11, atol=1e-11)
+        # the solution is a fixed point: its regimes are the ones it was computed under
+        np.testing.assert_array_equal(curve.problem.position(sol.W), sol.position)
+
+
+def test_inversion_hits_every_target(small):
+    _, _, curve = small
+    prob = curve.problem
+    pairs = np.arange(len(prob.pairs))
+    for target in (prob.u, prob.u + 0.5 * np.maximum(prob.delta, 0.0), prob.u + np.maximum(prob.delta, 0.0)):
+        w = curve.invert(pairs, target)
+        np.testing.assert_allclose(curve.value(pairs, w), target, rtol=1e-12, atol=1e-12)
+
+
+def test_the_wage_ladder(small_wages):
+    """A hire sets W = U exactly; a counter-offer never lowers the wage (it happens only when W is below
+    the outside offer's value, and W is increasing in w); renegotiation raises and cuts move the right way."""
+    ew = small_wages
+    org, ch, curve = ew.origins, ew.chain, ew.curve
+    hire_pairs, hire_targets, hire_wages, flow = ew.resets()["hire"]
+    assert len(hire_wages) and (flow > 0).all()
+    np.testing.assert_allclose(curve.value(hire_pairs, hire_wages), curve.problem.u[hire_pairs], rtol=1e-12)
+    np.testing.assert_allclose(hire_targets, curve.problem.u[hire_pairs], rtol=0)
+    before, after = org.wage[ch.node_origin[ch.src]], org.wage[ch.node_origin[ch.dst]]
+    counter = ch.cause == CAUSES.index("counter_offer")
+    assert counter.sum() > 100
+    assert (after[counter] > before[counter]).all()
+    assert (after[ch.cause == CAUSES.index("reneg_raise")] > before[ch.cause == CAUSES.index("reneg_raise")]).all()
+    assert (after[ch.cause == CAUSES.index("reneg_cut")] < before[ch.cause == CAUSES.index("reneg_cut")]).all()
+    assert (after[ch.cause == CAUSES.index("meeting_cut")] < before[ch.cause == CAUSES.index("meeting_cut")]).all()
+
+
+def test_the_stationary_wage_law_is_consistent_with_the_firm_distribution(small, small_wages):
+    """The chain's mass by pair is the exact c_j(S) χ(S) of every pair (the wage refines the worker chain)."""
+    _, sol, curve = small
+    ch, prob = small_wages.chain, curve.problem
+    by_pair = np.bincount(ch.node_pair, weights=ch.mass, minlength=len(prob.pairs))
+    expected = sol.space.counts[prob.pairs.state, prob.pairs.wtype] * sol.dist.chi[prob.pairs.state]
+    np.testing.assert_allclose(by_pair, expected, rtol=1e-9, atol=1e-13)
+    assert (ch.mass >= -1e-15).all()
+
+
+def test_a_simulated_wage_chain_agrees_with_the_balance(small_wages):
+    """2000 workers' spells over 150 years (Gillespie): mean wage and negative-wage share within sampling
+    error of the balance's (about 0.05 and 1.5 pp one standard error here; tolerances 4 standard errors)."""
+    ew = small_wages
+    occ = simulate_wage_chain(ew, workers=2000, years=150.0, seed=5, burn_in=10.0)
+    w = ew.node_wage
+    assert occ @ w / occ.sum() == pytest.approx(ew.mean, abs=0.2)
+    assert occ[w < 0].sum() / occ.sum() == pytest.approx(ew.negative_share, abs=0.06)
+    assert weighted_quantile(w, occ, 0.5) == pytest.approx(ew.median, abs=0.15)
+
+
+def test_the_training_residual_vanishes_at_the_exact_w(small):
+    """The W network is trained on lotj.economy.wages.w_residual; at the exact W, with its Monte Carlo draws
+    replaced by exact sums (the residual is affine in each expectation: one draw at a time, weighted by
+    χ^N, χ^E and Π), it vanishes at every state, every worker and every wage of a grid spanning the
+    bargaining sets."""
+    cfg, sol, curve = small
+    p, space, market = cfg.economy, sol.space, sol.market
+    wf, vf = table_worker_value_function(curve), sol.value_function()
+    rates = MeetingRates(market.omega, market.s_n, market.s_e)
+    grid = np.linspace(curve.knots[0] - 0.5, curve.knots[-1] + 0.5, 9)
+    occupied = np.nonzero(space.size > 0)[0]
+    states = space.firm_batch(np.tile(occupied, len(grid)))
+    w = torch.as_tensor(np.repeat(grid, len(occupied)))[:, None].expand(-1, space.n_max).clone()
+    none = torch.zeros(0, dtype=torch.float64)
+
+    def res(draws, poacher):
+        return w_residual(wf, vf, p, states, w, rates, draws, space.firm_batch(np.array([poacher])))[0]
+
+    from lotj.economy.hjb import MeetingDraws
+
+    base = {s: res(None, s) for s in np.nonzero(market.pi > 0)[0]}
+    p0 = next(iter(base))
+    total = sum(market.pi[s] * r for s, r in base.items())
+    for j in range(space.n_worker_types):
+        x = (torch.tensor([space.h[j]]), torch.tensor([space.a[j]]))
+        total += market.chi_n[j] * (res(MeetingDraws(*x, none, none, none), p0) - base[p0])
+    own = curve.problem.surpluses.own
+    for s_p, j in zip(*np.nonzero(market.chi_e > 0)):
+        x = (torch.tensor([space.h[j]]), torch.tensor([space.a[j]]), torch.tensor([own[s_p, j]]))
+        total += market.chi_e[s_p, j] * (res(MeetingDraws(none, none, *x), p0) - base[p0])
+    W = wf.values(states, w)
+    scale = p.rho * torch.maximum(W.abs(), torch.as_tensor(p.unemployment_coef) * states.h)
+    rel = (total.abs() / scale)[states.mask]
+    assert rel.max() < 1e-10
