@@ -9,7 +9,7 @@ The exact side is :mod:`lotj.exact.worker_value` (W of every pair ``(S, j)`` at 
   :func:`lotj.economy.wages.worker_residual_scale`), mean and max.
 - **Wages by cause**: for every reset wage set in equilibrium (the exact chain's origins with positive
   flow), the network's wage: its target from the network's V (``U``, ``U + Δ``, ``max{Δ_p, 0} + U`` or
-  ``max{Δ_k, 0} + U``) inverted with the network's W by :func:`lotj.sim.wages.invert_wage`, the
+  ``max{Δ_k, 0} + U``) inverted with the network's W by :func:`lotj.sim.wage_inversion.invert_wage`, the
   simulator's wage back-out. Absolute error as a share of the exact median wage (of the stationary
   distribution), flow-weighted mean and max, per cause.
 - **The wage distribution**: the quartiles and the share of negative wages of the employed worker-years
@@ -40,7 +40,7 @@ from lotj.exact.equilibrium import ExactSolution
 from lotj.exact.market import Market
 from lotj.exact.wages import BOTTOM, CAUSES, COUNTER, POACHED, TOP, ExactWages, exact_wages, weighted_quantile
 from lotj.exact.worker_value import WageCurve, exact_worker_values
-from lotj.sim.wages import invert_wage
+from lotj.sim.wage_inversion import invert_wage
 from lotj.validate.values import network_values, placement
 
 #: Wages per pair in the W comparison grid, and the widening of each pair's bargaining-set wages.
