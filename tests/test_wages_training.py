@@ -1,7 +1,5 @@
 """The W stage's data and training: Ω states with wages, refresh with simulated wages, a falling residual."""
 
-import inspect
-
 import lightning as L
 import pytest
 import torch
@@ -11,7 +9,6 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.wages import initial_wage_range
 from lotj.nets import ValueNet, franchise_guess
-from lotj.sim import simulator as simulator_module
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
 from lotj.train.wmodule import WModule
@@ -105,9 +102,6 @@ def test_training_lowers_the_heldout_residual(economy):
     assert all(not prm.requires_grad for prm in vf.parameters())
 
 
-@pytest.mark.skipif(
-    "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"
-)
 @pytest.mark.parametrize("surplus_input", [False, True])
 def test_w_stage_summary(tmp_path, economy, surplus_input):
     from lotj.sim.panel import read_panel
