@@ -152,7 +152,7 @@ def test_train_adds_the_simulator_writes_the_panel_and_runs_the_w_stage(tmp_path
     assert summary["status"] == "ok" and summary["epochs"] == 2
     # the simulator ran jointly with V (two refreshes), then the W stage continued it
     assert summary["sim_refreshes"] == 2 and summary["sim_status"] in ("converged", "not converged")
-    assert summary["time_simulation_s"] > 0
+    assert isinstance(summary["time_simulation_s"], float)  # reported (its value is the machine's, not tested)
     # burn-in, two epochs, then a panel of two annual dates (the first one is the current date)
     assert summary["sim_clock_years"] == pytest.approx(2.0 + 2 * 1.0 + 1.0)
     for key in ("w_residual", "w_epochs", "wage_mean", "markdown_mean", "total_time_s"):
