@@ -159,9 +159,11 @@ def test_mean_log_h_follows_the_learning_rate_at_a_coarse_step():
     vf = SetFunctionValue(accept_all_value(p))
     sim.advance(vf, 40.0)
     st = sim.advance(vf, 20.0)
-    # spread over seeds: about 0.5% (employed) and 2.5% (unmatched); the bands are about 5 of them
-    assert st.mean_log_h_employed == pytest.approx(m_e / e, rel=0.025)  # 5 of those spreads
-    assert st.mean_log_h_unmatched == pytest.approx(m_n / (1 - e), rel=0.12)
+    # spread over seeds 0-11: standard deviations 0.8% (employed) and 1.4% (unmatched) of the target, and one
+    # seed (321) was 3.3% off for the employed; the bands are 5 of those deviations, valid for any seed.
+    # They catch the 11.5% error of the old learning probability, not the 3% one of learning at the end.
+    assert st.mean_log_h_employed == pytest.approx(m_e / e, rel=0.04)
+    assert st.mean_log_h_unmatched == pytest.approx(m_n / (1 - e), rel=0.07)
 
 
 def test_a_step_longer_than_the_learning_clock_is_refused():
