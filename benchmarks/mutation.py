@@ -19,6 +19,7 @@ Usage::
     python benchmarks/mutation.py --modules lotj/economy/hjb.py     # one module
     python benchmarks/mutation.py --all                            # every mapped module
     python benchmarks/mutation.py --report-only                    # summarise the last run
+    python benchmarks/mutation.py --rerun-survivors                # recheck the last run's survivors only
 
 It prints the score per module and overall, and the surviving mutants (``python -m mutmut show NAME``
 in the work directory prints a mutant's diff).
@@ -53,6 +54,7 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_wages_inversion.py",
         "test_wages_oracle.py",
         "test_wages_surplus_input.py",
+        "test_wages_edges.py",
     ],
     "lotj/economy/params.py": ["test_params.py", "test_config.py", "test_exact_cap1.py"],
     "lotj/economy/firms.py": ["test_firms.py", "test_hjb.py"],
@@ -104,22 +106,28 @@ def prepare(workdir: Path, modules: list[str], deselect: list[str]) -> None:
     (workdir / "pyproject.toml").write_text(text)
 
 
-def run(workdir: Path, max_children: int) -> int:
+def run(workdir: Path, max_children: int, names: list[str] | None = None) -> int:
+    """``mutmut run`` in ``workdir``: every mutant not yet checked, or exactly ``names``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled")
-    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *(names or [])]
     return subprocess.call(cmd, cwd=workdir, env=env)
 
 
-def report(workdir: Path, modules: list[str]) -> dict:
-    """Per-module counts from mutmut's result files and the surviving mutants' names."""
-    sys.path.insert(0, str(workdir))
-    status = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout"}
-    out: dict = {"modules": {}, "survived": []}
+def exit_codes(workdir: Path, modules: list[str]) -> dict[str, dict[str, int | None]]:
+    """mutmut's result per mutant, by module, from its ``.meta`` files."""
+    out = {}
     for module in modules:
         meta = workdir / "mutants" / (module + ".meta")
-        if not meta.is_file():
-            continue
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if meta.is_file():
+            out[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return out
+
+
+def report(codes_by_module: dict[str, dict[str, int | None]]) -> dict:
+    """Per-module counts and the surviving mutants' names."""
+    status = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout"}
+    out: dict = {"modules": {}, "survived": []}
+    for module, codes in codes_by_module.items():
         counts: dict[str, int] = {}
         for name, code in codes.items():
             s = "not checked" if code is None else status.get(code, "suspicious")
@@ -144,16 +152,33 @@ def main(argv: list[str] | None = None) -> int:
         help="test ids to leave out (a mutant cannot be judged by a test red unmutated)",
     )
     ap.add_argument("--report-only", action="store_true", help="summarise the last run in --workdir")
+    ap.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="copy the current tests into --workdir and recheck only the mutants that survived there",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the summary to this file")
     args = ap.parse_args(argv)
     modules = list(MODULE_TESTS) if args.all else (args.modules or CORE)
     unknown = [m for m in modules if m not in MODULE_TESTS]
     if unknown:
         ap.error(f"no tests mapped for {unknown}; add them to MODULE_TESTS")
-    if not args.report_only:
+    codes = exit_codes(args.workdir, modules)
+    if args.rerun_survivors:
+        # a changed test selection may reset mutmut's stored results: the earlier ones are kept here and
+        # only the survivors' are replaced by the new run's
+        survivors = report(codes)["survived"]
+        prepare(args.workdir, modules, args.deselect)
+        if survivors:
+            run(args.workdir, args.max_children, survivors)
+        new = exit_codes(args.workdir, modules)
+        for module, by_name in codes.items():
+            by_name.update({k: new.get(module, {}).get(k) for k in by_name if k in survivors})
+    elif not args.report_only:
         prepare(args.workdir, modules, args.deselect)
         run(args.workdir, args.max_children)
-    summary = report(args.workdir, modules)
+        codes = exit_codes(args.workdir, modules)
+    summary = report(codes)
     killed = survived = 0
     print(f"\n{'module':34s} {'killed':>7s} {'survived':>9s} {'no tests':>9s} {'other':>6s} {'score':>6s}")
     for module, c in summary["modules"].items():
