@@ -124,6 +124,7 @@ space:
 """
 
 
+@pytest.mark.slow  # a second Ray sweep: 2 min of the default suite on 2 shared cores; the two-trial one stays
 def test_diverging_trial_is_recorded_as_failed_and_the_other_completes(tmp_path):
     proc = sweep(
         tmp_path,
