@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULE_TESTS: dict[str, list[str]] = {
     "lotj/economy/hjb.py": [
         "test_hjb.py",
+        "test_hjb_edges.py",
         "test_exact_learning.py",
         "test_validate.py::test_the_training_residual_vanishes_at_the_exact_v",
     ],
@@ -61,7 +62,12 @@ MODULE_TESTS: dict[str, list[str]] = {
     "lotj/economy/value.py": ["test_hjb.py", "test_firms.py"],
     "lotj/economy/worker_value.py": ["test_wages_residual.py", "test_wages_oracle.py"],
     "lotj/exact/bellman.py": ["test_exact_bellman.py", "test_exact_cap1.py", "test_exact_equilibrium.py"],
-    "lotj/exact/transitions.py": ["test_exact_bellman.py", "test_exact_cap1.py", "test_exact_stationary.py"],
+    "lotj/exact/transitions.py": [
+        "test_exact_bellman.py",
+        "test_exact_cap1.py",
+        "test_exact_stationary.py",
+        "test_exact_equilibrium.py",
+    ],
     "lotj/exact/states.py": ["test_exact_states.py", "test_exact_bellman.py"],
     "lotj/exact/stationary.py": ["test_exact_stationary.py", "test_exact_equilibrium.py"],
     "lotj/exact/market.py": ["test_exact_equilibrium.py", "test_exact_stationary.py"],
