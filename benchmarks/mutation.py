@@ -175,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         # only the survivors' are replaced by the new run's
         survivors = report(codes)["survived"]
         prepare(args.workdir, modules, args.deselect)
+        # which tests call which function is recollected: new and renamed tests must be mapped too
+        (args.workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
         if survivors:
             run(args.workdir, args.max_children, survivors)
         new = exit_codes(args.workdir, modules)
