@@ -151,3 +151,25 @@ def test_separations_enter_when_a_surplus_is_negative():
     assert not sol.policies.hire[low].any()
     res = independent_residual(p, sol.space, sol.dist, sol.v)
     assert np.abs(res).max() / (p.rho * np.abs(sol.v).max()) < 1e-10
+
+
+def test_poaching_a_worker_whose_match_is_ending_pays_no_surplus():
+    """Off the equilibrium path, under a distribution with mass on low-z firms whose workers have Δ < 0
+    (``b = 1``), those workers are met by poachers: a poacher pays max{Δ(S_p, x), 0} = 0 for them
+    (MODEL.md section 5, row 1 of the table), not Δ. The V that policy iteration finds given that
+    distribution closes the independent residual, which reads the same payment from the surpluses."""
+    p = load_config(["conf=exact_small", "economy.b=1.0"]).economy
+    space = StateSpace.from_params(p)
+    rng = np.random.default_rng(5)
+    chi = rng.random(space.n_states) * (space.size <= 2)
+    chi *= 0.5 / (chi @ space.size)
+    deficit = 1.0 - chi.sum()
+    for f in range(space.n_firm_types):
+        chi[space.empty_state(f)] += deficit * space.p_f[f]
+    dist = Distribution(chi, (p.n_w - chi @ space.size) * space.p_w)
+    sol = solve_values(space, p, Market.of(space, p, dist), start=Policies.none(space))
+    ending = (space.firm_type == 0) & (chi > 0) & (space.size > 0)
+    assert sol.policies.quit[ending].any()  # the case arises: mass on matches that are ending
+    assert sol.policies.poach.any()
+    res = independent_residual(p, space, dist, sol.v)
+    assert np.abs(res).max() / (p.rho * np.abs(sol.v).max()) < 1e-10

@@ -105,6 +105,22 @@ def test_cap_one_economy_matches_the_hand_solution(overrides):
     assert sol.cap_share == pytest.approx(ref["m1"], rel=1e-12)
 
 
+@pytest.mark.parametrize("years", [0.25, 3.0])
+def test_cap_one_transition_rates_over_other_horizons(years):
+    """Over T years the two-state chain gives P(E → N) = h_EN/(h_EN + h_NE) (1 − exp(−(h_EN + h_NE) T))."""
+    from lotj.exact.transitions import annual_rates
+
+    p = _params()
+    sol = solve_equilibrium(p)
+    ref = _by_hand(p)
+    h_en = p.delta_m + p.delta_f
+    h_ne = p.psi_n * (1 - ref["m1"]) / (1 + ref["m1"])
+    tot = h_en + h_ne
+    got = annual_rates(sol.space, p, sol.policies, sol.dist, years=years)
+    assert got.en == pytest.approx(h_en / tot * (1 - math.exp(-tot * years)), rel=1e-10)
+    assert got.ne == pytest.approx(h_ne / tot * (1 - math.exp(-tot * years)), rel=1e-10)
+
+
 def test_cap_one_distribution_sums_to_one_and_workers_add_up():
     p = _params()
     sol = solve_equilibrium(p)

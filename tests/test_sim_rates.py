@@ -1,8 +1,10 @@
 """Event rates and conservation of the simulated economy (MODEL.md sections 1–3).
 
 Poisson tests: each count is a sum of independent Bernoulli draws with a known mean μ, so its
-standard deviation is at most √μ; a test passes when ``|count − μ| < 3.29 √μ``, a two-sided test
-at significance 0.1% for each count.
+standard deviation is at most √μ; a test passes when ``|count − μ| < 4.42 √μ``, a two-sided test
+at significance 1e-5 for each count, so that a correct simulator fails a test of up to ten counts with
+probability below 1e-4 whatever the seed and the device's random stream (the seeds are not chosen:
+the CPU and GPU streams differ). The counts are thousands, so the band is a few percent of each rate.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from lotj.errors import ConfigError
 from lotj.sim.events import StepProbabilities
 from lotj.sim.simulator import Simulator
 
-Z = 3.29  # two-sided 0.1%
+Z = 4.42  # two-sided 1e-5 (module docstring)
 
 
 def assert_poisson(count: float, mean: float, what: str) -> None:
@@ -116,14 +118,14 @@ def test_employment_rate_matches_the_two_state_chain(dt, n_firms, years, device)
     # sampling error of a time average over T years of W workers whose status has correlation time τ
     workers, tau = sim.pop.n_workers, 1.0 / (a + b + p.delta_r)
     sd_e = math.sqrt(e * (1 - e) / workers * 2 * tau / years)
-    assert abs(st.e - e) < 4 * sd_e, (st.e, e, sd_e)
+    assert abs(st.e - e) < Z * sd_e, (st.e, e, sd_e)
     en = a / (a + b) * (1 - math.exp(-(a + b)))
     ne = b / (a + b) * (1 - math.exp(-(a + b)))
     n_e = st.e * workers * years * math.exp(-p.delta_r)
     n_n = (1 - st.e) * workers * years * math.exp(-p.delta_r)
     # annual transitions of one worker are close to independent across years (τ ≈ 2 years): allow √2
-    assert abs(st.en_rate - en) < 4 * math.sqrt(2 * en * (1 - en) / n_e), (st.en_rate, en)
-    assert abs(st.ne_rate - ne) < 4 * math.sqrt(2 * ne * (1 - ne) / n_n), (st.ne_rate, ne)
+    assert abs(st.en_rate - en) < Z * math.sqrt(2 * en * (1 - en) / n_e), (st.en_rate, en)
+    assert abs(st.ne_rate - ne) < Z * math.sqrt(2 * ne * (1 - ne) / n_n), (st.ne_rate, ne)
 
 
 def test_the_consistency_check_catches_a_corrupted_economy():
@@ -157,9 +159,11 @@ def test_mean_log_h_follows_the_learning_rate_at_a_coarse_step():
     vf = SetFunctionValue(accept_all_value(p))
     sim.advance(vf, 40.0)
     st = sim.advance(vf, 20.0)
-    # spread over seeds: about 0.5% (employed) and 2.5% (unmatched)
-    assert st.mean_log_h_employed == pytest.approx(m_e / e, rel=0.015)
-    assert st.mean_log_h_unmatched == pytest.approx(m_n / (1 - e), rel=0.12)
+    # spread over seeds 0-11: standard deviations 0.8% (employed) and 1.4% (unmatched) of the target, and one
+    # seed (321) was 3.3% off for the employed; the bands are 5 of those deviations, valid for any seed.
+    # They catch the 11.5% error of the old learning probability, not the 3% one of learning at the end.
+    assert st.mean_log_h_employed == pytest.approx(m_e / e, rel=0.04)
+    assert st.mean_log_h_unmatched == pytest.approx(m_n / (1 - e), rel=0.07)
 
 
 def test_a_step_longer_than_the_learning_clock_is_refused():

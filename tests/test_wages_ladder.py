@@ -1,7 +1,5 @@
 """The wage ladder along a simulated path (MODEL.md section 5): wage resets at the simulator's events."""
 
-import inspect
-
 import numpy as np
 import pytest
 import torch
@@ -10,13 +8,9 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import WorkerValueNet
-from lotj.sim import simulator as simulator_module
 from lotj.sim.panel import panel_rows
+from lotj.sim.simulator import Simulator
 from lotj.sim.wage_tracking import RESET_CAUSES, track_wages
-
-pytestmark = pytest.mark.skipif(
-    "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"
-)
 
 
 def _congested_value(p, kappa):
@@ -34,7 +28,7 @@ def _congested_value(p, kappa):
 def ladder():
     torch.manual_seed(0)
     p = EconomyParams(n_max=8)
-    sim = simulator_module.Simulator(p, 150, 0.02, seed=3)
+    sim = Simulator(p, 150, 0.02, seed=3)
     vf = SetFunctionValue(_congested_value(p, kappa=0.3))
     wf = WorkerValueNet(p, embed_dim=8, phi_width=16, head_width=32)
     with torch.no_grad():
@@ -110,14 +104,14 @@ def test_a_restored_simulator_continues_with_its_wages():
     with torch.no_grad():
         for prm in wf.head[-1].parameters():
             prm.add_(0.05 * torch.randn_like(prm))
-    sim = simulator_module.Simulator(p, 60, 0.02, seed=5)
+    sim = Simulator(p, 60, 0.02, seed=5)
     tracker = track_wages(sim, wf, vf)
     sim.advance(vf, 0.5)
     sim_state, wage_state = sim.state_dict(), tracker.state_dict()
     employed = sim.pop.employed()
     assert torch.isfinite(tracker.wage[employed]).all()
 
-    restored = simulator_module.Simulator(p, 60, 0.02, seed=99)
+    restored = Simulator(p, 60, 0.02, seed=99)
     restored.load_state_dict(sim_state)
     tracker2 = track_wages(restored, wf, vf)  # a fresh tracker starts every wage at the midpoint ...
     assert not torch.equal(torch.nan_to_num(tracker2.wage), torch.nan_to_num(tracker.wage))
@@ -140,12 +134,12 @@ def test_the_simulator_checkpoint_carries_the_wages():
     p = EconomyParams(n_max=8)
     vf = SetFunctionValue(_congested_value(p, kappa=0.3))
     wf = WorkerValueNet(p, embed_dim=8, phi_width=16, head_width=32)
-    sim = simulator_module.Simulator(p, 60, 0.02, seed=5)
+    sim = Simulator(p, 60, 0.02, seed=5)
     tracker = track_wages(sim, wf, vf)
     sim.advance(vf, 0.5)
     state = sim.state_dict()
     assert state["wages"] is not None
-    restored = simulator_module.Simulator(p, 60, 0.02, seed=99)
+    restored = Simulator(p, 60, 0.02, seed=99)
     tracker2 = track_wages(restored, wf, vf)
     restored.load_state_dict(state)
     assert torch.equal(torch.nan_to_num(tracker2.wage, nan=-1.0), torch.nan_to_num(tracker.wage, nan=-1.0))

@@ -387,7 +387,8 @@ def _to_lists(s):
     return firms
 
 
-def test_vectorised_residual_matches_the_loop():
+@pytest.mark.parametrize("n_max", [2, N_MAX])  # two workers: one coworker each (an off-by-one in n shows)
+def test_vectorised_residual_matches_the_loop(n_max):
     p = _params(
         delta_r=0.05,
         delta_f=0.02,
@@ -397,14 +398,14 @@ def test_vectorised_residual_matches_the_loop():
         psi_n=0.314,
         theta_plus=0.165,
         theta_minus=0.034,
-        n_max=N_MAX,
+        n_max=n_max,
     )
     g = torch.Generator().manual_seed(11)
-    s = _random_firms(g, 7, N_MAX, full_rows=(2, 5))
-    assert (s.size() == N_MAX).any() and (s.size() < N_MAX).any()
+    s = _random_firms(g, 7, n_max, full_rows=(2, 5))
+    assert (s.size() == n_max).any() and (s.size() < n_max).any()
     w = torch.where(s.mask, 0.2 + 1.2 * torch.rand(s.h.shape, generator=g), 0.0)
     firm_id = torch.arange(7)
-    poachers = _random_firms(g, 5, N_MAX, full_rows=(1,))
+    poachers = _random_firms(g, 5, n_max, full_rows=(1,))
     poachers.z[2] = 4.0  # a productive poacher: it would poach firm 1's workers, but it is firm 1 itself
     poacher_id = torch.tensor([10, 11, 1, 12, 13])  # so the meeting is void for firm 1
     h_n = torch.exp(0.3 * torch.randn(3, generator=g))
@@ -418,13 +419,16 @@ def test_vectorised_residual_matches_the_loop():
     vf = SetFunctionValue(_v_tensor(p))
     wf = SetFunctionWorkerValue(_w_tensor(p))
     terms = wage_v_terms(vf, p, s, rates, draws, poachers, firm_id, poacher_id)
-    # the test economy exercises every branch: negative and positive surpluses, hires and non-hires,
-    # poachers better and worse than the own firm
+    # the test economy of four seats exercises every branch: negative and positive surpluses, hires and
+    # non-hires, poachers better and worse than the own firm (two seats leave every surplus positive)
     d = terms.delta[s.mask]
-    assert (d < 0).any() and (d > 0).any()
-    assert (terms.hire_rate > 0).any() and (terms.hire_rate[~(s.size() == N_MAX)] == 0).any()
+    assert (d > 0).any() and ((d < 0).any() or n_max == 2)
+    assert (terms.hire_rate > 0).any() and (terms.hire_rate[~(s.size() == n_max)] == 0).any()
     assert (terms.delta_p > terms.delta.unsqueeze(-1)).any() and (terms.delta_p < terms.delta.unsqueeze(-1)).any()
     r, _ = w_residual_from_terms(wf, p, s, w, terms)
+    # the one-call form passes every argument on: the draws, the poachers and both firm identities
+    r_direct, _ = w_residual(wf, vf, p, s, w, rates, draws, poachers, firm_id, poacher_id)
+    assert torch.equal(r_direct, r)
 
     wages = [w[k][s.mask[k]].tolist() for k in range(7)]
     unmatched = list(zip(h_n.tolist(), a_n.tolist()))

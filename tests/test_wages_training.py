@@ -1,8 +1,7 @@
 """The W stage's data and training: Ω states with wages, refresh with simulated wages, a falling residual."""
 
-import inspect
-
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
@@ -11,7 +10,6 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.surplus import surplus
 from lotj.economy.wages import initial_wage_range
 from lotj.nets import ValueNet, WorkerValueNet, franchise_guess
-from lotj.sim import simulator as simulator_module
 from lotj.sim.distributions import initial_snapshot
 from lotj.train.wdatamodule import WDataModule, batch_firms
 from lotj.train.wmodule import WModule
@@ -104,9 +102,6 @@ def test_training_lowers_the_heldout_residual(economy):
     assert all(not prm.requires_grad for prm in vf.parameters())
 
 
-@pytest.mark.skipif(
-    "wage_tracker" not in inspect.getsource(simulator_module), reason="the simulator does not call WageTracker yet"
-)
 @pytest.mark.parametrize("surplus_input", [False, True])
 def test_w_stage_summary(tmp_path, economy, surplus_input):
     from lotj.sim.panel import read_panel
@@ -136,9 +131,20 @@ def test_w_stage_summary(tmp_path, economy, surplus_input):
     assert summary["wage_p25"] <= summary["wage_p50"] <= summary["wage_p75"]
     shares = [v for k, v in summary.items() if k.startswith("reset_share_")]
     assert len(shares) == 6 and abs(sum(shares) - 1) < 1e-9
+    assert all(0.0 <= share <= 1.0 for share in shares)
     panel = read_panel(tmp_path / "panel.parquet")
     assert {"wage", "W", "J", "markdown"} <= set(panel.columns)
-    assert panel.loc[panel["employed"], "wage"].notna().all()
+    employed = panel[panel["employed"]]
+    assert employed["wage"].notna().all() and panel.loc[~panel["employed"], "wage"].isna().all()
+    # the summary is the written panel's: wage quartiles and the mean markdown W/J of employed worker-years
+    wages = employed["wage"].astype(float).to_numpy()
+    for key, q in (("wage_p25", 25), ("wage_p50", 50), ("wage_p75", 75)):
+        assert summary[key] == pytest.approx(float(np.percentile(wages, q)), rel=1e-12), key
+    assert summary["wage_mean"] == pytest.approx(float(wages.mean()), rel=1e-12)
+    W, J = employed["W"].astype(float).to_numpy(), employed["J"].astype(float).to_numpy()
+    markdown = np.where(J > 0, W / np.where(J > 0, J, 1.0), np.nan)  # MODEL.md section 5: none where J <= 0
+    np.testing.assert_allclose(employed["markdown"].astype(float).to_numpy(), markdown, rtol=1e-12)
+    assert summary["markdown_mean"] == pytest.approx(float(markdown[np.isfinite(markdown)].mean()), rel=1e-9)
 
 
 def test_warm_start_fits_the_frozen_state_oracle(economy):

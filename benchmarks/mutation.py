@@ -1,0 +1,211 @@
+"""Mutation score of the economics: how many small wrong programs the fast tests catch.
+
+Runs mutmut (``pip install -e .[mutation]``) over modules of ``lotj/economy`` and ``lotj/exact``: each
+mutant is the module with one small change (a ``+`` for a ``-``, ``<`` for ``<=``, a constant moved by one,
+an argument dropped, ...), and it is *killed* when a test that calls the changed function fails. The
+score is killed / (killed + survived); mutants that no selected test reaches are listed apart.
+
+Each module is run against the fast test files that exercise it (``MODULE_TESTS``), not the whole suite,
+which keeps one module to minutes: mutmut then runs, for each mutant, only the tests that called the
+mutated function. The run happens in a scratch copy (``build/mutation`` unless ``--workdir``), so the
+working tree is left alone; mutmut keeps its results there and a second run only re-checks mutants of
+changed code.
+
+It is slow (tens of minutes for all modules on one core) and is not part of CI.
+
+Usage::
+
+    python benchmarks/mutation.py                                  # the economically central modules
+    python benchmarks/mutation.py --modules lotj/economy/hjb.py     # one module
+    python benchmarks/mutation.py --all                            # every mapped module
+    python benchmarks/mutation.py --report-only                    # summarise the last run
+    python benchmarks/mutation.py --rerun-survivors                # recheck the last run's survivors only
+
+It prints the score per module and overall, and the surviving mutants (``python -m mutmut show NAME``
+in the work directory prints a mutant's diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The fast tests that exercise each module, as files or test ids under tests/ (the union for the chosen
+#: modules is collected; mutmut maps each mutated function to the tests among them that call it). Tests
+#: that train or simulate for seconds are left out: every mutant of a function they call would rerun them.
+MODULE_TESTS: dict[str, list[str]] = {
+    "lotj/economy/hjb.py": [
+        "test_hjb.py",
+        "test_hjb_edges.py",
+        "test_exact_learning.py",
+        "test_validate.py::test_the_training_residual_vanishes_at_the_exact_v",
+    ],
+    "lotj/economy/technology.py": ["test_technology.py", "test_hjb.py", "test_exact_cap1.py"],
+    "lotj/economy/surplus.py": ["test_hjb.py", "test_wages_surplus_input.py", "test_wages_residual.py"],
+    "lotj/economy/wages.py": [
+        "test_wages_residual.py",
+        "test_wages_bargaining.py",
+        "test_wages_inversion.py",
+        "test_wages_oracle.py",
+        "test_wages_surplus_input.py",
+        "test_wages_edges.py",
+    ],
+    "lotj/economy/params.py": ["test_params.py", "test_config.py", "test_exact_cap1.py"],
+    "lotj/economy/firms.py": ["test_firms.py", "test_hjb.py"],
+    "lotj/economy/value.py": ["test_hjb.py", "test_firms.py"],
+    "lotj/economy/worker_value.py": ["test_wages_residual.py", "test_wages_oracle.py"],
+    "lotj/exact/bellman.py": ["test_exact_bellman.py", "test_exact_cap1.py", "test_exact_equilibrium.py"],
+    "lotj/exact/transitions.py": [
+        "test_exact_bellman.py",
+        "test_exact_cap1.py",
+        "test_exact_stationary.py",
+        "test_exact_equilibrium.py",
+    ],
+    "lotj/exact/states.py": ["test_exact_states.py", "test_exact_bellman.py"],
+    "lotj/exact/stationary.py": ["test_exact_stationary.py", "test_exact_equilibrium.py"],
+    "lotj/exact/market.py": ["test_exact_equilibrium.py", "test_exact_stationary.py"],
+    "lotj/exact/equilibrium.py": ["test_exact_equilibrium.py", "test_exact_cap1.py"],
+    "lotj/exact/learning.py": ["test_exact_learning.py", "test_exact_sums.py"],
+}
+
+#: The modules that carry the model's equations (MODEL.md sections 2-6), run by default.
+CORE = [
+    "lotj/economy/hjb.py",
+    "lotj/economy/technology.py",
+    "lotj/economy/surplus.py",
+    "lotj/economy/wages.py",
+    "lotj/exact/bellman.py",
+    "lotj/exact/transitions.py",
+]
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(x) for x in items) + "]"
+
+
+def prepare(workdir: Path, modules: list[str], deselect: list[str]) -> None:
+    """Copy the package, tests and presets to ``workdir`` with a ``[tool.mutmut]`` section for ``modules``."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("lotj", "tests", "conf"):
+        dst = workdir / name
+        if dst.exists():
+            shutil.rmtree(dst)
+        shutil.copytree(ROOT / name, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    tests = sorted({f"tests/{t}" for m in modules for t in MODULE_TESTS[m]})
+    args = ["-p", "no:cacheprovider", "-m", "not slow", "-q"] + [f"--deselect={d}" for d in deselect]
+    text = (ROOT / "pyproject.toml").read_text()
+    text += (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["lotj"]\n'
+        'also_copy = ["conf"]\n'
+        f"only_mutate = {_toml_list(modules)}\n"
+        f"pytest_add_cli_args = {_toml_list(args)}\n"
+        f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
+    )
+    (workdir / "pyproject.toml").write_text(text)
+
+
+def run(workdir: Path, max_children: int, names: list[str] | None = None) -> int:
+    """``mutmut run`` in ``workdir``: every mutant not yet checked, or exactly ``names``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", WANDB_MODE="disabled")
+    cmd = [sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children), *(names or [])]
+    return subprocess.call(cmd, cwd=workdir, env=env)
+
+
+def exit_codes(workdir: Path, modules: list[str]) -> dict[str, dict[str, int | None]]:
+    """mutmut's result per mutant, by module, from its ``.meta`` files."""
+    out = {}
+    for module in modules:
+        meta = workdir / "mutants" / (module + ".meta")
+        if meta.is_file():
+            out[module] = json.loads(meta.read_text())["exit_code_by_key"]
+    return out
+
+
+def report(codes_by_module: dict[str, dict[str, int | None]]) -> dict:
+    """Per-module counts and the surviving mutants' names."""
+    status = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 36: "timeout", 24: "timeout"}
+    out: dict = {"modules": {}, "survived": []}
+    for module, codes in codes_by_module.items():
+        counts: dict[str, int] = {}
+        for name, code in codes.items():
+            s = "not checked" if code is None else status.get(code, "suspicious")
+            counts[s] = counts.get(s, 0) + 1
+            if s == "survived":
+                out["survived"].append(name)
+        counts["score"] = counts.get("killed", 0) / max(1, counts.get("killed", 0) + counts.get("survived", 0))
+        out["modules"][module] = counts
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--modules", nargs="+", default=None, help=f"modules to mutate (default: {' '.join(CORE)})")
+    ap.add_argument("--all", action="store_true", help="every module in MODULE_TESTS")
+    ap.add_argument("--workdir", type=Path, default=ROOT / "build" / "mutation")
+    ap.add_argument("--max-children", type=int, default=1, help="mutants checked at once (default 1)")
+    ap.add_argument(
+        "--deselect",
+        nargs="*",
+        default=[],
+        help="test ids to leave out (a mutant cannot be judged by a test red unmutated)",
+    )
+    ap.add_argument("--report-only", action="store_true", help="summarise the last run in --workdir")
+    ap.add_argument(
+        "--rerun-survivors",
+        action="store_true",
+        help="copy the current tests into --workdir and recheck only the mutants that survived there",
+    )
+    ap.add_argument("--json", type=Path, default=None, help="also write the summary to this file")
+    args = ap.parse_args(argv)
+    modules = list(MODULE_TESTS) if args.all else (args.modules or CORE)
+    unknown = [m for m in modules if m not in MODULE_TESTS]
+    if unknown:
+        ap.error(f"no tests mapped for {unknown}; add them to MODULE_TESTS")
+    codes = exit_codes(args.workdir, modules)
+    if args.rerun_survivors:
+        # a changed test selection may reset mutmut's stored results: the earlier ones are kept here and
+        # only the survivors' are replaced by the new run's
+        survivors = report(codes)["survived"]
+        prepare(args.workdir, modules, args.deselect)
+        # which tests call which function is recollected: new and renamed tests must be mapped too
+        (args.workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+        if survivors:
+            run(args.workdir, args.max_children, survivors)
+        new = exit_codes(args.workdir, modules)
+        for module, by_name in codes.items():
+            by_name.update({k: new.get(module, {}).get(k) for k in by_name if k in survivors})
+    elif not args.report_only:
+        prepare(args.workdir, modules, args.deselect)
+        run(args.workdir, args.max_children)
+        codes = exit_codes(args.workdir, modules)
+    summary = report(codes)
+    killed = survived = 0
+    print(f"\n{'module':34s} {'killed':>7s} {'survived':>9s} {'no tests':>9s} {'other':>6s} {'score':>6s}")
+    for module, c in summary["modules"].items():
+        other = sum(v for k, v in c.items() if k not in ("killed", "survived", "no tests", "score"))
+        print(
+            f"{module:34s} {c.get('killed', 0):7d} {c.get('survived', 0):9d} {c.get('no tests', 0):9d} "
+            f"{other:6d} {c['score']:6.1%}"
+        )
+        killed += c.get("killed", 0)
+        survived += c.get("survived", 0)
+    summary["score"] = killed / max(1, killed + survived)
+    print(f"{'all':34s} {killed:7d} {survived:9d} {'':9s} {'':6s} {summary['score']:6.1%}")
+    print(f"\n{len(summary['survived'])} surviving mutants (python -m mutmut show NAME in {args.workdir}):")
+    for name in summary["survived"]:
+        print("   ", name)
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
