@@ -218,7 +218,9 @@ def train(
     (training time at the first epoch with ``residual <= tol``, or null), ``wall_time_s`` (V stage),
     ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
     of :meth:`SimulatorCallback.summary` (``sim_*``, over the panel's years) and ``time_simulation_s``;
-    after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...);
+    after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...); with
+    ``accuracy.enabled``, the estimated global error of V (``v_error_*``) and ``convergence``, the certified
+    stop rule (:mod:`lotj.train.accuracy`, docs/accuracy.md);
     ``total_time_s`` (the whole solve).
     """
     out = Path(cfg.out_dir)
@@ -313,6 +315,11 @@ def train(
                 logger=CSVLogger(str(out), name="w", version=""),
             )
         )
+    if status == "ok" and cfg.accuracy.enabled and record.rows:
+        from lotj.train.accuracy import v_error_summary
+
+        settled = sim_cb is None or sim_cb.tracker.streak >= cfg.sim.patience
+        summary.update(v_error_summary(cfg, vm.value_function(), dm.source, settled))
     summary["total_time_s"] = time.perf_counter() - start
     if status == "nan":
         print(f"lotj.train: {message}")
