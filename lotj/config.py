@@ -153,6 +153,7 @@ class AccuracyConfig:
     m_n: int = 16  #: fresh unmatched meeting draws per chain step
     m_e: int = 32  #: fixed employed meeting draws (their marginal errors carry the cross-firm term)
     cross_iterations: int = 2  #: rounds of the cross-firm iteration (each contracts its share by ~0.3)
+    cross_reps: int = 2  #: coupled chain pairs per employed draw and round (the marginal errors' noise)
     tail_weight: float = 0.02  #: chains stop when every discount-and-survival weight is below this
 
 
@@ -258,7 +259,7 @@ def validate(cfg: Config) -> Config:
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
     acc = cfg.accuracy
-    _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e"))
+    _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e", "cross_reps"))
     if acc.cross_iterations < 0:
         raise ConfigError(f"accuracy.cross_iterations = {acc.cross_iterations}: must be >= 0")
     if not 0 < acc.tail_weight < 1:

@@ -146,6 +146,20 @@ def event_rates(
     return EventRates(res.residual, bound, learn, remove, add, cross)
 
 
+def _pick(probs: Tensor, generator: torch.Generator, coupled: bool) -> Tensor:
+    """One event per row of ``probs`` (``[B, K]``, unnormalised) by inverse CDF; with ``coupled`` rows ``i``
+    and ``i + B/2`` use the same uniform."""
+    probs = probs.detach().cpu().to(torch.float64)
+    b = probs.shape[0]
+    if coupled:
+        u = torch.rand(b // 2, generator=generator, dtype=torch.float64).repeat(2)
+    else:
+        u = torch.rand(b, generator=generator, dtype=torch.float64)
+    cdf = probs.cumsum(-1)
+    target = (u * cdf[:, -1]).unsqueeze(-1)
+    return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=probs.shape[1] - 1)
+
+
 @dataclass
 class ChainResult:
     """Per-chain estimates ``error [B]`` of ``e(S₀) = V_net(S₀) − V(S₀)``, the value ``value [B]`` =
@@ -171,6 +185,7 @@ def chain_errors(
     marginal: Tensor | None = None,
     tail_weight: float = 1e-2,
     max_steps: int = 20000,
+    coupled: bool = False,
 ) -> ChainResult:
     """One chain of events from each state of ``start`` (module docstring), all advanced together.
 
@@ -178,7 +193,9 @@ def chain_errors(
     Random choices come from ``generator`` (CPU). ``marginal [M_E]``: marginal errors ``d_j`` of the
     employed draws (which ``draw_source`` must then give in the same order every step): the source becomes
     ``−R − cross`` (:func:`event_rates`; :mod:`lotj.accuracy.estimate` iterates on it). Returns
-    :class:`ChainResult`."""
+    :class:`ChainResult`. With ``coupled`` the batch is two halves whose chain ``i`` and ``i + B/2`` share
+    their random numbers (the event is picked by inverse CDF from one uniform): common random numbers, so the
+    difference of the two halves' estimates (a marginal error) has far less noise than either."""
     s = start.clone()
     b, n_max = s.h.shape
     dev, dt = s.h.device, s.h.dtype
@@ -204,7 +221,7 @@ def chain_errors(
         real = torch.cat([ev.learn.unsqueeze(-1), ev.remove, ev.add], -1)
         stay = (alive - real.sum(-1)).clamp_min(0.0)
         probs = torch.cat([real, stay.unsqueeze(-1)], -1)
-        pick = torch.multinomial(probs.cpu().to(torch.float64), 1, generator=generator).squeeze(-1).to(dev)
+        pick = _pick(probs, generator, coupled).to(dev)
         is_learn = pick == 0
         is_remove = (pick >= 1) & (pick <= n_max)
         n_add = ev.add.shape[-1]

@@ -25,6 +25,9 @@ Figures (relative to |V_net(S)|, over the evaluation states, each with its stand
 - ``v_error_signed``: mean ``ē/V`` (V_net above the truth: positive);
 - ``v_error_upper``: ``v_error_mean + 1.645 × its standard error``, the one-sided 95% upper bound that the
   convergence rule compares with ``solver.tol``.
+
+Standard errors are over states; those of the mean and signed figures add the spread between the two
+continuations' means, which carries the noise every state of a continuation shares (its marginal errors).
 """
 
 from __future__ import annotations
@@ -96,10 +99,17 @@ def error_figures(
     rbar = 0.5 * (r1 + r2)
     absr = np.abs(rbar)
     sq = r1 * r2
-    root_n = math.sqrt(max(n, 1))
 
-    def se(x: np.ndarray) -> float:
-        return float(x.std(ddof=1) / root_n) if n > 1 else math.inf
+    def se(x: np.ndarray, x1: np.ndarray | None = None, x2: np.ndarray | None = None) -> float:
+        """Standard error of mean(x) over states, plus (given each continuation's own version) the spread
+        between the continuations' means: the part of the noise the states share (the marginal errors of
+        the cross-firm iteration, one set per continuation)."""
+        if n < 2:
+            return math.inf
+        var = float(x.var(ddof=1)) / n
+        if x1 is not None and x2 is not None:
+            var += 0.25 * float(x1.mean() - x2.mean()) ** 2
+        return math.sqrt(var)
 
     ms, ms_se = float(sq.mean()), se(sq)
     rms = math.sqrt(max(ms, 0.0))
@@ -107,7 +117,7 @@ def error_figures(
     rng = np.random.default_rng(seed)
     p90 = float(np.quantile(absr, 0.9))
     boot = [float(np.quantile(absr[rng.integers(0, n, n)], 0.9)) for _ in range(bootstrap)] if n > 1 else [p90]
-    mean_abs, mean_abs_se = float(absr.mean()), se(absr)
+    mean_abs, mean_abs_se = float(absr.mean()), se(absr, np.abs(r1), np.abs(r2))
     return {
         "v_error_mean": mean_abs,
         "v_error_mean_se": mean_abs_se,
@@ -117,7 +127,7 @@ def error_figures(
         "v_error_p90": p90,
         "v_error_p90_se": float(np.std(boot, ddof=1)) if len(boot) > 1 else math.inf,
         "v_error_signed": float(rbar.mean()),
-        "v_error_signed_se": se(rbar),
+        "v_error_signed_se": se(rbar, r1, r2),
         "v_error_noise": float(math.sqrt(np.mean((r1 - r2) ** 2) / 4.0)),
         "v_error_states": float(n),
     }
@@ -140,14 +150,17 @@ def marginal_errors(
     tail_weight: float = 1e-2,
 ) -> tuple[Tensor, int]:
     """``d_j ≈ e(S_p) − e(S_p⊖x_j)`` for the employed draws, by ``iterations`` rounds of the cross-term
-    iteration (module docstring), each from ``reps`` chains per state; returns ``d [J]`` and the chains run."""
+    iteration (module docstring), each from ``reps`` chains per state, the chains from ``S_p`` and ``S_p⊖x_j``
+    coupled by common random numbers; returns ``d [J]`` and the chains run."""
     j = employed.slot.numel()
     d = torch.zeros(j, dtype=employed.s_p.h.dtype, device=employed.s_p.h.device)
-    pairs = _repeat(FirmBatch.cat([employed.s_p, employed.s_p.remove(employed.slot)]), reps)
+    pairs = FirmBatch.cat([_repeat(employed.s_p, reps), _repeat(employed.s_p.remove(employed.slot), reps)])
     chains = 0
     for _ in range(iterations):
-        res = chain_errors(vf, p, pairs, rates, draw_source, generator, marginal=d, tail_weight=tail_weight)
-        e = res.error.view(reps, 2, j).mean(0)
+        res = chain_errors(
+            vf, p, pairs, rates, draw_source, generator, marginal=d, tail_weight=tail_weight, coupled=True
+        )
+        e = res.error.view(2, reps, j).mean(1)
         d = e[0] - e[1]
         chains += pairs.batch_size
     return d, chains
@@ -233,6 +246,7 @@ def estimate_on_market(
     m_e: int,
     seed: int,
     cross_iterations: int = 2,
+    cross_reps: int = 1,
     tail_weight: float = 1e-2,
 ) -> VErrorEstimate:
     """The error estimate of ``vf`` on ``n_states`` held-out Ω states of a :class:`lotj.sim.market.Market`
@@ -249,5 +263,6 @@ def estimate_on_market(
         gen,
         employed=employed,
         cross_iterations=cross_iterations,
+        cross_reps=cross_reps,
         tail_weight=tail_weight,
     )

@@ -40,6 +40,7 @@ def v_error_summary(cfg: Config, vf: Any, market: Any, settled: bool) -> dict[st
             m_e=acc.m_e,
             seed=cfg.seed + 5,
             cross_iterations=acc.cross_iterations,
+            cross_reps=acc.cross_reps,
             tail_weight=acc.tail_weight,
         )
     figures = est.figures()
