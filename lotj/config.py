@@ -155,6 +155,9 @@ class AccuracyConfig:
     cross_iterations: int = 2  #: rounds of the cross-firm iteration (each contracts its share by ~0.3)
     cross_reps: int = 2  #: coupled chain pairs per employed draw and round (the marginal errors' noise)
     tail_weight: float = 0.02  #: chains stop when every discount-and-survival weight is below this
+    #: also estimate during training once the held-out residual has not improved by 5% for this many epochs
+    #: (and stop there if the certified rule holds); 0: only at the end
+    stall_patience: int = 8
 
 
 @dataclass
@@ -260,6 +263,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
     acc = cfg.accuracy
     _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e", "cross_reps"))
+    if acc.stall_patience < 0:
+        raise ConfigError(f"accuracy.stall_patience = {acc.stall_patience}: must be >= 0 (0: off)")
     if acc.cross_iterations < 0:
         raise ConfigError(f"accuracy.cross_iterations = {acc.cross_iterations}: must be >= 0")
     if not 0 < acc.tail_weight < 1:

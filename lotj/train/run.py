@@ -243,6 +243,12 @@ def train(
     if sim_cb is None and cfg.sim.enabled:
         sim_cb = SimulatorCallback(Simulator.from_config(cfg, device=device), dm, cfg)
         extra.insert(0, sim_cb)
+    check = None
+    if cfg.accuracy.enabled and cfg.accuracy.stall_patience > 0:
+        from lotj.train.accuracy import VErrorCheck
+
+        check = VErrorCheck(cfg, dm, sim_cb)
+        extra.append(check)
     record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
         cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
@@ -320,6 +326,8 @@ def train(
 
         settled = sim_cb is None or sim_cb.tracker.streak >= cfg.sim.patience
         summary.update(v_error_summary(cfg, vm.value_function(), dm.source, settled))
+        if check is not None:
+            summary.update(check.summary())
     summary["total_time_s"] = time.perf_counter() - start
     if status == "nan":
         print(f"lotj.train: {message}")
