@@ -171,6 +171,7 @@ class ChainResult:
     tail_bound: Tensor
     steps: int
     events_per_chain: float
+    final: FirmBatch | None = None  #: the chains' states when they stopped (a diagnostic)
 
 
 @torch.no_grad()
@@ -243,4 +244,4 @@ def chain_errors(
     if value0 is None:
         value0 = vf.value(start)
     tail = weight * sup_r / p.rho
-    return ChainResult(error, value0, tail, steps, moves)
+    return ChainResult(error, value0, tail, steps, moves, s)
