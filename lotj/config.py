@@ -156,8 +156,9 @@ class AccuracyConfig:
     cross_reps: int = 2  #: coupled chain pairs per employed draw and round (the marginal errors' noise)
     tail_weight: float = 0.02  #: chains stop when every discount-and-survival weight is below this
     #: also estimate during training once the held-out residual has not improved by 5% for this many epochs
-    #: (and stop there if the certified rule holds); 0: only at the end
-    stall_patience: int = 8
+    #: (and stop there if the certified rule holds); 0 (default): only at the end. Each estimate costs about
+    #: as much as the final one (docs/accuracy.md, "Cost")
+    stall_patience: int = 0
 
 
 @dataclass
