@@ -53,7 +53,7 @@ def estimator_check(
     *,
     reps: int = 2,
     cross_iterations: int = 3,
-    cross_reps: int = 4,
+    cross_reps: int = 2,
     tail_weight: float = 1e-2,
     seed: int = 0,
 ) -> dict[str, Any]:
