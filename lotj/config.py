@@ -145,6 +145,23 @@ class SimConfig:
 
 
 @dataclass
+class AccuracyConfig:
+    """The a posteriori error estimate of V (``lotj.accuracy``; docs/accuracy.md)."""
+
+    enabled: bool = True  #: estimate V's global error at the end of the V stage (summary ``v_error_*``)
+    n_states: int = 128  #: held-out Ω states, two chains each
+    m_n: int = 16  #: fresh unmatched meeting draws per chain step
+    m_e: int = 32  #: fixed employed meeting draws (their marginal errors carry the cross-firm term)
+    cross_iterations: int = 2  #: rounds of the cross-firm iteration (each contracts its share by ~0.3)
+    cross_reps: int = 2  #: coupled chain pairs per employed draw and round (the marginal errors' noise)
+    tail_weight: float = 0.02  #: chains stop when every discount-and-survival weight is below this
+    #: also estimate during training once the held-out residual has not improved by 5% for this many epochs
+    #: (and stop there if the certified rule holds); 0 (default): only at the end. Each estimate costs about
+    #: as much as the final one (docs/accuracy.md, "Cost")
+    stall_patience: int = 0
+
+
+@dataclass
 class TrainerConfig:
     """Passed to the Lightning Trainer."""
 
@@ -176,6 +193,7 @@ class Config:
     wnet: WNetConfig = field(default_factory=WNetConfig)
     wsolver: WSolverConfig = field(default_factory=WSolverConfig)
     sim: SimConfig = field(default_factory=SimConfig)
+    accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     seed: int = 0
@@ -244,6 +262,14 @@ def validate(cfg: Config) -> Config:
     bad = [st for st in s.stages if st not in _STAGES]
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
+    acc = cfg.accuracy
+    _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e", "cross_reps"))
+    if acc.stall_patience < 0:
+        raise ConfigError(f"accuracy.stall_patience = {acc.stall_patience}: must be >= 0 (0: off)")
+    if acc.cross_iterations < 0:
+        raise ConfigError(f"accuracy.cross_iterations = {acc.cross_iterations}: must be >= 0")
+    if not 0 < acc.tail_weight < 1:
+        raise ConfigError(f"accuracy.tail_weight = {acc.tail_weight}: must be in (0, 1)")
     _validate_w(cfg)
     m = cfg.sim
     _require_at_least_one("sim", m, ("n_firms",))

@@ -48,6 +48,7 @@ TINY = [
     "solver.m_eval=8",
     "logging.logger=none",
     "logging.progress_bar=false",
+    "accuracy.enabled=false",  # the error estimate of V: tests/test_accuracy.py, test_sim_train.py
 ]
 
 

@@ -223,7 +223,9 @@ def train(
     ``device``, ``checkpoint`` (path of ``last.ckpt`` or null), ``out_dir``; with the simulator, those
     of :meth:`SimulatorCallback.summary` (``sim_*``, over the panel's years) and ``time_simulation_s``;
     after a W stage, those of :func:`lotj.train.wstage.run_w_stage` (``w_*``, ``wage_*``, ...); with a panel,
-    ``moments`` (moments.json) and ``measure_seconds`` (or ``measure_error``);
+    ``moments`` (moments.json) and ``measure_seconds`` (or ``measure_error``); with ``accuracy.enabled``, the
+    estimated global error of V (``v_error_*``) and ``convergence``, the certified stop rule
+    (:mod:`lotj.train.accuracy`, docs/accuracy.md);
     ``total_time_s`` (the whole solve).
     """
     out = Path(cfg.out_dir)
@@ -253,6 +255,12 @@ def train(
         extra.insert(0, sim_cb)
     progress.sim_cb = sim_cb
     extra.insert(0, progress)  # before the simulator's callback: it announces the burn-in
+    check = None
+    if cfg.accuracy.enabled and cfg.accuracy.stall_patience > 0:
+        from lotj.train.accuracy import VErrorCheck
+
+        check = VErrorCheck(cfg, dm, sim_cb)
+        extra.append(check)
     record = RunRecord()
     trainer, ckpt, loggers = build_trainer(
         cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
@@ -309,6 +317,14 @@ def train(
             write_panel(panel, out / "panel.parquet")
         summary.update(sim_cb.summary())
         summary["time_simulation_s"] = sim_cb.simulation_seconds
+    if status == "ok" and cfg.accuracy.enabled and record.rows:  # the certified stop rule (docs/accuracy.md)
+        from lotj.train.accuracy import v_error_summary
+
+        settled = sim_cb is None or sim_cb.tracker.streak >= cfg.sim.patience
+        with progress.phase("estimating V's global error along the firms' chains of events"):
+            summary.update(v_error_summary(cfg, vm.value_function(), dm.source, settled))
+        if check is not None:
+            summary.update(check.summary())
     if status == "ok" and "w" in cfg.solver.stages:
         from lightning.pytorch.loggers import CSVLogger
 

@@ -175,6 +175,13 @@ def format_report(report: Mapping[str, Any]) -> str:
             f"network vs it mean {a['mean']:.2e} max {a['max']:.2e}; it vs equilibrium V mean {b['mean']:.2e} "
             f"max {b['max']:.2e} (sampling error of the market alone)"
         )
+    if "estimator" in report:
+        es = report["estimator"]
+        lines.append(
+            f"  error estimator: estimated mean |e|/V {es['estimated']['v_error_mean']:.3e} "
+            f"(se {es['estimated']['v_error_mean_se']:.1e}), true {es['true_mean']:.3e}: "
+            + ("agrees" if es["agrees"] else "DISAGREES")
+        )
     if "w" in report:
         lines.extend(format_w(report["w"]))
     lines.append("  PASSED" if report["passed"] else "  FAILED: " + "; ".join(report["missed"]))
@@ -246,6 +253,10 @@ def run_validation(
             report["market_split"] = market_split(vf, exact, m.firms, m.unmatched_h, m.unmatched_a)
         except ValueError as exc:  # a diagnostic: a population it cannot read must not sink the report
             report["market_split_error"] = str(exc)
+    if cfg.accuracy.enabled:  # the a posteriori error estimator against the true error (docs/accuracy.md)
+        from lotj.accuracy.validation import estimator_check
+
+        report["estimator"] = estimator_check(vf, cfg.economy, exact, seed=cfg.seed)
     report["train_seconds"] = train_seconds
     report["total_seconds"] = time.perf_counter() - start
     report["config"] = to_yaml(cfg)
