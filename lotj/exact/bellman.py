@@ -182,24 +182,31 @@ def relative_residual(space: StateSpace, p: EconomyParams, market: Market, v: np
     return float(np.abs(hjb_residual(space, p, market, v)).max() / (p.rho * np.abs(v).max()))
 
 
-def tied_decisions(space: StateSpace, s: Surpluses, tol: float) -> list[str]:
-    """Names of the decisions whose gain is within ``tol`` of zero (in the units of V): hires, keeping
-    a present worker, and poaching (except where the poacher's state with the worker added is the
-    worker's own employer's state, a structural tie that never matters)."""
+def decision_margins(
+    space: StateSpace, s: Surpluses, hire: np.ndarray, keep: np.ndarray, poach: np.ndarray
+) -> list[tuple[float, str]]:
+    """``(|gain|, name)`` of every decision the boolean masks select: hiring ``hire [N, J]``, keeping a present
+    worker ``keep [N, J]``, poaching ``poach [N, J, N]`` (except where the poacher's state with the worker added is
+    the worker's own employer's state: the two Δ's are identical, a structural tie that never matters)."""
     out = [
-        f"hire {space.describe_worker(j)} at {space.describe(st)}" for st, j in zip(*np.nonzero(np.abs(s.hire) <= tol))
+        (abs(s.hire[st, j]), f"hire {space.describe_worker(j)} at {space.describe(st)}")
+        for st, j in zip(*np.nonzero(hire))
     ]
-    has = space.minus >= 0
     out += [
-        f"keep {space.describe_worker(j)} at {space.describe(st)}"
-        for st, j in zip(*np.nonzero(has & (np.abs(s.own) <= tol)))
+        (abs(s.own[st, j]), f"keep {space.describe_worker(j)} at {space.describe(st)}")
+        for st, j in zip(*np.nonzero(keep & (space.minus >= 0)))
     ]
     same = space.plus[:, :, None] == np.arange(space.n_states)[None, None, :]
-    out += [
-        f"poach {space.describe_worker(j)} from {space.describe(sp)} into {space.describe(st)}"
-        for st, j, sp in zip(*np.nonzero((np.abs(s.gain) <= tol) & ~same))
-    ]
+    for st, j, sp in zip(*np.nonzero(poach & ~same)):
+        name = f"poach {space.describe_worker(j)} from {space.describe(sp)} into {space.describe(st)}"
+        out.append((abs(s.gain[st, j, sp]), name))
     return out
+
+
+def tied_decisions(space: StateSpace, s: Surpluses, tol: float) -> list[str]:
+    """Names of the decisions whose gain is within ``tol`` of zero (in the units of V)."""
+    margins = decision_margins(space, s, np.abs(s.hire) <= tol, np.abs(s.own) <= tol, np.abs(s.gain) <= tol)
+    return [name for _, name in margins]
 
 
 @dataclass

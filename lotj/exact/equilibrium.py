@@ -38,7 +38,7 @@ import numpy as np
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import ValueFunction
-from lotj.exact.bellman import TIE_TOL, Policies, Surpluses, ValueSolution, solve_values
+from lotj.exact.bellman import TIE_TOL, Policies, Surpluses, ValueSolution, decision_margins, solve_values
 from lotj.exact.market import Distribution, Market
 from lotj.exact.states import StateSpace
 from lotj.exact.stationary import flow_imbalance, stationary_distribution
@@ -179,28 +179,18 @@ class ExactSolution:
 
 def _purity_margin(space: StateSpace, market: Market, dist: Distribution, v: np.ndarray) -> list[tuple[float, str]]:
     """Every decision that carries flow, with |surplus| / max|V|, closest to indifference first."""
-    s = Surpluses.of(space, v)
     scale = float(np.abs(v).max())
     visited = dist.chi > MASS_TOL
-    out: list[tuple[float, str]] = []
-    if market.omega > 0 and market.s_n > 0:
-        for st, j in zip(*np.nonzero(visited[:, None] & (space.plus >= 0) & (market.chi_n[None, :] > MASS_TOL))):
-            out.append((abs(s.hire[st, j]) / scale, f"hire {space.describe_worker(j)} at {space.describe(st)}"))
-    for st, j in zip(*np.nonzero(visited[:, None] & (space.counts > 0))):
-        out.append((abs(s.own[st, j]) / scale, f"keep {space.describe_worker(j)} at {space.describe(st)}"))
-    if market.omega > 0 and market.s_e > 0:
-        weight = visited[:, None, None] & (space.plus >= 0)[:, :, None] & (market.chi_e.T[None] > MASS_TOL)
-        # S ⊕ x_j = S_p is the same state as the worker's employer: Δ's are identical, a structural tie
-        same = space.plus[:, :, None] == np.arange(space.n_states)[None, None, :]
-        for st, j, sp in zip(*np.nonzero(weight & ~same)):
-            out.append(
-                (
-                    abs(s.gain[st, j, sp]) / scale,
-                    f"poach {space.describe_worker(j)} from {space.describe(sp)} into {space.describe(st)}",
-                )
-            )
-    out.sort(key=lambda t: t[0])
-    return out
+    hire = visited[:, None] & (space.plus >= 0) & (market.chi_n[None, :] > MASS_TOL)
+    poach = visited[:, None, None] & (space.plus >= 0)[:, :, None] & (market.chi_e.T[None] > MASS_TOL)
+    margins = decision_margins(
+        space,
+        Surpluses.of(space, v),
+        hire & (market.omega > 0 and market.s_n > 0),
+        visited[:, None] & (space.counts > 0),
+        poach & (market.omega > 0 and market.s_e > 0),
+    )
+    return sorted(((gain / scale, name) for gain, name in margins), key=lambda t: t[0])
 
 
 def _partial_step(current: Policies, best: Policies, s: Surpluses, fraction: float) -> tuple[Policies, int]:
