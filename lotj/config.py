@@ -199,6 +199,9 @@ class Config:
     seed: int = 0
     out_dir: str = "runs/${conf}"
     resume: str = ""  #: path to a last.ckpt to continue
+    #: a finished run's directory (or last.ckpt) whose V and W networks start this run: a warm start of a new
+    #: solve (lotj.train.warm_start); the economy is drawn from this run's parameters and seed
+    init_from: str = ""
 
 
 _ACTIVATIONS = ("silu", "tanh", "gelu", "softplus")

@@ -36,6 +36,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 
 from lotj.config import Config, to_yaml
+from lotj.errors import ConfigError
 from lotj.nets import franchise_guess
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator
@@ -45,6 +46,7 @@ from lotj.train.placement import simulation_device, to_simulator
 from lotj.train.progress import RunProgress
 from lotj.train.sim_callback import SimulatorCallback
 from lotj.train.vmodule import NonFiniteError, VModule, evaluate_heldout
+from lotj.train.warm_start import load_v_weights
 
 
 def build_datamodule(cfg: Config) -> OmegaDataModule:
@@ -246,6 +248,10 @@ def train(
     dm = datamodule
     vm = module if module is not None else build_module(cfg, dm)
     vm.to(device)
+    if cfg.init_from:  # a warm start: another run's V network, this run's economy (lotj.train.warm_start)
+        if cfg.resume:
+            raise ConfigError("resume and init_from both set: resume continues a run, init_from starts a new one")
+        load_v_weights(vm, cfg.init_from)
     with progress.phase("the initial guess's held-out residual"):
         initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
     extra = list(callbacks or [])
@@ -307,6 +313,7 @@ def train(
         "device": _device_name(trainer),
         "checkpoint": str(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None,
         "out_dir": str(out),
+        "init_from": cfg.init_from or None,
     }
     sim = sim_cb.simulator if sim_cb is not None else None
     if status == "ok" and sim_cb is not None:

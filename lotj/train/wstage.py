@@ -42,6 +42,7 @@ from lotj.sim.simulator import Simulator, decision_dtype
 from lotj.sim.wage_tracking import RESET_CAUSES, WageTracker, firm_wages, track_wages
 from lotj.train.logging import quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
+from lotj.train.warm_start import load_w_weights
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import WModule
 
@@ -178,6 +179,8 @@ def run_w_stage(
     if isinstance(v_function, torch.nn.Module):
         v_function.eval()
     net = build_worker_net(cfg)
+    if cfg.init_from:  # a warm start from another run's W (lotj.train.warm_start)
+        load_w_weights(net, cfg.init_from)
     to_simulator(simulator.device, v_function, net)  # V, W and the population on one device
     if net.surplus_input:
         net.attach_value(v_function)
