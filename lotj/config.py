@@ -131,6 +131,8 @@ class SimConfig:
     burn_in_years: float = 10.0  #: years simulated before training starts
     tol: float = 0.02  #: relative change of the tracked statistics between refreshes
     patience: int = 3  #: consecutive refreshes below tolerance to declare convergence
+    #: refreshes over which the mean firm size must stay within 2 of its standard errors (no drift)
+    drift_window: int = 5
     panel_years: int = 10  #: years in the exported annual panel
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
@@ -282,6 +284,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:
         raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
+    if m.drift_window < 1:
+        raise ConfigError(f"sim.drift_window = {m.drift_window}: must be >= 1")
     if m.threads < 0:
         raise ConfigError(f"sim.threads = {m.threads}: must be >= 0 (0: torch's setting)")
     if m.decision_precision not in (32, 64):

@@ -327,7 +327,7 @@ def train(
     if status == "ok" and cfg.accuracy.enabled and record.rows:  # the certified stop rule (docs/accuracy.md)
         from lotj.train.accuracy import v_error_summary
 
-        settled = sim_cb is None or sim_cb.tracker.streak >= cfg.sim.patience
+        settled = sim_cb is None or sim_cb.tracker.settled
         with progress.phase("estimating V's global error along the firms' chains of events"):
             summary.update(v_error_summary(cfg, vm.value_function(), dm.source, settled))
         if check is not None:
