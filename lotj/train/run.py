@@ -41,6 +41,7 @@ from lotj.errors import ConfigError
 from lotj.nets import franchise_guess
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator
+from lotj.train.chain_targets import ChainTargets
 from lotj.train.datamodule import OmegaDataModule
 from lotj.train.logging import build_loggers, finish_wandb, quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
@@ -362,6 +363,8 @@ def _run_callbacks(
 
         check = VErrorCheck(cfg, dm, sim_cb)
         extra.append(check)
+    if cfg.solver.chain_states > 0:  # after the simulator's callback: each set is estimated on the refreshed market
+        extra.append(ChainTargets(cfg, dm))
     return extra, sim_cb, check
 
 
@@ -397,7 +400,7 @@ def _v_summary(cfg: Config, run: _Run, status: str, message: str, final: dict[st
     ckpt_path = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
     if status == "ok" and not message:
         message = "reached tolerance" if reached else "stopped at max_epochs"
-    return {
+    summary = {
         "status": status,
         "message": message,
         "loss": _finite(last.get("loss")),
@@ -419,6 +422,10 @@ def _v_summary(cfg: Config, run: _Run, status: str, message: str, final: dict[st
         "out_dir": str(run.out),
         "init_from": cfg.init_from or None,
     }
+    for cb in run.trainer.callbacks:
+        if isinstance(cb, ChainTargets):
+            summary.update(cb.summary())
+    return summary
 
 
 def _simulate_panel(cfg: Config, run: _Run, summary: dict) -> None:
