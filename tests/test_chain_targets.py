@@ -56,9 +56,9 @@ def test_targets_of_a_wrong_network_are_the_true_values(c):
 
 
 def test_the_schedule_of_sets():
-    rounds = [e for e in range(60) if is_round(e, start=20, every=10)]
-    assert rounds == [19, 29, 39, 49, 59]  # 0-based epochs whose end starts a set
-    assert [e for e in range(5) if is_round(e, start=1, every=2)] == [0, 2, 4]
+    rounds = [e for e in range(60) if is_round(e, start=20, every=10, max_epochs=60)]
+    assert rounds == [19, 29, 39, 49]  # 0-based epochs whose end starts a set; not the last epoch
+    assert [e for e in range(5) if is_round(e, start=1, every=2, max_epochs=6)] == [0, 2, 4]
 
 
 def _module(tmp_path, *extra):

@@ -40,7 +40,8 @@ def test_w_stage_estimate_by_hand():
 
 def test_chain_stage_estimate_by_hand():
     """The final V error estimate: 2 × (128 states + 2 rounds × 2 × 2 pairs × 32 employed draws) = 768 chains;
-    chain-target sets of 512 states at epochs 30, 40, 50, 60 of 60, each 2 × (512 + 2 × 32) = 1152 chains."""
+    chain-target sets of 512 states at epochs 30, 40, 50 of 60 (none after the last), each 2 × (512 + 2 × 32) =
+    1152 chains."""
     v_step = 0.0256
     per_chain = CHAIN_COST_RATIO * v_step / 128
     final = load_config(["conf=smoke"])
@@ -49,8 +50,8 @@ def test_chain_stage_estimate_by_hand():
     assert chain_stage_estimate(off, v_step, 0) == 0.0
     sets = ["conf=smoke", "accuracy.enabled=false", "solver.chain_states=512", "solver.chain_start=30"]
     cfg = load_config([*sets, "solver.chain_every=10"])
-    assert chain_stage_estimate(cfg, v_step, 0) == pytest.approx(4 * 1152 * per_chain, rel=1e-12)
-    assert chain_stage_estimate(cfg, v_step, 30) == pytest.approx(3 * 1152 * per_chain, rel=1e-12)  # 30 is done
+    assert chain_stage_estimate(cfg, v_step, 0) == pytest.approx(3 * 1152 * per_chain, rel=1e-12)
+    assert chain_stage_estimate(cfg, v_step, 30) == pytest.approx(2 * 1152 * per_chain, rel=1e-12)  # 30 is done
     assert chain_stage_estimate(cfg, v_step, 60) == 0.0
 
 

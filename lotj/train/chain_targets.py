@@ -26,10 +26,11 @@ from lotj.economy.firms import FirmBatch
 __all__ = ["ChainTargets", "is_round"]
 
 
-def is_round(epoch: int, start: int, every: int) -> bool:
-    """Whether the end of (0-based) ``epoch`` starts a new set: epochs ``start − 1``, ``start − 1 + every``, ..."""
+def is_round(epoch: int, start: int, every: int, max_epochs: int) -> bool:
+    """Whether the end of (0-based) ``epoch`` starts a new set: epochs ``start − 1``, ``start − 1 + every``, ...,
+    never the last epoch (no step would fit the set)."""
     done = epoch + 1
-    return done >= start and (done - start) % every == 0
+    return start <= done < max_epochs and (done - start) % every == 0
 
 
 class ChainTargets(pl.Callback):
@@ -52,7 +53,7 @@ class ChainTargets(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         s, acc = self.cfg.solver, self.cfg.accuracy
-        if not is_round(trainer.current_epoch, s.chain_start, s.chain_every):
+        if not is_round(trainer.current_epoch, s.chain_start, s.chain_every, s.max_epochs):
             return
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + 7919 * trainer.current_epoch + 11)
         was_training = pl_module.training

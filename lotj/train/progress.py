@@ -31,6 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lotj.config import Config
+from lotj.train.chain_targets import is_round
 
 #: training steps after which a first whole-run estimate is printed (when an epoch has at least 4 times as many)
 EARLY_STEPS = 10
@@ -62,11 +63,7 @@ def chain_stage_estimate(cfg: Config, v_step_seconds: float, epochs_done: int) -
     per_chain = CHAIN_COST_RATIO * v_step_seconds / max(s.batch_size, 1)
     chains = 0
     if s.chain_states > 0:
-        rounds = sum(
-            1
-            for done in range(epochs_done + 1, s.max_epochs + 1)
-            if done >= s.chain_start and (done - s.chain_start) % s.chain_every == 0
-        )
+        rounds = sum(is_round(e, s.chain_start, s.chain_every, s.max_epochs) for e in range(epochs_done, s.max_epochs))
         chains += rounds * chain_count(cfg, s.chain_states, 1, 1)
     if acc.enabled:
         chains += chain_count(cfg, acc.n_states, acc.cross_iterations, acc.cross_reps)
