@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
-from lotj.accuracy.wage_error import GROUPS, wage_certify, wage_error_figures, w_error_figures
+from lotj.accuracy.wage_error import GROUPS, w_error_figures, wage_certify, wage_error_figures
 from lotj.accuracy.wage_validation import systematic_poachers, w_estimator_check
 from lotj.accuracy.worker_chains import worker_chain_errors
 from lotj.config import load_config
