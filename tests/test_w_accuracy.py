@@ -92,6 +92,7 @@ def test_wage_error_figures_and_the_rule():
     f = wage_error_figures(cause, weight, e, e, slope, median_wage=-2.0)
     assert f["wage_error_hire_mean"] == pytest.approx((1 * 0.005 + 3 * 0.005) / 4)
     assert f["wage_error_counter_mean"] == pytest.approx(0.005)
+    assert f["wage_error_counter_rms"] == pytest.approx(0.005)
     assert f["wage_error_reneg_mean"] == pytest.approx(0.005)
     assert f["wage_error_poach_mean"] is None and f["wage_error_poach_events"] == 0
     assert f["wage_error_events"] == 8

@@ -21,7 +21,8 @@ Reported as shares of the median wage, by cause: ``hire`` (hire from non-employm
 at the poacher's ``S_p⊕x``), ``counter`` (counter-offer), ``reneg`` (renegotiation raises and cuts, and the
 cut at a meeting where the firm's participation binds): weighted mean (``_mean``, with ``_se`` and the 95%
 bound ``_upper``) and 90th percentile (``_p90``) of ``|w_net − w_true| / |median wage|``, each event weighted
-by its rate.
+by its rate; and ``_rms``, the square root of the rate-weighted mean of ``ê₁ê₂ / (∂W/∂w)²``, unbiased in the
+square (the mean and the percentile of ``|ē|`` carry the chain noise, which inflates them).
 
 The reset events of a run (:func:`reset_events`) are those the simulator would set at its firms as they are,
 by the rules of :mod:`lotj.economy.wages` (:mod:`lotj.sim.wage_tracking`): every employed worker's
@@ -284,11 +285,12 @@ def wage_error_figures(
     event, the slopes ``∂W/∂w`` and the median wage. Groups without events get None."""
     scale = abs(median_wage) if median_wage and math.isfinite(median_wage) else math.nan
     share = np.abs(0.5 * (error1 + error2) / slope) / scale
+    square = error1 * error2 / slope**2 / scale**2  # unbiased for the squared share (two continuations)
     out: dict[str, float | None] = {}
 
     def put(name: str, sel: np.ndarray) -> None:
         if not sel.any() or not np.isfinite(scale):
-            for k in ("mean", "mean_se", "upper", "p90", "events"):
+            for k in ("mean", "mean_se", "upper", "p90", "rms", "events"):
                 out[f"{name}_{k}"] = None if k != "events" else float(sel.sum())
             return
         x, w = share[sel], weight[sel] / weight[sel].sum()
@@ -298,6 +300,7 @@ def wage_error_figures(
         out[f"{name}_mean_se"] = se if math.isfinite(se) else None
         out[f"{name}_upper"] = mean + Z95 * se if math.isfinite(se) else None
         out[f"{name}_p90"] = _weighted_quantile(x, w, 0.9)
+        out[f"{name}_rms"] = float(math.sqrt(max(float(w @ square[sel]), 0.0)))
         out[f"{name}_events"] = float(sel.sum())
 
     for group, codes in GROUPS.items():
