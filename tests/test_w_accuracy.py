@@ -19,6 +19,7 @@ from lotj.economy.wages import Reset
 from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.exact import solve_equilibrium
 from lotj.exact.table import table_worker_value_function
+from lotj.validate.report import build_report, format_report
 from lotj.validate.wages import _pair_batch, exact_wage_solution, wage_grid
 
 
@@ -107,7 +108,6 @@ def test_wage_error_figures_and_the_rule():
     assert set(GROUPS) == {"hire", "poach", "counter", "reneg"}
 
 
-@pytest.mark.slow
 def test_the_estimators_agree_with_a_planted_w_error(small):
     # the validation's comparison with W_exact + g: the W error and every group's wage error agree
     p, sol, ew = small
@@ -116,3 +116,8 @@ def test_the_estimators_agree_with_a_planted_w_error(small):
     assert out["true_mean"] == pytest.approx(out["true_mean_vs_exact_w"])
     for group in ("hire", "poach", "counter", "reneg"):
         assert out["wages"][group]["agrees"], (group, out["wages"][group])
+    # the validation report prints it beside V's estimator
+    stats = {k: 1.0 for k in ("e", "omega", "mean_size", "en_rate", "ne_rate")}
+    report = build_report(load_config(["conf=exact_small"]), sol.value_function(), sol, stats)
+    report["w_estimator"] = out
+    assert "W error estimator" in format_report(report) and "DISAGREES" not in format_report(report)
