@@ -189,7 +189,7 @@ def reset_events(
     fr, sr = rows[real], slots[real]
     own = s.index(fr)
     ev, tg = renegotiation_outcome(W[real], u[real], delta[real])
-    keep(ev != int(Reset.NONE), ev, own, sr, tg, p.lam)
+    keep((ev != int(Reset.NONE)) & (ev != int(Reset.SEPARATE)), ev, own, sr, tg, p.lam)  # a separation sets no wage
     if poachers is not None and poachers.batch_size and p.psi_e > 0:
         pick = torch.randint(poachers.batch_size, (int(fr.numel()),), generator=generator).to(dev)
         d_p = poacher_hire_surplus(vf, p, s, poachers)[real]  # [R, M]
