@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
-from lotj.accuracy.wage_error import GROUPS, w_error_figures, wage_certify, wage_error_figures
+from lotj.accuracy.wage_error import GROUPS, reset_events, w_error_figures, wage_certify, wage_error_figures
 from lotj.accuracy.wage_validation import systematic_poachers, w_estimator_check
 from lotj.accuracy.worker_chains import worker_chain_errors
 from lotj.config import load_config
@@ -121,3 +121,34 @@ def test_the_estimators_agree_with_a_planted_w_error(small):
     report = build_report(load_config(["conf=exact_small"]), sol.value_function(), sol, stats)
     report["w_estimator"] = out
     assert "W error estimator" in format_report(report) and "DISAGREES" not in format_report(report)
+
+
+def test_reset_events_follow_the_wage_ladder(small):
+    # at every occupied state of exact_small, each worker at a wage drawn from [-5, 3] (around its bargaining
+    # set): every cause occurs; a hire and a raise target U of the worker in the event's slot, a counter-offer
+    # and a cut at least U; separations set no wage
+    p, sol, ew = small
+    space = sol.space
+    wf, vf = table_worker_value_function(ew.curve), sol.value_function()
+    occupied = np.nonzero(space.size > 0)[0]
+    s = space.firm_batch(np.tile(occupied, 3))
+    gen = torch.Generator().manual_seed(1)
+    w = torch.where(s.mask, -5.0 + 8.0 * torch.rand(s.h.shape, generator=gen, dtype=torch.float64), 0.0)
+    poachers = space.firm_batch(np.nonzero(sol.market.pi > 0)[0])
+    unmatched = (torch.as_tensor(space.h), torch.as_tensor(space.a))
+    ev = reset_events(wf, vf, p, s, w, exact_rates(sol.market), unmatched, poachers, gen)
+    codes = ev.cause.numpy()
+    rows = torch.arange(ev.count)
+    u_slot = (p.unemployment_coef * ev.states.h[rows, ev.slot]).numpy()
+    assert ev.states.mask[rows, ev.slot].all()
+    for code in (Reset.HIRE, Reset.RENEG_RAISE, Reset.COUNTER_OFFER, Reset.RENEG_CUT, Reset.POACHED):
+        assert (codes == int(code)).sum() > 0, code
+    np.testing.assert_allclose(ev.target.numpy()[codes == int(Reset.HIRE)], u_slot[codes == int(Reset.HIRE)])
+    np.testing.assert_allclose(
+        ev.target.numpy()[codes == int(Reset.RENEG_RAISE)], u_slot[codes == int(Reset.RENEG_RAISE)]
+    )
+    assert not np.isin(codes, [int(Reset.SEPARATE), int(Reset.NONE)]).any() and (ev.weight > 0).all()
+    up = np.isin(codes, [int(Reset.RENEG_RAISE), int(Reset.COUNTER_OFFER)])
+    assert (ev.target.numpy()[up] >= u_slot[up] - 1e-12).all()
+    cut = codes == int(Reset.RENEG_CUT)
+    assert (ev.target.numpy()[cut] >= u_slot[cut]).all()
