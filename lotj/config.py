@@ -112,7 +112,10 @@ class WSolverConfig:
     m_pi: int = 16  #: Monte Carlo poachers from Π per batch
     n_states: int = 2048  #: firm states in the Ω training pool per refresh
     n_heldout: int = 256  #: held-out Ω states for the scale-free residual
-    tol: float = 1e-3  #: target held-out scale-free W residual (stops training early)
+    #: target of the estimated wage error (``w_convergence``): each cause group's mean |wage error| / median wage,
+    #: its upper 95% bound (docs/accuracy.md, "W and the wages")
+    tol: float = 0.01
+    residual_tol: float = 1e-3  #: held-out scale-free W residual that stops training early (a diagnostic)
     grad_clip: float = 1.0
     unbiased: bool = False  #: train on R₁R₂ from two independent draw sets instead of R²
     wage_margin: float = 0.25  #: widening of the initial wage range [b h, marginal product], as a share of it
@@ -167,6 +170,10 @@ class AccuracyConfig:
     #: (and stop there if the certified rule holds); 0 (default): only at the end. Each estimate costs about
     #: as much as the final one (docs/accuracy.md, "Cost")
     stall_patience: int = 0
+    #: W stage (``accuracy.enabled``): the W error at ``n_states`` employed workers of the simulated economy, and
+    #: the wage error at up to ``wage_events`` resets per cause group at ``n_states`` firms
+    wage_events: int = 64
+    m_pi: int = 32  #: fresh poachers from Π per step of the worker's chains
 
 
 @dataclass
@@ -274,7 +281,7 @@ def validate(cfg: Config) -> Config:
     if bad or not s.stages:
         raise ConfigError(f"solver.stages = {list(s.stages)}: a non-empty list from {list(_STAGES)}")
     acc = cfg.accuracy
-    _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e", "cross_reps"))
+    _require_at_least_one("accuracy", acc, ("n_states", "m_n", "m_e", "cross_reps", "wage_events", "m_pi"))
     if acc.stall_patience < 0:
         raise ConfigError(f"accuracy.stall_patience = {acc.stall_patience}: must be >= 0 (0: off)")
     if acc.cross_iterations < 0:
@@ -330,7 +337,7 @@ def _validate_w(cfg: Config) -> None:
     _require_at_least_one(
         "wsolver", ws, ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout")
     )
-    _require_finite_positive("wsolver", ws, ("lr", "tol"))
+    _require_finite_positive("wsolver", ws, ("lr", "tol", "residual_tol"))
     _require_lr_decay("wsolver", ws.lr_decay)
     if not 0 <= ws.wage_mix <= 1:
         raise ConfigError(f"wsolver.wage_mix = {ws.wage_mix}: must be in [0, 1]")

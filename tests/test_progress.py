@@ -44,9 +44,9 @@ def test_chain_stage_estimate_by_hand():
     1152 chains."""
     v_step = 0.0256
     per_chain = CHAIN_COST_RATIO * v_step / 128
-    final = load_config(["conf=smoke"])
+    final = load_config(["conf=smoke", "solver.chain_states=0"])
     assert chain_stage_estimate(final, v_step, 0) == pytest.approx(768 * per_chain, rel=1e-12)
-    off = load_config(["conf=smoke", "accuracy.enabled=false"])
+    off = load_config(["conf=smoke", "solver.chain_states=0", "accuracy.enabled=false"])
     assert chain_stage_estimate(off, v_step, 0) == 0.0
     sets = ["conf=smoke", "accuracy.enabled=false", "solver.chain_states=512", "solver.chain_start=30"]
     cfg = load_config([*sets, "solver.chain_every=10"])

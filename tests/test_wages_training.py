@@ -123,9 +123,18 @@ def test_w_stage_summary(tmp_path, economy, surplus_input):
             "wnet.head_width=16",
             f"wnet.surplus_input={str(surplus_input).lower()}",
             "logging.progress_bar=false",
+            # a cheap error estimate of W and the wages (docs/accuracy.md; checked in tests/test_w_accuracy.py)
+            "accuracy.n_states=8",
+            "accuracy.wage_events=4",
+            "accuracy.m_pi=4",
+            "accuracy.tail_weight=0.2",
         ]
     )
     summary = run_w_stage(cfg, vf, snap, out_dir=tmp_path)
+    # a W trained for 10 steps is far from its solution: estimated, and not certified
+    assert summary["w_error_mean"] > 0 and summary["w_error_states"] == 8
+    assert summary["w_convergence"] == "not converged"
+    assert summary["wage_error_events"] and summary["wage_error_seconds"] > 0
     for key in ("w_residual", "wage_mean", "wage_p25", "wage_p50", "wage_p75", "markdown_mean"):
         assert summary[key] is not None and summary[key] == summary[key], key
     assert summary["wage_p25"] <= summary["wage_p50"] <= summary["wage_p75"]

@@ -7,10 +7,12 @@
 2. at every epoch end (:class:`WageRefreshCallback`, the W twin of the V stage's simulator callback)
    simulates ``wsolver.refresh_years`` with wages set by the current W and refreshes the training states
    with the simulated wages; training stops at ``wsolver.max_epochs`` or once the held-out scale-free
-   residual is below ``wsolver.tol``;
+   residual is below ``wsolver.residual_tol``;
 3. simulates ``wsolver.burn_in_years`` with the trained W (so that wages reflect their history), then the
    annual panel (``sim.panel_years``) with the wage columns ``wage, W, J, markdown``;
-4. returns the summary keys of the stage (:func:`wage_summary`).
+4. with ``accuracy.enabled``, estimates the global error of W and of the wages it sets
+   (:func:`lotj.train.waccuracy.w_error_summary`: ``w_error_*``, ``wage_error_*``, ``w_convergence``);
+5. returns the summary keys of the stage (:func:`wage_summary`).
 
 The refresh callback's state (the simulator's path and the wage of every worker) is saved in a Lightning
 checkpoint of the stage, so a resumed W stage keeps the simulated wages.
@@ -188,7 +190,7 @@ def run_w_stage(
     dm = WDataModule(p, v_function, simulator.snapshot(), ws, rates=simulated_rates(simulator), seed=cfg.seed)
     module = WModule.from_config(p, net, v_function, ws)
     refresh = WageRefreshCallback(simulator, tracker, dm, v_function, ws.refresh_years)
-    stop = EarlyStopping(monitor="w/val_residual", mode="min", stopping_threshold=ws.tol, patience=10**9)
+    stop = EarlyStopping(monitor="w/val_residual", mode="min", stopping_threshold=ws.residual_tol, patience=10**9)
     quiet_foreign_notices()
     trainer = L.Trainer(
         max_epochs=ws.max_epochs,
@@ -229,6 +231,10 @@ def run_w_stage(
         "w_simulation_seconds": sim_seconds,
     }
     summary.update(wage_summary(panel, tracker))
+    if cfg.accuracy.enabled:  # the a posteriori error of W and the wages (docs/accuracy.md)
+        from lotj.train.waccuracy import w_error_summary
+
+        summary.update(w_error_summary(cfg, net, v_function, simulator, tracker, dm.source, summary.get("wage_p50")))
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -184,6 +184,23 @@ def format_report(report: Mapping[str, Any]) -> str:
         )
     if "w" in report:
         lines.extend(format_w(report["w"]))
+    if "w_estimator" in report:
+        ws = report["w_estimator"]
+        est = ws["estimated"]
+        lines.append(
+            f"  W error estimator: estimated mean |e_W|/max(|W|, U) {est['w_error_mean']:.3e} "
+            f"(se {est['w_error_mean_se']:.1e}), true (given the network's V) {ws['true_mean']:.3e}: "
+            + ("agrees" if ws["agrees"] else "DISAGREES")
+        )
+        parts = []
+        for g in ("hire", "poach", "counter", "reneg"):
+            row = ws["wages"].get(g)
+            if row is not None and row["estimated_mean"] is not None:
+                parts.append(
+                    f"{g} {row['estimated_mean']:.2e} vs {row['true_mean']:.2e}"
+                    + ("" if row["agrees"] else " (DISAGREES)")
+                )
+        lines.append("  wage error estimator (share of the median wage, estimated vs true): " + "; ".join(parts))
     lines.append("  PASSED" if report["passed"] else "  FAILED: " + "; ".join(report["missed"]))
     return "\n".join(lines)
 
@@ -257,6 +274,10 @@ def run_validation(
         from lotj.accuracy.validation import estimator_check
 
         report["estimator"] = estimator_check(vf, cfg.economy, exact, seed=cfg.seed)
+        if w_section is not None and wf is not None and isinstance(exact, ExactSolution):
+            from lotj.accuracy.wage_validation import w_estimator_check
+
+            report["w_estimator"] = w_estimator_check(wf, vf, exact, exact_wage_solution(exact), seed=cfg.seed)
     report["train_seconds"] = train_seconds
     report["total_seconds"] = time.perf_counter() - start
     report["config"] = to_yaml(cfg)
