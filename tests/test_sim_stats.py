@@ -136,3 +136,18 @@ def test_simulation_runs_on_its_thread_count_and_restores_torchs():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_a_tracker_saved_before_the_drift_test_resumes():
+    """A checkpoint's history without standard errors (written before the drift test): the tracker loads it and
+    goes on; the size counts as drifting until its window holds refreshes with standard errors."""
+    old = ConvergenceTracker(sim_tol=0.02, solver_tol=1.0, patience=1, drift_window=2)
+    state = old.state_dict()
+    state["history"] = [{"e": 0.7, "omega": 1.0, "firm_size_mean": 5.0, "mean_log_h": 0.1, "change": 0.0}]
+    state.pop("last_drift")
+    state["previous"] = {"e": 0.7, "omega": 1.0, "firm_size_mean": 5.0, "mean_log_h": 0.1}
+    tr = ConvergenceTracker(sim_tol=0.02, solver_tol=1.0, patience=1, drift_window=2)
+    tr.load_state_dict(state)
+    new = {"e": 0.7, "omega": 1.0, "firm_size_mean": 5.0, "firm_size_se": 0.1, "mean_log_h": 0.1}
+    assert not tr.update(new, 0.1) and tr.last_drift == math.inf
+    assert tr.update(new, 0.1) and tr.settled
