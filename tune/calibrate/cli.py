@@ -194,7 +194,7 @@ def rescore_start(start: dict[str, Any], ctx: CalibrationContext) -> dict[str, A
 
     if start["status"] in FINISHED:
         start["objective"] = ctx.objective.value(start["moments"])
-    return _finish(start, ctx, "records", time.perf_counter() - start.get("wall_time_s", 0.0))
+    return _finish(start, ctx, "records", time.perf_counter())
 
 
 def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext, best: dict[str, Any],

@@ -77,6 +77,17 @@ def warm_start(candidate: dict[str, float], ctx: CalibrationContext) -> str:
     return "" if index is None else done[index]["run_dir"]
 
 
+def candidate_config(candidate: dict[str, float], ctx: CalibrationContext, run_dir: Path, init_from: str = ""):
+    """The config of a candidate's solve, through the config checks (raises ConfigError when refused)."""
+    from lotj.config import load_config
+
+    argv = [f"conf={ctx.conf}", *ctx.overrides, *ctx.extra_overrides, *ctx.economy_overrides(candidate)]
+    argv.append(f"out_dir={run_dir}")
+    if init_from:
+        argv.append(f"init_from={init_from}")
+    return load_config(argv)
+
+
 def evaluate(
     candidate: dict[str, float],
     ctx: CalibrationContext,
@@ -89,7 +100,6 @@ def evaluate(
     """Evaluate ``candidate`` (module docstring); writes and returns its record ``DIR/<folder>/KEY.json``.
 
     ``init_from``: the run to start from (None: the nearest finished trial, "": a cold start)."""
-    from lotj.config import load_config
     from lotj.errors import ConfigError
     from tune.trial import resolve
 
@@ -111,12 +121,9 @@ def evaluate(
     }
     economy = ctx.economy_overrides(candidate)
     record["economy"] = {o.split("=", 1)[0].removeprefix("economy."): float(o.split("=", 1)[1]) for o in economy}
+    source = warm_start(candidate, ctx) if init_from is None else init_from
     try:
-        argv = [f"conf={ctx.conf}", *ctx.overrides, *ctx.extra_overrides, *economy, f"out_dir={run_dir}"]
-        source = warm_start(candidate, ctx) if init_from is None else init_from
-        if source:
-            argv.append(f"init_from={source}")
-        cfg = load_config(argv)
+        cfg = candidate_config(candidate, ctx, run_dir, source)
     except ConfigError as exc:
         record.update(status="refused", reason=str(exc))
         return _finish(record, ctx, folder, start)
@@ -149,8 +156,8 @@ def evaluate(
 def _finish(record: dict[str, Any], ctx: CalibrationContext, folder: str, start: float) -> dict[str, Any]:
     scored = record["status"] == "ok" or (record["status"] == "unconverged" and not ctx.require_convergence)
     record["score"] = record["objective"] if scored and math.isfinite(record["objective"]) else ctx.failure_score
-    record["wall_time_s"] = time.perf_counter() - start
-    record["finished_at"] = time.time()
+    record.setdefault("wall_time_s", time.perf_counter() - start)
+    record.setdefault("finished_at", time.time())  # a rescored record keeps its place in the finish order
     path = Path(ctx.calibration_dir) / folder / f"{record['key']}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
