@@ -43,7 +43,7 @@ from tune.calibrate.objective import (
 )
 from tune.calibrate.records import best_record, write_results
 from tune.calibrate.report import best_table, trace_figure, write_best_table
-from tune.calibrate.search import init_ray, run_search
+from tune.calibrate.search import init_ray, run_search, searched
 from tune.calibrate.space import clipped, start_point
 from tune.calibrate.spec import (
     CalibrationSpec,
@@ -109,6 +109,7 @@ def context(spec: CalibrationSpec, folder: Path, objective: Objective) -> Calibr
         base_economy={k: v for k, v in asdict(base.economy).items() if not isinstance(v, (list, type(None)))},
         failure_score=spec.options.failure_score,
         require_convergence=spec.options.require_convergence,
+        warm_start=spec.options.warm_start,
         train_fn=spec.options.train_fn,
         extra_overrides=per_trial_overrides(spec),
     )
@@ -205,35 +206,37 @@ def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext,
 
     o = spec.options
     points = inference.fd_points(best["params"], spec.parameters, o.fd_step)
+    # the base point is solved again from the same start as the shifted ones: the differences then hold the
+    # same networks' start and the same draws, only the parameter moves
+    candidates = [(f"fd_{best['key']}_{p.name}", c) for p, (c, _) in zip(spec.parameters, points)]
+    candidates.append((f"fd_{best['key']}_base", dict(best["params"])))
+    results: dict[str, dict[str, Any]] = {}
     todo = []
-    results: dict[int, dict[str, Any]] = {}
-    for j, (candidate, _) in enumerate(points):
-        key = f"fd_{best['key']}_{spec.parameters[j].name}"
+    for key, candidate in candidates:
         path = folder / JACOBIAN / f"{key}.json"
         if path.is_file():
-            results[j] = json.loads(path.read_text())
+            results[key] = json.loads(path.read_text())
         else:
-            todo.append((j, candidate, key))
+            todo.append((key, candidate))
     if todo:
         print(f"tune.calibrate: {len(todo)} finite-difference solves at the best trial {best['key']}")
         init_ray(o)
         try:
             task = ray.remote(num_cpus=o.resources.cpu, num_gpus=o.resources.gpu)(evaluate)
-            refs = [
-                task.remote(c, ctx, key, "jacobian", init_from=best["run_dir"], folder=JACOBIAN) for j, c, key in todo
-            ]
-            for (j, _, _), record in zip(todo, ray.get(refs)):
-                results[j] = record
+            source = best["run_dir"] if o.warm_start else ""  # from the best trial's networks: common starts
+            refs = [task.remote(c, ctx, key, "jacobian", init_from=source, folder=JACOBIAN) for key, c in todo]
+            for (key, _), record in zip(todo, ray.get(refs)):
+                results[key] = record
         finally:
             ray.shutdown()
     keys = ctx.objective.keys
-    base = np.array([float(best["moments"][k]) for k in keys])
-    failed = [spec.parameters[j].name for j, r in results.items() if r["status"] not in FINISHED]
+    failed = [key for key, r in results.items() if r["status"] not in FINISHED]
     if failed:
-        warnings.warn(f"finite-difference solves failed for {failed}: no standard errors", stacklevel=2)
+        warnings.warn(f"finite-difference solves failed ({failed}): no standard errors", stacklevel=2)
         return {}
-    shifted = [np.array([float(results[j]["moments"][k]) for k in keys]) for j in range(len(points))]
-    g = inference.jacobian(base, shifted, [h for _, h in points])
+    moments = [np.array([float(results[key]["moments"][k]) for k in keys]) for key, _ in candidates]
+    base = moments[-1]
+    g = inference.jacobian(base, moments[:-1], [h for _, h in points])
     w, omega = np.array(weights["weights"]), np.array(weights["omega"])
     inf = inference.infer(g, w, omega, spec.parameters, o.data_size_ratio, o.weak_identification)
     names = [p.name for p in spec.parameters]
@@ -271,10 +274,15 @@ def run(spec: CalibrationSpec, folder: Path) -> int:
     names = [p.name for p in spec.parameters]
     table = write_results(folder, names, objective.keys)
     best = best_record(read_records(folder))
+    missing = spec.options.num_trials + len(spec.options.points) - searched(folder)
     se: dict[str, float] = {}
-    if best is not None and spec.options.jacobian:
+    if best is not None and spec.options.jacobian and missing <= 0:
         se = jacobian_phase(spec, folder, ctx, best, weights)
-    return report(spec, folder, table, best, se, start)
+    status = report(spec, folder, table, best, se, start)
+    if missing > 0:  # interrupted (SIGINT, or SIGUSR1 from slurm/tune.sh near the time limit)
+        print(f"{missing} trials missing; continue with: python -m tune.calibrate resume={folder}")
+        return 1
+    return status
 
 
 def report(spec: CalibrationSpec, folder: Path, table: pd.DataFrame, best: dict[str, Any] | None,

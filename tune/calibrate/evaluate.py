@@ -50,6 +50,7 @@ class CalibrationContext:
     base_economy: dict[str, Any]  #: the preset's economy (standard deviations of a correlation not searched)
     failure_score: float = 1.0e6
     require_convergence: bool = False
+    warm_start: bool = True  #: start from the nearest finished trial's networks (else cold)
     train_fn: str = "lotj.train.run:train"
     extra_overrides: list[str] = field(default_factory=list)  #: per-process (threads, device)
 
@@ -99,7 +100,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Evaluate ``candidate`` (module docstring); writes and returns its record ``DIR/<folder>/KEY.json``.
 
-    ``init_from``: the run to start from (None: the nearest finished trial, "": a cold start)."""
+    ``init_from``: the run to start from (None: the nearest finished trial when ``ctx.warm_start``, else cold;
+    "": a cold start)."""
     from lotj.errors import ConfigError
     from tune.trial import resolve
 
@@ -121,7 +123,10 @@ def evaluate(
     }
     economy = ctx.economy_overrides(candidate)
     record["economy"] = {o.split("=", 1)[0].removeprefix("economy."): float(o.split("=", 1)[1]) for o in economy}
-    source = warm_start(candidate, ctx) if init_from is None else init_from
+    if init_from is None:
+        source = warm_start(candidate, ctx) if ctx.warm_start else ""
+    else:
+        source = init_from
     try:
         cfg = candidate_config(candidate, ctx, run_dir, source)
     except ConfigError as exc:

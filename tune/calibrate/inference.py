@@ -2,8 +2,9 @@
 
 The Jacobian ``G = ∂m/∂θ`` (K moments × P searched coordinates) is a forward difference per coordinate,
 ``(m(θ + h_j e_j) − m(θ)) / h_j`` with ``h_j = fd_step × (upper_j − lower_j)`` (backward where the step would
-leave the bounds). Each shifted point is a full solve warm-started from the best trial's networks with the
-same seed: common random numbers, so the difference is the parameter's effect, not fresh sampling noise.
+leave the bounds), with ``m(θ)`` solved again beside them. Every one of these solves starts from the best
+trial's networks (cold with ``warm_start: false``) with the same seed: common random numbers and a common
+start, so a difference is the parameter's effect, not fresh sampling noise or another start.
 
 Standard errors (the usual simulated-method-of-moments sandwich, e.g. Gouriéroux–Monfort; estimagic's
 ``estimate_msm``):

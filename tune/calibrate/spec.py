@@ -72,6 +72,9 @@ class CalibrationOptions:
     require_convergence: bool = False  #: score an unconverged solve (summary ``convergence``) as a failure
     failure_score: float = 1.0e6  #: the objective reported for a failed or refused trial
     points: list[dict[str, float]] = field(default_factory=list)  #: candidates tried before the sampler's own
+    #: start each solve from the nearest finished trial's networks (false: every solve starts cold, as the
+    #: start point did; for solves too short to forget their start, docs/calibration.md)
+    warm_start: bool = True
     start_run: str = ""  #: a solved run at the start point (its directory) instead of solving it anew
     jacobian: bool = True  #: at the best point: the Jacobian by finite differences and standard errors
     fd_step: float = 0.05  #: finite-difference step as a share of each parameter's range
