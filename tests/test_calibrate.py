@@ -105,7 +105,7 @@ def test_every_candidate_passes_the_config_checks_or_is_recorded_refused(tmp_pat
     ctx = context(tmp_path, params)
     rng = np.random.default_rng(3)
     refused = passed = 0
-    for i in range(150):
+    for i in range(60):
         candidate = sample(params, rng)
         try:
             cfg = candidate_config(candidate, ctx, tmp_path / "run")

@@ -16,10 +16,12 @@ A failed or refused trial's score is ``failure_score``, so the sampler learns to
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -103,7 +105,6 @@ def evaluate(
     ``init_from``: the run to start from (None: the nearest finished trial when ``ctx.warm_start``, else cold;
     "": a cold start)."""
     from lotj.errors import ConfigError
-    from tune.trial import resolve
 
     start = time.perf_counter()
     run_dir = Path(ctx.calibration_dir) / RUNS / key
@@ -156,6 +157,12 @@ def evaluate(
         if record["status"] == "unconverged":
             record["reason"] = "convergence: not converged (docs/accuracy.md)"
     return _finish(record, ctx, folder, start)
+
+
+def resolve(target: str) -> Callable[..., Any]:
+    """``"package.module:function"`` -> the function."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _finish(record: dict[str, Any], ctx: CalibrationContext, folder: str, start: float) -> dict[str, Any]:
