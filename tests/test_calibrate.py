@@ -171,6 +171,15 @@ def test_source_targets_are_model_md_section_8_and_quantile_gaps_need_a_median()
         merge_options({}, ["sampler=random"])
 
 
+def test_given_points_must_lie_within_the_bounds(tmp_path):
+    path = tmp_path / "t.yaml"
+    path.write_text("options:\n  points: [{psi_n: 0.9}]\ntargets: {en_rate: 0.1}\nparameters:\n  psi_n: [0.1, 0.5]\n")
+    with pytest.raises(ConfigError, match="outside the bounds of \\['psi_n'\\]"):
+        load_target_file(str(path), [])
+    _, _, params, _ = load_target_file(str(path), ["points=[{psi_n: 0.3}]"])
+    assert params == [Parameter("psi_n", 0.1, 0.5)]
+
+
 def test_the_preset_start_point_is_a_valid_config():
     _, _, params, _ = SOURCE
     start = start_point(params, EconomyParams())

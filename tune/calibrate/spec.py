@@ -214,6 +214,9 @@ def load_target_file(name: str, dotlist: list[str]) -> tuple[CalibrationOptions,
     for point in options.points:
         if set(point) != names:
             raise ConfigError(f"calibrate.points: {point} must give exactly the searched coordinates {sorted(names)}")
+        outside = [p.name for p in params if not p.lower <= point[p.name] <= p.upper]
+        if outside:
+            raise ConfigError(f"calibrate.points: {point} lies outside the bounds of {outside}")
     return options, targets, params, left_out
 
 
