@@ -129,7 +129,14 @@ def solve_start(spec: CalibrationSpec, folder: Path) -> dict[str, Any]:
     provisional = Objective(keys, [spec.targets[k] for k in keys], np.eye(len(keys)).tolist())
     ctx = context(spec, folder, provisional)
     if spec.options.start_run:
-        return adopt_run(start, ctx, Path(spec.options.start_run))
+        from lotj.config import config_from_yaml
+
+        run = Path(spec.options.start_run)
+        own = start_point(spec.parameters, config_from_yaml(run / "config.yaml").economy)
+        if any(not math.isclose(own[k], start[k], rel_tol=1e-9, abs_tol=1e-15) for k in start):
+            warnings.warn(f"start_run {run} was solved at {own}, not at the preset's {start}: its point is the start",
+                          stacklevel=2)  # fmt: skip
+        return adopt_run(own, ctx, run)
     print(f"tune.calibrate: solving the start point into {folder / 'runs' / 'start'}")
     return evaluate(start, ctx, "start", "start", init_from="")
 
