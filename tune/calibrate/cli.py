@@ -206,9 +206,10 @@ def rescore_start(start: dict[str, Any], ctx: CalibrationContext) -> dict[str, A
 
 
 def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext, best: dict[str, Any],
-                   weights: dict[str, Any]) -> dict[str, float]:  # fmt: skip
+                   weights: dict[str, Any]) -> tuple[dict[str, float], list[str]]:  # fmt: skip
     """Finite differences at the best trial (warm-started from it, same seed), the Jacobian and the
-    standard errors; writes ``jacobian.csv`` and ``standard_errors.csv``; returns the standard errors."""
+    standard errors; writes ``jacobian.csv`` and ``standard_errors.csv``; returns the standard errors and
+    a warning for each weakly identified parameter."""
     import ray
 
     o = spec.options
@@ -240,7 +241,7 @@ def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext,
     failed = [key for key, r in results.items() if r["status"] not in FINISHED]
     if failed:
         warnings.warn(f"finite-difference solves failed ({failed}): no standard errors", stacklevel=2)
-        return {}
+        return {}, []
     moments = [np.array([float(results[key]["moments"][k]) for k in keys]) for key, _ in candidates]
     base = moments[-1]
     g = inference.jacobian(base, moments[:-1], [h for _, h in points])
@@ -258,13 +259,14 @@ def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext,
         }
     )
     se_table.to_csv(folder / "standard_errors.csv", index=False)
-    for name in inf.weak:
-        warnings.warn(
-            f"{name}: weakly identified: across its whole range the targets move by fewer than "
-            f"{o.weak_identification:g} standard error(s) (reach {inf.reach[names.index(name)]:.3g})",
-            stacklevel=2,
-        )
-    return dict(zip(names, inf.se.tolist()))
+    weak = [
+        f"{name}: weakly identified: across its whole range the targets move by fewer than "
+        f"{o.weak_identification:g} standard error(s) (reach {inf.reach[names.index(name)]:.3g})"
+        for name in inf.weak
+    ]
+    for line in weak:
+        warnings.warn(line, stacklevel=2)
+    return dict(zip(names, inf.se.tolist())), weak
 
 
 def run(spec: CalibrationSpec, folder: Path) -> int:
@@ -283,9 +285,10 @@ def run(spec: CalibrationSpec, folder: Path) -> int:
     best = best_record(read_records(folder))
     missing = spec.options.num_trials + len(spec.options.points) - searched(folder)
     se: dict[str, float] = {}
+    weak: list[str] = []
     if best is not None and spec.options.jacobian and missing <= 0:
-        se = jacobian_phase(spec, folder, ctx, best, weights)
-    status = report(spec, folder, table, best, se, start)
+        se, weak = jacobian_phase(spec, folder, ctx, best, weights)
+    status = report(spec, folder, table, best, se, start, weak)
     if missing > 0:  # interrupted (SIGINT, or SIGUSR1 from slurm/tune.sh near the time limit)
         print(f"{missing} trials missing; continue with: python -m tune.calibrate resume={folder}")
         return 1
@@ -293,7 +296,7 @@ def run(spec: CalibrationSpec, folder: Path) -> int:
 
 
 def report(spec: CalibrationSpec, folder: Path, table: pd.DataFrame, best: dict[str, Any] | None,
-           se: dict[str, float], start: dict[str, Any]) -> int:  # fmt: skip
+           se: dict[str, float], start: dict[str, Any], weak: list[str] | None = None) -> int:  # fmt: skip
     counts = table["status"].value_counts().to_dict() if not table.empty else {}
     trace_figure(table, folder / "objective_trace.png")
     print(f"\ncalibration {folder.name}: {len(table)} trials {counts}")
@@ -302,6 +305,7 @@ def report(spec: CalibrationSpec, folder: Path, table: pd.DataFrame, best: dict[
         print("no trial finished", file=sys.stderr)
         return 1
     note = "".join(f"{k}: left out: {why}\n" for k, why in spec.left_out.items())
+    note += "".join(f"{line}\n" for line in weak or [])
     write_best_table(folder, best_table(best, spec.parameters, spec.targets, se), note)
     print((folder / "best_table.md").read_text())
     print(f"best trial {best['key']}: objective {best['objective']:.6g} (start point {start['objective']:.6g})")
