@@ -164,7 +164,7 @@ TOLERANCE = 0.15
 RECOVERY_TARGETS = ("employment_rate", "ne_rate", "en_rate", "firm_size_mean", "mean_rank_change", "var_rank_change")
 
 
-@pytest.mark.slow  # about 20 solves: minutes on 2 shared cores
+@pytest.mark.slow  # 20 solves: about half an hour on 2 heavily shared cores
 def test_a_small_calibration_recovers_known_parameters(tmp_path):
     """Targets are the moments of the economy solved at TRUE; the calibration starts at START.
 
