@@ -7,7 +7,7 @@ off) from the source's parameters (the smoke preset's economy) and prints
 
 - the objective ``g'Wg`` at the source's parameters (the start point, solved by lotj like every trial) and
   the best after N trials, their ratio (target: at least 2), and the wall time of the whole calibration;
-- the saving from warm starts: the best candidate solved again cold (``python -m lotj.train``, same config
+- the saving from warm starts: the best warm-started trial solved again cold (``python -m lotj.train``, same config
   and seed, no ``init_from``), with the held-out V residual of each solve after every epoch, the epoch at
   which the warm solve reaches the cold solve's final residual, and both objectives.
 
@@ -80,12 +80,14 @@ def main() -> int:
         "wall_time_s": wall,
         "mean_trial_wall_s": float(table["wall_time_s"].mean()),
     }
-    if best["origin"] != "start" and best.get("init_from"):
+    warm = table[table["init_from"].notna() & (table["score"] == table["objective"])]
+    if not warm.empty:
+        row = warm.loc[warm["objective"].idxmin()]  # the best warm-started trial
         cold = out / "cold_best"
-        config = Path(best["run_dir"]) / "config.yaml"
+        config = Path(row["run_dir"]) / "config.yaml"
         if not (cold / "summary.json").is_file():
             subprocess.run([sys.executable, "-c", COLD_SOLVE, str(config), str(cold)], cwd=ROOT, env=env, check=True)
-        warm_r, cold_r = residual_by_epoch(Path(best["run_dir"])), residual_by_epoch(cold)
+        warm_r, cold_r = residual_by_epoch(Path(row["run_dir"])), residual_by_epoch(cold)
         reached = next((i + 1 for i, r in enumerate(warm_r) if cold_r and r <= cold_r[-1]), None)
         from tune.calibrate.objective import Objective
 
@@ -93,10 +95,11 @@ def main() -> int:
         objective = Objective(weights["keys"], weights["data"], weights["weights"])
         cold_moments = json.loads((cold / "summary.json").read_text()).get("moments") or {}
         figures["warm_start"] = {
+            "trial": row["key"],
             "warm_residual_by_epoch": warm_r,
             "cold_residual_by_epoch": cold_r,
             "warm_epochs_to_cold_final": reached,
-            "objective_warm": float(best["objective"]),
+            "objective_warm": float(row["objective"]),
             "objective_cold": objective.value(cold_moments) if cold_moments else None,
         }
     (out / "benchmark.json").write_text(json.dumps(figures, indent=2))
