@@ -89,6 +89,7 @@ def main() -> int:
             subprocess.run([sys.executable, "-c", COLD_SOLVE, str(config), str(cold)], cwd=ROOT, env=env, check=True)
         warm_r, cold_r = residual_by_epoch(Path(row["run_dir"])), residual_by_epoch(cold)
         reached = next((i + 1 for i, r in enumerate(warm_r) if cold_r and r <= cold_r[-1]), None)
+        sys.path.insert(0, str(ROOT))  # this checkout's tune package, also when run as a script
         from tune.calibrate.objective import Objective
 
         weights = json.loads((out / "weights.json").read_text())
