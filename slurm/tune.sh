@@ -3,9 +3,12 @@
 #
 #   cd /path/to/lotj && source .venv/bin/activate        # the environment travels with the job
 #   sbatch slurm/tune.sh conf=baseline tune=arch sweep.num_samples=64 sweep.resources.gpu=1
+#   sbatch slurm/tune.sh calibrate conf=baseline calibrate=source calibrate.num_trials=256 calibrate.resources.gpu=1
 #
-# Arguments are those of `python -m tune.sweep` (run from the submit directory). The first node runs
-# the Ray head and the sweep driver; every other node runs a Ray worker; all join one cluster with
+# Arguments are those of `python -m tune.sweep` (run from the submit directory), or, after a first argument
+# `calibrate`, those of `python -m tune.calibrate` (a calibration by the simulated method of moments, which
+# stops the same way near the time limit and continues with resume=DIR). The first node runs the Ray head
+# and the sweep driver; every other node runs a Ray worker; all join one cluster with
 # this job's own ports, temp dir and auth token, so jobs sharing nodes do not collide.
 #
 # Edit the #SBATCH lines: nodes, CPUs per node (--cpus-per-task), GPUs per node (--gpus-per-task,
@@ -191,7 +194,14 @@ if [[ -n $early_stop ]]; then
 fi
 # In the background so that a SIGUSR1 (time limit near) reaches this shell, which passes it on: Tune stops
 # the trials and saves the experiment state, and `python -m tune.sweep resume=DIR` continues later.
-"$python_bin" -m tune.sweep "$@" "sweep.address=$address" &
+driver_module=tune.sweep
+address_option=sweep.address
+if [[ ${1:-} == calibrate ]]; then
+    shift
+    driver_module=tune.calibrate
+    address_option=calibrate.address
+fi
+"$python_bin" -m "$driver_module" "$@" "$address_option=$address" &
 driver=$!
 # shellcheck disable=SC2317  # invoked by the USR1 trap
 forward_stop() {

@@ -150,6 +150,20 @@ def test_tune_sh_sweep_failure_is_the_job_status_and_ray_still_stops(tmp_path):
     assert len([line for line in lines if line.startswith("ray-stopped")]) == 3
 
 
+def test_tune_sh_calibrate_runs_the_calibration_against_the_cluster(tmp_path):
+    args = ["calibrate", "conf=smoke", "calibrate=source", "calibrate.num_trials=64"]
+    result, lines = run_script("tune.sh", tmp_path, args, **TUNE_ENV, STUB_SWEEP_RC="1")
+    address = f"10.1.2.7:{10000 + 200 * (12345 % 250)}"
+    driver = index(lines, r"-m tune\.calibrate ")
+    assert lines[driver].endswith(
+        f"-m tune.calibrate conf=smoke calibrate=source calibrate.num_trials=64 calibrate.address={address}"
+    )
+    assert index(lines, rf"-m tune\.cluster --address {re.escape(address)} --nodes 3\b") < driver
+    assert not [line for line in lines if "-m tune.sweep" in line]
+    assert result.returncode == 1  # the calibration's status is the job's
+    assert len([line for line in lines if line.startswith("ray-stopped")]) == 3
+
+
 def test_tune_sh_single_node_overrides_and_auth_disabled(tmp_path):
     env = {
         "SLURM_JOB_ID": "77",
