@@ -1,7 +1,8 @@
 """The counterfactual economies of a set: names and config overrides (MODEL.md sections 9.2 and 10).
 
 A set file (``conf/counterfactuals/NAME.yaml``, or any path) lists economies under ``economies:``; each is a
-mapping of dotted config keys to values, and ``with: [names]`` first takes the overrides of economies listed
+mapping of dotted config keys to values (``{}``: the baseline again, solved warm-started from it: the control
+of the warm start), and ``with: [names]`` first takes the overrides of economies listed
 above it, so that cumulative economies repeat nothing::
 
     economies:
@@ -86,7 +87,7 @@ def parse_set(raw: Any, source: str = "the set") -> list[Economy]:
                 f"{source}: economy name {name!r} must be a plain folder name (letters, digits, _ . + -) "
                 f"other than {BASELINE!r}"
             )
-        if not isinstance(entry, dict) or not entry:
+        if not isinstance(entry, dict):  # {} is the baseline again: the control of a warm start
             raise ConfigError(f"{source}: economy {name!r} needs a mapping of config overrides (or with: [...])")
         entry = dict(entry)
         overrides: dict[str, Any] = {}

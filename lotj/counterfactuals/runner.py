@@ -74,8 +74,9 @@ def solve(
 ) -> dict[str, Any]:
     """Solve one economy for one seed into its run directory and return the summary.
 
-    A counterfactual starts from the baseline's networks of the same seed (``init_from``); a solve with a
-    ``checkpoints/last.ckpt`` and no summary continues from it (``resume``). ``make_callbacks(cfg)`` gives
+    A counterfactual starts from the baseline's networks of the same seed (``init_from``) and records its panel
+    from the baseline's first panel year on (``sim.panel_from_year``, :func:`baseline_panel_year`); a solve
+    with a ``checkpoints/last.ckpt`` and no summary continues from it (``resume``). ``make_callbacks(cfg)`` gives
     extra Trainer callbacks. An exception is written to the run directory's ``error.txt`` and raised again.
     """
     from lotj.train.run import train
@@ -86,6 +87,9 @@ def solve(
         keys.append(f"resume={out / 'checkpoints' / 'last.ckpt'}")
     elif economy != BASELINE:
         keys.append(f"init_from={run_dir(context.set_dir, BASELINE, seed)}")
+        year = baseline_panel_year(context.set_dir, seed)
+        if year is not None:
+            keys.append(f"sim.panel_from_year={year}")
     try:
         cfg = economy_config(context.conf, context.overrides, Economy(economy, context.economies[economy]), *keys)
         callbacks = make_callbacks(cfg) if make_callbacks is not None else []
@@ -95,6 +99,22 @@ def solve(
         (out / ERROR_FILE).write_text(traceback.format_exc())
         raise
     return summary
+
+
+def baseline_panel_year(set_dir: Path | str, seed: int) -> int | None:
+    """The first year of the baseline's panel (of the simulation clock), or None without a panel.
+
+    The distribution of h settles slowly (workers renew at rate δ_r), so its moments depend on how long the
+    economy has been simulated; a warm-started counterfactual trains fewer epochs, and would record its panel
+    younger. Every counterfactual records its panel from this year on (``sim.panel_from_year``), simulating on
+    under its trained V where it is younger, so that the economies are compared at the same age.
+    """
+    import pandas as pd
+
+    panel = run_dir(set_dir, BASELINE, seed) / "panel.parquet"
+    if not panel.is_file():
+        return None
+    return int(pd.read_parquet(panel, columns=["year"])["year"].min())
 
 
 def run_economy(config: dict[str, Any], context: SetContext) -> None:
@@ -193,11 +213,18 @@ def run_set(spec: SetSpec, set_dir: Path) -> None:
     import ray
 
     counterfactuals = [e.name for e in spec.economies if e.name != BASELINE]
+    round_one = to_solve(spec, set_dir, [BASELINE])
+
+    def round_two() -> list[tuple[str, int]]:
+        solved = {seed for seed in spec.seeds if run_state(run_dir(set_dir, BASELINE, seed)) == "done"}
+        return [(e, s) for e, s in to_solve(spec, set_dir, counterfactuals) if s in solved]
+
+    if not round_one and not round_two():
+        print("lotj.counterfactuals: nothing left to solve")
+        return
     init_ray(spec)
     try:
-        run_round(spec, set_dir, "baseline", to_solve(spec, set_dir, [BASELINE]))
-        solved = {seed for seed in spec.seeds if run_state(run_dir(set_dir, BASELINE, seed)) == "done"}
-        round_two = [(e, s) for e, s in to_solve(spec, set_dir, counterfactuals) if s in solved]
-        run_round(spec, set_dir, "counterfactuals", round_two)
+        run_round(spec, set_dir, "baseline", round_one)
+        run_round(spec, set_dir, "counterfactuals", round_two())
     finally:
         ray.shutdown()

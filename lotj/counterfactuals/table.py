@@ -13,8 +13,10 @@ Read from the run directories alone (``python -m lotj.counterfactuals.table DIR`
   ``convergence`` says whether every seed's solve met the certified convergence rule (docs/accuracy.md).
 
 Statistics (employed worker-years of the stationary annual panel, population variances): ``h_mean``, ``h_var``,
-``w_mean``, ``w_var``; ``h_mean_all``, ``h_var_all`` over all workers. Without a W stage the panel has no
-wages: the w statistics are empty and ``w_status`` says ``missing (no W stage)``.
+``w_mean``, ``w_var``; ``h_mean_all``, ``h_var_all`` over all workers. ``panel_first_year``: the year of the
+simulation clock the panel starts (a counterfactual's is the baseline's unless it trained longer: the age of
+the economy matters for h, whose distribution settles slowly; ``lotj.counterfactuals.runner``). Without a W
+stage the panel has no wages: the w statistics are empty and ``w_status`` says ``missing (no W stage)``.
 """
 
 from __future__ import annotations
@@ -111,10 +113,11 @@ def run_row(spec: SetSpec, set_dir: Path, economy: str, seed: int, baseline_stat
     row["convergence"] = summary.get("convergence", "not estimated" if summary else "")
     for key in FIGURES:
         row[key] = summary.get(key)
-    panel = path / "panel.parquet"
-    stats = panel_stats(pd.read_parquet(panel)) if state == "done" and panel.is_file() else {}
+    panel = pd.read_parquet(path / "panel.parquet") if state == "done" and (path / "panel.parquet").is_file() else None
+    stats = panel_stats(panel) if panel is not None else {}
     for key in STATS:
         row[key] = stats.get(key)
+    row["panel_first_year"] = int(panel["year"].min()) if panel is not None else None
     row["w_status"] = "" if not stats else ("solved" if stats["w_mean"] is not None else "missing (no W stage)")
     moments = json.loads((path / "moments.json").read_text()) if (path / "moments.json").is_file() else {}
     for key in MOMENTS:
@@ -172,7 +175,7 @@ def economy_row(runs: pd.DataFrame, economy: str, overrides: str) -> dict[str, A
         row[f"{key}_rel_sd"] = float(np.std(ratios, ddof=1)) if len(ratios) > 1 else math.nan
     statuses = {s for s in done["w_status"] if s}
     row["w_status"] = "solved" if statuses == {"solved"} else ("; ".join(sorted(statuses)) or "")
-    for key in FIGURES:
+    for key in (*FIGURES, "panel_first_year"):
         row[key] = _mean(done[key]) if key != "sim_status" else ", ".join(sorted({str(s) for s in done[key]}))
     for key in (*MOMENTS, *DECOMPOSITION):
         row[key] = _mean(done[key])
@@ -233,8 +236,11 @@ def markdown(spec: SetSpec, table: pd.DataFrame) -> str:
     lines += _md_table(["economy", "overrides"], [[r["economy"], f"`{r['overrides']}`"] for _, r in table.iterrows()])
     lines += ["", "## Accuracy of each solve (means over solved seeds; docs/accuracy.md)", ""]
     lines += _md_table(
-        ["economy", "seeds solved", *FIGURES],
-        [[r["economy"], r["seeds_solved"], *[_fmt(r[k]) for k in FIGURES]] for _, r in table.iterrows()],
+        ["economy", "seeds solved", *FIGURES, "panel_first_year"],
+        [
+            [r["economy"], r["seeds_solved"], *[_fmt(r[k]) for k in (*FIGURES, "panel_first_year")]]
+            for _, r in table.iterrows()
+        ],
     )
     lines += ["", "## h-growth decomposition (MODEL.md section 9.1; entries sum to 1)", ""]
     short = {"log_a": "a", "log_q": "q", "theta_plus": "θ⁺", "theta_minus": "θ⁻"}

@@ -319,7 +319,9 @@ def train(
     if status == "ok" and sim_cb is not None:
         to_simulator(sim.device, vm)  # a caller's simulator may live elsewhere
         with torch.no_grad(), progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
-            panel = sim.simulate_panel(vm.value_function(), cfg.sim.panel_years)  # the window of the sim_* statistics
+            # the window of the sim_* statistics; with a W stage, the W stage's panel starts at panel_from_year
+            from_year = cfg.sim.panel_from_year if "w" not in cfg.solver.stages else 0
+            panel = sim.simulate_panel(vm.value_function(), cfg.sim.panel_years, from_year)
         if "w" not in cfg.solver.stages:  # else the W stage writes the panel, with wages
             write_panel(panel, out / "panel.parquet")
         summary.update(sim_cb.summary())
