@@ -4,7 +4,10 @@
 #   cd /path/to/lotj && source .venv/bin/activate        # the environment travels with the job
 #   sbatch slurm/tune.sh conf=baseline tune=arch sweep.num_samples=64 sweep.resources.gpu=1
 #
-# Arguments are those of `python -m tune.sweep` (run from the submit directory). The first node runs
+#   sbatch slurm/tune.sh counterfactuals conf=smoke --seeds 2 sweep.resources.gpu=1   # docs/counterfactuals.md
+#
+# Arguments are those of `python -m tune.sweep` (run from the submit directory); with `counterfactuals` first,
+# the rest are those of `python -m lotj.counterfactuals`, which then runs in place of the sweep. The first node runs
 # the Ray head and the sweep driver; every other node runs a Ray worker; all join one cluster with
 # this job's own ports, temp dir and auth token, so jobs sharing nodes do not collide.
 #
@@ -39,6 +42,13 @@ set -euo pipefail
 # bash's default would end this shell at once.
 early_stop=""
 trap 'early_stop=1' USR1
+
+# The driver on the head node: a sweep, or the counterfactual economies (the same trials on the same cluster).
+driver_module=tune.sweep
+if [[ ${1:-} == counterfactuals ]]; then
+    driver_module=lotj.counterfactuals
+    shift
+fi
 
 python_bin=${LOTJ_PYTHON:-python}
 root=${LOTJ_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -191,7 +201,7 @@ if [[ -n $early_stop ]]; then
 fi
 # In the background so that a SIGUSR1 (time limit near) reaches this shell, which passes it on: Tune stops
 # the trials and saves the experiment state, and `python -m tune.sweep resume=DIR` continues later.
-"$python_bin" -m tune.sweep "$@" "sweep.address=$address" &
+"$python_bin" -m "$driver_module" "$@" "sweep.address=$address" &
 driver=$!
 # shellcheck disable=SC2317  # invoked by the USR1 trap
 forward_stop() {
