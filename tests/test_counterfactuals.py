@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lotj.config import load_config
+from lotj.config import config_from_yaml, load_config
 from lotj.counterfactuals.economies import BASELINE, Economy, economy_config, load_set, parse_set
 from lotj.counterfactuals.runner import ERROR_FILE, SetContext, run_dir, run_state, solve, to_solve
 from lotj.counterfactuals.spec import SPEC_FILE, SetSpec, build_spec, load_spec, merge_options, parse_cli, save_spec
@@ -220,6 +220,14 @@ def test_resume_solves_only_what_is_left(solved_set, tmp_path):
     (run_dir(set_dir, "no_coworkers", 2) / "summary.json").unlink()
     (run_dir(set_dir, "no_coworkers", 2) / ERROR_FILE).write_text("Traceback\nRuntimeError: forced\n")
     assert to_solve(spec, set_dir, [BASELINE, "same", "no_coworkers"]) == [("same", 1)]
+    # the unfinished solve continues from its checkpoint, still recording its panel at the baseline's age
+    context = SetContext(spec.conf, spec.overrides, {e.name: e.overrides for e in spec.economies}, str(set_dir), [])
+    assert solve(context, "same", 1)["status"] == "ok"
+    cfg = config_from_yaml(run_dir(set_dir, "same", 1) / "config.yaml")
+    assert cfg.resume == str(run_dir(set_dir, "same", 1) / "checkpoints" / "last.ckpt") and not cfg.init_from
+    first = pd.read_parquet(run_dir(set_dir, BASELINE, 1) / "panel.parquet", columns=["year"])["year"].min()
+    assert cfg.sim.panel_from_year == first > 0
+    assert pd.read_parquet(run_dir(set_dir, "same", 1) / "panel.parquet", columns=["year"])["year"].min() == first
     retry = SetSpec(spec.conf, spec.set, spec.overrides, spec.seeds, spec.economies, merge_options(None, []))
     retry.options.retry_failed = True
     assert to_solve(retry, set_dir, ["no_coworkers"]) == [("no_coworkers", 2)]
@@ -231,7 +239,7 @@ def test_resume_solves_only_what_is_left(solved_set, tmp_path):
     shutil.rmtree(run_dir(set_dir, "same", 0))
     table = write_table(set_dir).set_index("economy")
     assert table.loc[BASELINE, "status"] == "failed" and table.loc[BASELINE, "seeds_solved"] == "2/3"
-    assert table.loc["same", "status"] == "unfinished"  # seed 1 unfinished beats seed 0 not run
+    assert table.loc["same", "status"] == "not run" and table.loc["same", "seeds_solved"] == "2/3"
     runs = pd.read_csv(set_dir / "runs.csv").set_index(["economy", "seed"])
     assert runs.loc[("same", 0), "state"] == "not run" and "baseline of seed 0 failed" in runs.loc[("same", 0), "error"]
     assert runs.loc[("no_coworkers", 2), "state"] == "pending"

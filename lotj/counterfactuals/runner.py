@@ -83,13 +83,14 @@ def solve(
 
     out = run_dir(context.set_dir, economy, seed)
     keys = [f"seed={seed}", f"out_dir={out}"]
+    if economy != BASELINE:
+        year = baseline_panel_year(context.set_dir, seed)
+        if year is not None:
+            keys.append(f"sim.panel_from_year={year}")
     if run_state(out) == "unfinished":
         keys.append(f"resume={out / 'checkpoints' / 'last.ckpt'}")
     elif economy != BASELINE:
         keys.append(f"init_from={run_dir(context.set_dir, BASELINE, seed)}")
-        year = baseline_panel_year(context.set_dir, seed)
-        if year is not None:
-            keys.append(f"sim.panel_from_year={year}")
     try:
         cfg = economy_config(context.conf, context.overrides, Economy(economy, context.economies[economy]), *keys)
         callbacks = make_callbacks(cfg) if make_callbacks is not None else []
@@ -225,6 +226,12 @@ def run_set(spec: SetSpec, set_dir: Path) -> None:
     init_ray(spec)
     try:
         run_round(spec, set_dir, "baseline", round_one)
+        # Tune returns normally when stopped (SIGINT, or SIGUSR1 from slurm/tune.sh): a baseline left unfinished
+        # means the set was interrupted, and the counterfactuals wait for resume=DIR
+        left = [s for s in spec.seeds if run_state(run_dir(set_dir, BASELINE, s)) in ("pending", "unfinished")]
+        if left:
+            print(f"lotj.counterfactuals: the baseline of seeds {left} did not finish; continue with resume={set_dir}")
+            return
         run_round(spec, set_dir, "counterfactuals", round_two())
     finally:
         ray.shutdown()
