@@ -229,7 +229,8 @@ def markdown(spec: SetSpec, table: pd.DataFrame) -> str:
     if len(problems):
         lines += ["", "Not solved, or not converged (never dropped):", ""]
         for _, r in problems.iterrows():
-            lines.append(f"- `{r['economy']}`: {r['status']}, {r['convergence'] or 'no solve'}; {r['error'] or ''}")
+            error = f"; {r['error']}" if r["error"] else ""
+            lines.append(f"- `{r['economy']}`: {r['status']}, {r['convergence'] or 'no solve'}{error}")
     if any("missing" in str(s) for s in table["w_status"]):
         lines += ["", "w missing: these solves had no W stage (`solver.stages` without `w`): the panel has no wages."]
     lines += ["", "## Economies", ""]
