@@ -28,12 +28,15 @@ def plot_relative(table: pd.DataFrame, path: Path) -> Path:
         values = pd.to_numeric(table[f"{key}_rel"], errors="coerce").to_numpy(dtype=float)
         errors = pd.to_numeric(table[f"{key}_rel_sd"], errors="coerce").to_numpy(dtype=float)
         shown = np.isfinite(values)
-        ax.bar(x[shown], values[shown], yerr=np.where(np.isfinite(errors), errors, 0.0)[shown], capsize=3)
+        scatter = np.isfinite(errors) & shown
+        ax.bar(x[shown], values[shown], yerr=np.where(scatter, errors, np.nan)[shown] if scatter.any() else None)
+        below = ax.get_xaxis_transform()  # x in data, y in axes coordinates
         for i in np.flatnonzero(~shown):
-            ax.text(x[i], 0.02, "missing", rotation=90, ha="center", va="bottom", fontsize=7, transform=ax.transAxes)
+            ax.text(x[i], 0.02, "missing", rotation=90, ha="center", va="bottom", fontsize=7, transform=below)
         ax.axhline(1.0, color="k", lw=0.8, ls="--")
         ax.set_title(title)
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+        ax.set_xlim(-0.6, len(names) - 0.4)
         finite = values[shown]
         if finite.size and all(math.isfinite(v) for v in finite):
             ax.set_ylim(0.0, max(1.1, float(finite.max()) * 1.1))
