@@ -18,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from lotj.config import Config, config_from_yaml
+from lotj.sim.convergence import ConvergenceTracker
 from lotj.train.accuracy import v_error_summary
 from lotj.train.datamodule import OmegaDataModule
 from lotj.train.vmodule import VModule
@@ -37,7 +38,9 @@ def load_run(run_dir: Path, overrides: list[str]) -> tuple[Config, VModule, Omeg
     settled = True
     for key, state in ckpt.get("callbacks", {}).items():
         if "SimulatorCallback" in key:
-            settled = int(state["tracker"]["streak"]) >= cfg.sim.patience
+            tracker = ConvergenceTracker(cfg.sim.tol, cfg.solver.tol, cfg.sim.patience, cfg.sim.drift_window)
+            tracker.load_state_dict(state["tracker"])
+            settled = tracker.settled
     return cfg, module, dm, settled
 
 

@@ -75,6 +75,12 @@ class SolverConfig:
     stop_at_tol: bool = True  #: stop once val/residual < tol (and every `converged` callback agrees)
     gradient: str = "full"  #: full (gradient of R² through every V) | semi (through V(S) only; docs/solver.md)
     weighting: str = "batch"  #: batch (R / RMS ρV of the batch) | state (R / ρV₀(S) per state; docs/solver.md)
+    #: chain targets (docs/solver.md, "Chain targets"): training Ω states per set whose V is estimated along
+    #: the firm's chains of events and fitted beside the residual (0: off)
+    chain_states: int = 0
+    chain_start: int = 20  #: the first set is estimated at the end of this epoch (1-based)
+    chain_every: int = 10  #: epochs between sets
+    chain_weight: float = 1.0  #: weight of the fit to the targets beside the scale-free squared residual
 
 
 @dataclass
@@ -131,6 +137,8 @@ class SimConfig:
     burn_in_years: float = 10.0  #: years simulated before training starts
     tol: float = 0.02  #: relative change of the tracked statistics between refreshes
     patience: int = 3  #: consecutive refreshes below tolerance to declare convergence
+    #: refreshes over which the mean firm size must stay within 2 of its standard errors (no drift)
+    drift_window: int = 5
     panel_years: int = 10  #: years in the exported annual panel
     #: the panel's first annual date is at least this year of the simulation clock: after training, the economy
     #: is simulated on under the trained V until then (0: the next annual date). Economies compared with each
@@ -288,6 +296,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:
         raise ConfigError(f"sim.patience = {m.patience}: must be >= 1")
+    if s.chain_states < 0 or s.chain_start < 1 or s.chain_every < 1 or s.chain_weight < 0:
+        raise ConfigError(
+            f"solver.chain_states = {s.chain_states}, chain_start = {s.chain_start}, chain_every = {s.chain_every}, "
+            f"chain_weight = {s.chain_weight}: need chain_states >= 0, chain_start >= 1, chain_every >= 1, "
+            "chain_weight >= 0"
+        )
+    if m.drift_window < 1:
+        raise ConfigError(f"sim.drift_window = {m.drift_window}: must be >= 1")
     if m.threads < 0:
         raise ConfigError(f"sim.threads = {m.threads}: must be >= 0 (0: torch's setting)")
     if m.decision_precision not in (32, 64):

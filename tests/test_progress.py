@@ -7,10 +7,12 @@ import pytest
 
 from lotj.config import load_config
 from lotj.train.progress import (
+    CHAIN_COST_RATIO,
     GPU_HINT_SECONDS,
     W_STEP_COST_RATIO,
     WAGE_SIMULATION_COST_RATIO,
     RunProgress,
+    chain_stage_estimate,
     format_seconds,
     w_stage_estimate,
 )
@@ -34,6 +36,23 @@ def test_w_stage_estimate_by_hand():
     assert w_stage_estimate(cfg, v_step, year) == pytest.approx(expected, rel=1e-12)
     cfg_v = load_config(["conf=smoke", "solver.stages=[v]"])
     assert w_stage_estimate(cfg_v, v_step, year) == 0.0
+
+
+def test_chain_stage_estimate_by_hand():
+    """The final V error estimate: 2 × (128 states + 2 rounds × 2 × 2 pairs × 32 employed draws) = 768 chains;
+    chain-target sets of 512 states at epochs 30, 40, 50 of 60 (none after the last), each 2 × (512 + 2 × 32) =
+    1152 chains."""
+    v_step = 0.0256
+    per_chain = CHAIN_COST_RATIO * v_step / 128
+    final = load_config(["conf=smoke"])
+    assert chain_stage_estimate(final, v_step, 0) == pytest.approx(768 * per_chain, rel=1e-12)
+    off = load_config(["conf=smoke", "accuracy.enabled=false"])
+    assert chain_stage_estimate(off, v_step, 0) == 0.0
+    sets = ["conf=smoke", "accuracy.enabled=false", "solver.chain_states=512", "solver.chain_start=30"]
+    cfg = load_config([*sets, "solver.chain_every=10"])
+    assert chain_stage_estimate(cfg, v_step, 0) == pytest.approx(3 * 1152 * per_chain, rel=1e-12)
+    assert chain_stage_estimate(cfg, v_step, 30) == pytest.approx(2 * 1152 * per_chain, rel=1e-12)  # 30 is done
+    assert chain_stage_estimate(cfg, v_step, 60) == 0.0
 
 
 class _Clock:
@@ -72,6 +91,7 @@ def test_whole_run_estimate_after_the_first_epoch(monkeypatch):
     assert "burn-in: simulating 5 years of 1000 firms" in text and "burn-in: done in 5.0 s" in text
     year = (5.0 + cfg.sim.years_per_epoch) / (cfg.sim.burn_in_years + cfg.sim.years_per_epoch)
     remaining = 399 * 10.0 + cfg.sim.panel_years * year + w_stage_estimate(cfg, 10.0 / 100, year)
+    remaining += chain_stage_estimate(cfg, 10.0 / 100, 1)
     assert progress.estimate_s == pytest.approx(18.0 + remaining, rel=1e-12)
     assert progress.estimate_s > GPU_HINT_SECONDS
     assert f"should take about {format_seconds(18.0 + remaining)} on CPU" in text
@@ -83,11 +103,12 @@ def test_whole_run_estimate_after_the_first_epoch(monkeypatch):
     progress.on_train_epoch_start(_trainer(2, 200), None)
     year = (5.0 + 2 * cfg.sim.years_per_epoch) / (cfg.sim.burn_in_years + 2 * cfg.sim.years_per_epoch)
     remaining = 398 * 15.0 + cfg.sim.panel_years * year + w_stage_estimate(cfg, 30.0 / 200, year)
+    remaining += chain_stage_estimate(cfg, 30.0 / 200, 2)
     assert f"epoch 2/400 · elapsed 38 s · remaining about {format_seconds(remaining)}" in out.getvalue()
 
 
 def test_a_short_run_gets_no_gpu_hint_and_a_quiet_run_says_nothing(monkeypatch):
-    cfg = load_config(["conf=smoke", "solver.max_epochs=3"])
+    cfg = load_config(["conf=smoke", "solver.max_epochs=3", "accuracy.enabled=false"])
     clock = _Clock()
     monkeypatch.setattr("lotj.train.progress.time.perf_counter", clock)
     out = io.StringIO()
@@ -96,7 +117,7 @@ def test_a_short_run_gets_no_gpu_hint_and_a_quiet_run_says_nothing(monkeypatch):
     progress.on_train_epoch_start(_trainer(0, 0), None)
     clock.now += 10.0
     progress.on_train_epoch_start(_trainer(1, 100), None)
-    assert progress.estimate_s == pytest.approx(30.0)  # no simulator: the V epochs alone
+    assert progress.estimate_s == pytest.approx(30.0)  # no simulator, no error estimate: the V epochs alone
     assert "gpu" not in out.getvalue().lower()
     quiet = load_config(["conf=smoke", "logging.progress_bar=false"])
     out2 = io.StringIO()

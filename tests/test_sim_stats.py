@@ -10,7 +10,7 @@ from reference import crowding_value
 
 from lotj.economy.params import EconomyParams, meeting_rates
 from lotj.economy.value import SetFunctionValue
-from lotj.sim.convergence import CONVERGED, NOT_CONVERGED, ConvergenceTracker, change
+from lotj.sim.convergence import CONVERGED, NOT_CONVERGED, ConvergenceTracker, change, size_drift
 from lotj.sim.simulator import Simulator
 from lotj.sim.stats import Accumulator, lower_quantile, summarise
 
@@ -70,23 +70,53 @@ def test_change_is_relative_except_for_log_points():
 
 
 def test_convergence_needs_patience_and_the_residual():
-    tr = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2)
-    base = {"e": 0.7, "omega": 1.0, "firm_size_mean": 5.0, "mean_log_h": 0.1}
+    tr = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2, drift_window=2)
+    base = {"e": 0.7, "omega": 1.0, "firm_size_mean": 5.0, "firm_size_se": 0.1, "mean_log_h": 0.1}
     assert not tr.update(base, 1e-4)  # first refresh: nothing to compare
     assert not tr.update({**base, "e": 0.701}, 1e-4)  # streak 1
     assert not tr.update({**base, "e": 0.702}, 5e-3)  # streak 2 but residual too large
     assert tr.status == NOT_CONVERGED
     assert tr.update({**base, "e": 0.703}, 5e-4)  # streak 3, residual below tolerance
     assert tr.status == CONVERGED
-    tr2 = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2)
+    tr2 = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2, drift_window=2)
     for e in (0.7, 0.701, 0.75, 0.751):  # a jump resets the streak
         done = tr2.update({**base, "e": e}, 1e-4)
     assert not done and tr2.streak == 1
     assert not tr2.update({**base, "e": 0.751}, None)  # residual not measured: never converged
     assert tr2.status == NOT_CONVERGED
-    restored = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2)
+    restored = ConvergenceTracker(sim_tol=0.01, solver_tol=1e-3, patience=2, drift_window=2)
     restored.load_state_dict(tr.state_dict())
     assert restored.state_dict() == tr.state_dict()
+
+
+def test_a_drifting_firm_size_is_not_settled():
+    """Mean size rising 0.9% a refresh: each change is below sim_tol = 2%, but over five refreshes the
+    sizes lie up to about 0.09, 4.7 standard errors of 0.02, from their average: not settled. The same path
+    with standard errors five times larger, or a stationary path with noise, settles."""
+    base = {"e": 0.7, "omega": 1.0, "mean_log_h": 0.1}
+    drifting = ConvergenceTracker(sim_tol=0.02, solver_tol=1.0, patience=3, drift_window=5)
+    noisy = ConvergenceTracker(sim_tol=0.02, solver_tol=1.0, patience=3, drift_window=5)
+    for k in range(8):
+        drifting.update({**base, "firm_size_mean": 5.0 * 1.009**k, "firm_size_se": 0.02}, 0.1)
+        noisy.update({**base, "firm_size_mean": 5.0 * 1.009**k, "firm_size_se": 0.1}, 0.1)
+    assert drifting.streak >= 3 and not drifting.settled and drifting.status == NOT_CONVERGED
+    assert drifting.last_drift == pytest.approx(2 * 5.0 * 1.009**5 * 0.009 / 0.02, rel=0.02)
+    assert noisy.settled and noisy.status == CONVERGED
+    # a stationary size with sampling noise of one standard error settles once the window is full
+    flat = ConvergenceTracker(sim_tol=0.02, solver_tol=1.0, patience=3, drift_window=5)
+    for k, eps in enumerate((0.3, -0.8, 1.1, -0.4, 0.6, -1.2)):
+        flat.update({**base, "firm_size_mean": 6.0 + 0.05 * eps, "firm_size_se": 0.05}, 0.1)
+        assert flat.settled == (k >= 4), k
+    assert size_drift([1.0, 2.0], [0.1, 0.1], 5) == math.inf  # the window is not full yet
+
+
+def test_the_mean_size_standard_error_by_hand():
+    """Two firms of sizes 2 and 4 sampled at each of 10 steps: sd 1, two firms, SE = 1/sqrt(2)."""
+    from lotj.sim.stats import _size_se
+
+    active = torch.tensor([0.0, 10.0, 0.0, 10.0], dtype=torch.float64)  # sizes 1..4
+    sizes = torch.arange(1, 5, dtype=torch.float64)
+    assert _size_se(active, sizes, 10) == pytest.approx(1 / math.sqrt(2))
 
 
 def test_simulation_runs_on_its_thread_count_and_restores_torchs():

@@ -13,6 +13,7 @@ from lotj.economy.params import EconomyParams
 from lotj.economy.value import SetFunctionValue
 from lotj.nets import ValueNet
 from lotj.sim.events import count_before, earlier_flagged, time_order
+from lotj.sim.phases import OpenMeetings
 from lotj.sim.simulator import SPECULATIVE_RANK, Simulator
 
 
@@ -111,7 +112,8 @@ def test_offers_equal_a_loop_over_each_firms_meetings_in_time_order(crowding, de
     di = torch.unique(o_w[pop.firm[o_w] >= 0])
     own_row = torch.searchsorted(di, o_w)
     own_row = torch.where(pop.firm[o_w] >= 0, own_row, -1)
-    delta_di, own_o, delta_o, offer = sim._decide(vf, di, o_w, o_d, *time_order(o_d, o_t), own_row)
+    delta_di, offers = sim._decide(vf, di, OpenMeetings(o_w, o_d, *time_order(o_d, o_t)), own_row)
+    own_o, delta_o, offer = offers.own_delta, offers.delta_hire, offers.offer
 
     u = p.unemployment_coef
 

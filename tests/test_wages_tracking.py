@@ -10,6 +10,7 @@ from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
 from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.sim.distributions import EconomySnapshot
+from lotj.sim.phases import WageDecisions
 from lotj.sim.population import Population
 from lotj.sim.wage_tracking import WageTracker, midpoint_target
 
@@ -41,13 +42,13 @@ def _W(tracker, pop, seat):
 
 
 def _no_events(pop):
-    return dict(
-        reneg=torch.zeros(pop.n_workers, dtype=torch.bool),
+    return WageDecisions(
+        renegotiating=torch.zeros(pop.n_workers, dtype=torch.bool),
         delta_own=torch.zeros(pop.n_workers),
-        mw=torch.zeros(0, dtype=torch.long),
-        md=torch.zeros(0, dtype=torch.long),
-        m_emp=torch.zeros(0, dtype=torch.bool),
-        open_=torch.zeros(0, dtype=torch.bool),
+        worker=torch.zeros(0, dtype=torch.long),
+        firm=torch.zeros(0, dtype=torch.long),
+        employed=torch.zeros(0, dtype=torch.bool),
+        is_open=torch.zeros(0, dtype=torch.bool),
         delta_k=torch.zeros(0),
     )
 
@@ -75,9 +76,9 @@ def test_renegotiation_cut_and_raise():
     tr = _tracker(pop)
     tr.wage[0], tr.wage[1] = 5.0, -2.0  # far above and below the bargaining set
     ev = _no_events(pop)
-    ev["reneg"][[0, 1]] = True
-    ev["delta_own"][0], ev["delta_own"][1] = 2.0, 2.5
-    tr.on_decisions(pop, **ev)
+    ev.renegotiating[[0, 1]] = True
+    ev.delta_own[0], ev.delta_own[1] = 2.0, 2.5
+    tr.on_decisions(pop, ev)
     tr.on_moves(pop)
     assert math.isclose(_W(tr, pop, 0), U * 1.0 + 2.0, rel_tol=1e-9)  # cut to U + Δ
     assert math.isclose(_W(tr, pop, 1), U * 1.2, rel_tol=1e-9)  # raised to U
@@ -93,14 +94,14 @@ def test_hire_poach_counter_offer_and_refused_offer():
     # seat 3 (unmatched) meets firm 2 and is hired; seat 0 meets firm 1 whose Δ_p = 9 > Δ_k = 2: poached;
     # seat 2 meets firm 0 (Δ_p = W2 − U + 0.5 < Δ_k = 5): counter-offer; seat 1 meets firm 2 with Δ_p = 7 > Δ_k = 1
     # but the simulator will refuse it (the firm filled up): no reset
-    ev["mw"] = torch.tensor([0, 1, 2, 3])
-    ev["md"] = torch.tensor([1, 2, 0, 2])
-    ev["m_emp"] = torch.tensor([True, True, True, False])
-    ev["open_"] = torch.tensor([True, True, True, True])
+    ev.worker = torch.tensor([0, 1, 2, 3])
+    ev.firm = torch.tensor([1, 2, 0, 2])
+    ev.employed = torch.tensor([True, True, True, False])
+    ev.is_open = torch.tensor([True, True, True, True])
     W2 = _W(tr, pop, 2)
-    ev["delta_k"] = torch.tensor([9.0, 7.0, W2 - U * 0.9 + 0.5, 3.0])
-    ev["delta_own"][[0, 1, 2]] = torch.tensor([2.0, 1.0, 5.0])
-    tr.on_decisions(pop, **ev)
+    ev.delta_k = torch.tensor([9.0, 7.0, W2 - U * 0.9 + 0.5, 3.0])
+    ev.delta_own[[0, 1, 2]] = torch.tensor([2.0, 1.0, 5.0])
+    tr.on_decisions(pop, ev)
     # the simulator's moves: seat 3 hired at firm 2, seat 0 moves to firm 1; seat 1's move is refused
     pop.attach(torch.tensor([3]), torch.tensor([2]), torch.tensor([0]))
     pop.detach(torch.tensor([0]))
@@ -127,13 +128,13 @@ def test_separation_clears_the_wage_and_a_poacher_at_the_cap_changes_nothing():
     tr = _tracker(pop)
     w1 = float(tr.wage[1])
     ev = _no_events(pop)
-    ev["reneg"][0] = True
-    ev["delta_own"][0] = -1.0  # Δ < 0: the simulator separates the worker
-    ev["mw"], ev["md"] = torch.tensor([1]), torch.tensor([1])
-    ev["m_emp"], ev["open_"] = torch.tensor([True]), torch.tensor([False])  # the poacher is at the cap
-    ev["delta_k"] = torch.tensor([50.0])
-    ev["delta_own"][1] = 0.5
-    tr.on_decisions(pop, **ev)
+    ev.renegotiating[0] = True
+    ev.delta_own[0] = -1.0  # Δ < 0: the simulator separates the worker
+    ev.worker, ev.firm = torch.tensor([1]), torch.tensor([1])
+    ev.employed, ev.is_open = torch.tensor([True]), torch.tensor([False])  # the poacher is at the cap
+    ev.delta_k = torch.tensor([50.0])
+    ev.delta_own[1] = 0.5
+    tr.on_decisions(pop, ev)
     pop.detach(torch.tensor([0]))
     tr.on_moves(pop)
     assert math.isnan(float(tr.wage[0]))

@@ -7,9 +7,17 @@ scale-free residual of V. The change of a statistic between consecutive refreshe
 the mean ``log h``, which is already in log points (a relative change of the geometric mean of
 h; its level is near 0, where a relative change means nothing).
 
-The run has **converged** at a refresh when the residual there is below ``solver_tol`` and the
-largest change was below ``sim_tol`` at each of the last ``patience`` refreshes. A run that
-reaches its epoch limit first ends **not converged**.
+The firm-size distribution hangs on hiring and poaching decisions and moves slowly: a change of a
+few percent a refresh can go on for decades of simulated time (docs/simulator.md). So the mean firm
+size is also tested against its sampling error: over the last ``drift_window`` refreshes, every
+refresh's mean size must lie within ``DRIFT_Z`` of its own standard errors (``firm_size_se``,
+:mod:`lotj.sim.stats`) of the window's average (``size_drift`` is the largest such distance, in
+standard errors; infinite until the window is full). A distribution that still drifts fails it.
+
+The simulated statistics have **settled** when the largest change was below ``sim_tol`` at each of
+the last ``patience`` refreshes and the mean firm size does not drift. The run has **converged** at a
+refresh when they have settled and the residual there is below ``solver_tol``. A run that reaches its
+epoch limit first ends **not converged**.
 """
 
 from __future__ import annotations
@@ -22,8 +30,23 @@ TRACKED = ("e", "omega", "firm_size_mean", "mean_log_h")
 #: Tracked statistics compared in absolute (log-point) rather than relative terms.
 ABSOLUTE = ("mean_log_h",)
 
+#: a refresh's mean firm size more than this many of its standard errors from the window's average: drift
+DRIFT_Z = 2.0
+
 CONVERGED = "converged"
 NOT_CONVERGED = "not converged"
+
+
+def size_drift(means: list[float], ses: list[float], window: int) -> float:
+    """The largest distance, in standard errors, of the last ``window`` mean firm sizes from their
+    average (module docstring); infinite while fewer than ``window`` refreshes exist or an error is missing."""
+    if window < 1 or len(means) < window:
+        return math.inf
+    x, se = means[-window:], ses[-window:]
+    if not all(math.isfinite(v) for v in (*x, *se)) or min(se) <= 0.0:
+        return math.inf
+    avg = sum(x) / window
+    return max(abs(xi - avg) / si for xi, si in zip(x, se))
 
 
 def change(name: str, new: float, old: float) -> float:
@@ -39,17 +62,20 @@ def change(name: str, new: float, old: float) -> float:
 
 @dataclass
 class ConvergenceTracker:
-    """Counts consecutive refreshes whose tracked statistics changed by less than ``sim_tol``."""
+    """Counts consecutive refreshes whose tracked statistics changed by less than ``sim_tol`` and tests the
+    mean firm size for drift over the last ``drift_window`` refreshes (module docstring)."""
 
     sim_tol: float
     solver_tol: float
     patience: int
+    drift_window: int = 5
     previous: dict[str, float] | None = None
     streak: int = 0
     refreshes: int = 0
     last_change: float = math.inf
     last_residual: float = math.inf
     status: str = NOT_CONVERGED
+    last_drift: float = math.inf
     history: list[dict[str, float]] = field(default_factory=list)
 
     def update(self, stats: dict[str, float], residual: float | None) -> bool:
@@ -64,11 +90,20 @@ class ConvergenceTracker:
         self.last_residual = math.inf if residual is None or not math.isfinite(residual) else float(residual)
         self.previous = current
         self.refreshes += 1
-        done = self.streak >= self.patience and self.last_residual < self.solver_tol
+        se = float(stats["firm_size_se"])
+        self.history.append({**current, "firm_size_se": se, "change": self.last_change, "residual": self.last_residual})
+        self.last_drift = size_drift(
+            [h["firm_size_mean"] for h in self.history], [h["firm_size_se"] for h in self.history], self.drift_window
+        )
+        done = self.settled and self.last_residual < self.solver_tol
         if done:
             self.status = CONVERGED
-        self.history.append({**current, "change": self.last_change, "residual": self.last_residual})
         return done
+
+    @property
+    def settled(self) -> bool:
+        """Whether the simulated statistics have settled: the change streak and no size drift (module docstring)."""
+        return self.streak >= self.patience and self.last_drift <= DRIFT_Z
 
     def state_dict(self) -> dict:
         return {
@@ -78,6 +113,7 @@ class ConvergenceTracker:
             "last_change": self.last_change,
             "last_residual": self.last_residual,
             "status": self.status,
+            "last_drift": self.last_drift,
             "history": [dict(h) for h in self.history],
         }
 
@@ -88,4 +124,5 @@ class ConvergenceTracker:
         self.last_change = float(state["last_change"])
         self.last_residual = float(state["last_residual"])
         self.status = str(state["status"])
+        self.last_drift = float(state.get("last_drift", math.inf))
         self.history = [dict(h) for h in state["history"]]

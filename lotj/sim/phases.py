@@ -100,3 +100,22 @@ class Admissions:
     from_job: Tensor
     times: Tensor
     moving_out: Tensor
+
+
+@dataclass
+class WageDecisions:
+    """Step 5's decisions in the per-seat form that :meth:`lotj.sim.wage_tracking.WageTracker.on_decisions`
+    reads (MODEL.md section 5). Per seat ``[W]``: ``renegotiating``, the employed seats with a λ shock, and
+    ``delta_own`` = Δ(S, x_i) of every deciding seat. Per meeting ``[M]`` (void meetings removed): the met
+    ``worker``'s seat, the ``firm`` met, whether the worker is ``employed``, whether the firm is below the cap
+    (``is_open``), ``delta_k`` = Δ(S_k⊕x, x) at the firm met (any value where not open), or Δ(S_k⊕P⊕x, x)
+    where ``after_offer``: the meeting came after offers P of the same firm in the step (None: none did)."""
+
+    renegotiating: Tensor
+    delta_own: Tensor
+    worker: Tensor
+    firm: Tensor
+    employed: Tensor
+    is_open: Tensor
+    delta_k: Tensor
+    after_offer: Tensor | None = None

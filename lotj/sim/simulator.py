@@ -75,7 +75,16 @@ from lotj.sim.events import (
 )
 from lotj.sim.neighbours import neighbour_values, with_workers
 from lotj.sim.panel import concat_panel, panel_rows
-from lotj.sim.phases import Admissions, Decisions, Departures, Meetings, Offers, OfferState, OpenMeetings
+from lotj.sim.phases import (
+    Admissions,
+    Decisions,
+    Departures,
+    Meetings,
+    Offers,
+    OfferState,
+    OpenMeetings,
+    WageDecisions,
+)
 from lotj.sim.pooled import PoolableValue, PooledValues, value_placement
 from lotj.sim.population import Population
 from lotj.sim.stats import Accumulator, SimStatistics, log_h_moments, summarise
@@ -394,22 +403,14 @@ class Simulator:
         )
 
     def _decide(
-        self,
-        vf: ValueFunction,
-        deciders: Tensor,
-        worker: Tensor,
-        firm: Tensor,
-        order: Tensor,
-        first: Tensor,
-        own_row: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        self, vf: ValueFunction, deciders: Tensor, open_m: OpenMeetings, own_row: Tensor
+    ) -> tuple[Tensor, Offers]:
         """Step 5 on the decision state: ``Δ(S, x_i)`` of the ``deciders`` (employed seats with a λ shock or an
-        outside meeting), and for the meetings of ``worker`` at ``firm`` below the cap (``order``, ``first``:
-        their :func:`lotj.sim.events.time_order`), ``Δ`` of the worker at its own firm (``own_row``: its row in
-        ``deciders``, −1 when unmatched; 0 then), ``Δ_k`` and the offer, taken at each firm in time order
-        (:meth:`_offers_in_time_order`). One evaluation of V serves all but the rare fifth or later meetings at
-        a firm after an offer. Returns ``(Δ of the deciders, Δ at the own firm, Δ_k, offer)``."""
-        open_m = OpenMeetings(worker, firm, order, first)
+        outside meeting), and for the open meetings (at a firm below the cap, with their time order) ``Δ`` of
+        the worker at its own firm (``own_row``: its row in ``deciders``, −1 when unmatched; 0 then), ``Δ_k``
+        and the offer, taken at each firm in time order (:meth:`_offers_in_time_order`). One evaluation of V
+        serves all but the rare fifth or later meetings at a firm after an offer. Returns ``(Δ of the
+        deciders, the offers)``."""
         dev = self.device
         tables, combos, top = self._early_meetings(open_m.first, open_m.order)
         if deciders.numel() or open_m.worker.numel():
@@ -421,7 +422,7 @@ class Simulator:
         else:
             own_delta = torch.zeros(open_m.worker.numel(), dtype=self.dtype, device=dev)
         delta_hire, offer = self._offers_in_time_order(vf, open_m, own_delta, delta_hire, (tables, top), v_early)
-        return delta_own, own_delta, delta_hire, offer
+        return delta_own, Offers(own_delta, delta_hire, offer)
 
     def _early_meetings(self, first: Tensor, order: Tensor) -> tuple[list[Tensor], Tensor, int]:
         """The second to ``SPECULATIVE_RANK + 1``-th meetings of the step at each firm (time order) and the
@@ -665,14 +666,8 @@ class Simulator:
         own_row = torch.full((meetings.worker.numel(),), -1, dtype=torch.long, device=dev).index_copy_(
             0, on_job, meeting_row
         )
-        delta_own, own_delta, delta_hire, offer = self._decide(
-            vf, deciders, worker, firm, open_m.order, open_m.first, own_row.index_select(0, rows)
-        )
-        return (
-            Decisions(renegotiating, deciders, time, delta_own, meeting_row),
-            open_m,
-            Offers(own_delta, delta_hire, offer),
-        )
+        delta_own, offers = self._decide(vf, deciders, open_m, own_row.index_select(0, rows))
+        return Decisions(renegotiating, deciders, time, delta_own, meeting_row), open_m, offers
 
     def _separations(self, d: Decisions) -> Departures:
         """Step 6: an employed worker with Δ(S, x_i) < 0 at a λ shock or an outside meeting leaves its firm
@@ -801,7 +796,10 @@ class Simulator:
             open_m.firm, open_m.order, open_m.first, offers.offer
         )
         self.wage_tracker.on_decisions(
-            pop, reneg, delta_own, meetings.worker, meetings.firm, meetings.employed, meetings.is_open, delta_k, after
+            pop,
+            WageDecisions(
+                reneg, delta_own, meetings.worker, meetings.firm, meetings.employed, meetings.is_open, delta_k, after
+            ),
         )
 
     def _record_annual(self) -> None:

@@ -10,6 +10,9 @@ economy taken after every step, annual employment transitions, and event counts.
 - the firm-size distribution among firms with at least one worker (MODEL.md section 10): mean,
   median ``p50``, ``p90`` (lower quantiles of the time-averaged histogram: the smallest ``n``
   whose cumulative share reaches 0.5 / 0.9) and the share of those firms at the cap ``n_max``;
+  ``firm_size_se``, the sampling standard error of the mean size: the size distribution's standard
+  deviation over the square root of the average number of such firms (a firm's size is persistent
+  within a window, so each firm counts once);
 - ``en_rate`` / ``ne_rate``: annual P(non-employed at t+1 | employed at t) and the reverse, on
   the workers present at both annual dates (retirees dropped);
 - mean and variance of ``log h`` among employed and among unmatched workers, and the mean over
@@ -185,6 +188,7 @@ class SimStatistics:
     firm_size_p50: float
     firm_size_p90: float
     firm_size_share_at_cap: float
+    firm_size_se: float
     share_firms_active: float
     en_rate: float
     ne_rate: float
@@ -218,6 +222,16 @@ def lower_quantile(hist: Tensor, prob: float) -> float:
     return float(torch.searchsorted(cum, torch.tensor([prob - 1e-12], dtype=cum.dtype, device=cum.device))[0])
 
 
+def _size_se(active: Tensor, sizes: Tensor, steps: int) -> float:
+    """The sampling standard error of the mean firm size of a window (module docstring)."""
+    n_active = float(active.sum())
+    if n_active <= 0 or steps <= 0:
+        return math.nan
+    mean = float((active * sizes).sum()) / n_active
+    var = max(float((active * sizes * sizes).sum()) / n_active - mean * mean, 0.0)
+    return math.sqrt(var / (n_active / steps))
+
+
 def summarise(acc: Accumulator, p: EconomyParams) -> SimStatistics:
     """:class:`SimStatistics` from the sums of one window."""
     acc.flush()
@@ -246,6 +260,7 @@ def summarise(acc: Accumulator, p: EconomyParams) -> SimStatistics:
         firm_size_p50=lower_quantile(active, 0.5) + 1.0,
         firm_size_p90=lower_quantile(active, 0.9) + 1.0,
         firm_size_share_at_cap=_ratio(float(active[-1]), n_active),
+        firm_size_se=_size_se(active, sizes, steps),
         share_firms_active=_ratio(n_active, float(acc.hist.sum())),
         en_rate=_ratio(t["en_num"], t["en_den"]),
         ne_rate=_ratio(t["ne_num"], t["ne_den"]),

@@ -34,6 +34,7 @@ With ``record=True`` every reset is also logged with the quantities the wage-lad
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -45,6 +46,7 @@ from lotj.economy.surplus import surplus
 from lotj.economy.value import ValueFunction
 from lotj.economy.wages import Reset, meeting_outcome, renegotiation_outcome
 from lotj.economy.worker_value import WorkerValueFunction, wage_curves
+from lotj.sim.phases import WageDecisions
 from lotj.sim.population import Population
 from lotj.sim.wage_inversion import invert_wage
 
@@ -57,6 +59,21 @@ RESET_CAUSES: dict[Reset, str] = {
     Reset.RENEG_RAISE: "reneg_raise",
     Reset.RENEG_CUT: "reneg_cut",
 }
+
+
+@dataclass
+class _Outcomes:
+    """The step's wage outcomes per seat ``[W]`` while they are decided (:meth:`WageTracker.on_decisions`):
+    ``W_now`` = ``W_i(S; w_i)`` of the deciding seats (NaN elsewhere), ``value`` after the renegotiation,
+    the reset ``event`` (``Reset.NONE``: none), its ``target`` value ``T``, the firm ``dest`` of the post-event
+    state and ``delta_decision`` = Δ of the worker there as decided."""
+
+    W_now: Tensor
+    value: Tensor
+    event: Tensor
+    target: Tensor
+    dest: Tensor
+    delta_decision: Tensor
 
 
 def _wage_matrix(pop: Population, wage: Tensor, firms: Tensor) -> Tensor:
@@ -170,100 +187,115 @@ class WageTracker:
         self.last_reset[seats] = int(Reset.NONE)
 
     # ----------------------------------------------------------------------------- hooks
-    def on_decisions(
-        self,
-        pop: Population,
-        reneg: Tensor,
-        delta_own: Tensor,
-        mw: Tensor,
-        md: Tensor,
-        m_emp: Tensor,
-        open_: Tensor,
-        delta_k: Tensor,
-        after_offer: Tensor | None = None,
-    ) -> None:
-        """Decide the step's wage outcomes at the decision state and solve their wages (before anyone moves).
+    def on_decisions(self, pop: Population, d: WageDecisions) -> None:
+        """Decide the step's wage outcomes at the decision state and solve their wages (before anyone moves):
+        own renegotiations, then own outside meetings with the value after them, then hires from
+        non-employment (MODEL.md section 5; module docstring). ``d``: the step's decisions per seat and per
+        meeting (:class:`~lotj.sim.phases.WageDecisions`). The wage of a hire or poach decided after offers
+        of the same firm is still solved at ``S_k⊕x``: the step's earlier arrivals, whose own wages are set in
+        the same step, are left out (docs/wages.md)."""
+        u = self.p.unemployment_coef * pop.h
+        out = self._undecided(pop, d)
+        self._renegotiations(d, u, out)
+        self._outside_meetings(d, u, out)
+        self._hires(d, u, out)
+        self._drop_resets_within_tolerance(u, out)
+        self._pending = self._solved_resets(pop, d, u, out)
 
-        ``reneg`` ``[W]``: employed seats with a λ shock; ``delta_own`` ``[W]``: ``Δ(S, x_i)`` of every
-        deciding seat; ``mw, md`` ``[M]``: the seats that met a firm and the firm met (void meetings
-        removed); ``m_emp``: the seat was employed; ``open_``: the firm met is below the cap;
-        ``delta_k``: ``Δ(S_k⊕x, x)`` at the firm met (any value where not open), or ``Δ(S_k⊕P⊕x, x)``
-        where ``after_offer`` ``[M]``: the meeting came after offers ``P`` of the same firm in the step
-        (docs/simulator.md, step 5). The wage of such a hire or poach is still solved at ``S_k⊕x``: the
-        step's earlier arrivals, whose own wages are set in the same step, are left out (docs/wages.md).
-        """
-        p = self.p
-        u_all = p.unemployment_coef * pop.h
-        meet_e = mw[m_emp]
-        deciders = torch.unique(torch.cat([reneg.nonzero().squeeze(1), meet_e]))
+    def _undecided(self, pop: Population, d: WageDecisions) -> _Outcomes:
+        """The outcomes before any decision: ``W_i(S; w_i)`` of every employed seat with a λ shock or an outside
+        meeting, no reset, every worker at its own firm with ``Δ(S, x_i)``."""
+        deciders = torch.unique(torch.cat([d.renegotiating.nonzero().squeeze(1), d.worker[d.employed]]))
         W_now = torch.full_like(self.wage, math.nan)
         if deciders.numel():
             W_now[deciders] = self._values_at(pop, deciders)
-        value = W_now.clone()
-        event = torch.full_like(pop.firm, int(Reset.NONE))
-        target = torch.full_like(self.wage, math.nan)
-        dest = pop.firm.clone()
-        # Δ of the worker at its post-event firm, as decided: Δ(S, x_i) or Δ(S_k⊕x, x)
-        delta_dec = delta_own.clone()
+        return _Outcomes(
+            W_now=W_now,
+            value=W_now.clone(),
+            event=torch.full_like(pop.firm, int(Reset.NONE)),
+            target=torch.full_like(self.wage, math.nan),
+            dest=pop.firm.clone(),
+            delta_decision=d.delta_own.clone(),
+        )
 
-        # own renegotiation (λ): raise to U, cut to U + Δ; Δ < 0 separates (the simulator moves the worker)
-        r = reneg.nonzero().squeeze(1)
-        if r.numel():
-            ev_r, t_r = renegotiation_outcome(W_now[r], u_all[r], delta_own[r])
-            moved = (ev_r == Reset.RENEG_RAISE) | (ev_r == Reset.RENEG_CUT)
-            event[r] = torch.where(moved, ev_r, event[r])
-            target[r] = torch.where(moved, t_r, target[r])
-            value[r] = t_r
-
-        # own outside meetings, with the value after any renegotiation of the same step
-        if meet_e.numel():
-            k = m_emp.nonzero().squeeze(1)
-            ev_m, t_m = meeting_outcome(value[meet_e], u_all[meet_e], delta_own[meet_e], delta_k[k], ~open_[k])
-            poached = ev_m == Reset.POACHED
-            changed = poached | (ev_m == Reset.COUNTER_OFFER) | (ev_m == Reset.MEETING_CUT)
-            event[meet_e] = torch.where(changed, ev_m, event[meet_e])
-            # a poached worker is worth max{Δ_k, 0} + U at the poacher (meeting_outcome gives U when Δ_k < 0)
-            target[meet_e] = torch.where(changed, t_m, target[meet_e])
-            dest[meet_e] = torch.where(poached, md[k], dest[meet_e])
-            delta_dec[meet_e] = torch.where(poached, delta_k[k], delta_dec[meet_e])
-
-        # hires from non-employment: the offer is made iff Δ(S_k⊕x, x) > 0 at a firm below the cap
-        un = (~m_emp).nonzero().squeeze(1)
-        if un.numel():
-            hired = open_[un] & (delta_k[un] > 0)
-            seats = mw[un][hired]
-            event[seats] = int(Reset.HIRE)
-            target[seats] = u_all[seats]
-            dest[seats] = md[un][hired]
-            delta_dec[seats] = delta_k[un][hired]
-
-        # a reset within the inversion's tolerance of the current value changes nothing (a worker set to an
-        # edge of its bargaining set earlier sits on it only up to that tolerance)
-        stays = (event != int(Reset.HIRE)) & (event != int(Reset.POACHED))
-        tiny = stays & ((target - W_now).abs() <= 100.0 * self.rtol * torch.maximum(target.abs(), u_all))
-        event = torch.where(tiny, int(Reset.NONE), event)
-        seats = (event != int(Reset.NONE)).nonzero().squeeze(1)
-        if seats.numel() == 0:
-            self._pending = None
+    @staticmethod
+    def _renegotiations(d: WageDecisions, u: Tensor, out: _Outcomes) -> None:
+        """Own renegotiation (λ, MODEL.md section 5): raise to ``U``, cut to ``U + Δ``; ``Δ < 0`` separates
+        (the simulator moves the worker). The value after it is the one the step's meetings see."""
+        r = d.renegotiating.nonzero().squeeze(1)
+        if r.numel() == 0:
             return
-        s, w, slot = self._post_event_states(pop, seats, dest[seats])
-        wage, W_after, delta_after = self._solve(s, w, slot, target[seats])
-        late = torch.zeros_like(reneg)
-        if after_offer is not None:
-            late[mw[after_offer]] = True
-        self._pending = {
+        ev_r, t_r = renegotiation_outcome(out.W_now[r], u[r], d.delta_own[r])
+        moved = (ev_r == Reset.RENEG_RAISE) | (ev_r == Reset.RENEG_CUT)
+        out.event[r] = torch.where(moved, ev_r, out.event[r])
+        out.target[r] = torch.where(moved, t_r, out.target[r])
+        out.value[r] = t_r
+
+    @staticmethod
+    def _outside_meetings(d: WageDecisions, u: Tensor, out: _Outcomes) -> None:
+        """Own outside meetings of employed workers (Proposition 2, MODEL.md section 5), with the value after any
+        renegotiation of the same step: poached (``max{Δ_k, 0} + U`` at the poacher), counter-offer
+        (``max{Δ_p, 0} + U``) or firm participation (``Δ_k + U``)."""
+        k = d.employed.nonzero().squeeze(1)
+        if k.numel() == 0:
+            return
+        seats = d.worker[k]
+        ev_m, t_m = meeting_outcome(out.value[seats], u[seats], d.delta_own[seats], d.delta_k[k], ~d.is_open[k])
+        poached = ev_m == Reset.POACHED
+        changed = poached | (ev_m == Reset.COUNTER_OFFER) | (ev_m == Reset.MEETING_CUT)
+        out.event[seats] = torch.where(changed, ev_m, out.event[seats])
+        # a poached worker is worth max{Δ_k, 0} + U at the poacher (meeting_outcome gives U when Δ_k < 0)
+        out.target[seats] = torch.where(changed, t_m, out.target[seats])
+        out.dest[seats] = torch.where(poached, d.firm[k], out.dest[seats])
+        out.delta_decision[seats] = torch.where(poached, d.delta_k[k], out.delta_decision[seats])
+
+    @staticmethod
+    def _hires(d: WageDecisions, u: Tensor, out: _Outcomes) -> None:
+        """Hires from non-employment at ``T = U``: the offer is made iff ``Δ(S_k⊕x, x) > 0`` at a firm below the
+        cap."""
+        un = (~d.employed).nonzero().squeeze(1)
+        if un.numel() == 0:
+            return
+        hired = d.is_open[un] & (d.delta_k[un] > 0)
+        seats = d.worker[un][hired]
+        out.event[seats] = int(Reset.HIRE)
+        out.target[seats] = u[seats]
+        out.dest[seats] = d.firm[un][hired]
+        out.delta_decision[seats] = d.delta_k[un][hired]
+
+    def _drop_resets_within_tolerance(self, u: Tensor, out: _Outcomes) -> None:
+        """A reset at the worker's own firm within the inversion's tolerance of the current value changes
+        nothing (a worker set to an edge of its bargaining set earlier sits on it only up to that tolerance)."""
+        stays = (out.event != int(Reset.HIRE)) & (out.event != int(Reset.POACHED))
+        scale = torch.maximum(out.target.abs(), u)
+        tiny = stays & ((out.target - out.W_now).abs() <= 100.0 * self.rtol * scale)
+        out.event = torch.where(tiny, int(Reset.NONE), out.event)
+
+    def _solved_resets(self, pop: Population, d: WageDecisions, u: Tensor, out: _Outcomes) -> dict[str, Tensor] | None:
+        """The wages of the step's resets, solved in one inversion at their post-event states, with what
+        :meth:`on_moves` and the reset log need (None: no reset)."""
+        seats = (out.event != int(Reset.NONE)).nonzero().squeeze(1)
+        if seats.numel() == 0:
+            return None
+        dest = out.dest[seats]
+        s, w, slot = self._post_event_states(pop, seats, dest)
+        wage, W_after, delta_after = self._solve(s, w, slot, out.target[seats])
+        late = torch.zeros_like(d.renegotiating)
+        if d.after_offer is not None:
+            late[d.worker[d.after_offer]] = True
+        return {
             "seat": seats,
-            "event": event[seats],
-            "target": target[seats],
-            "dest": dest[seats],
+            "event": out.event[seats],
+            "target": out.target[seats],
+            "dest": dest,
             "wage": wage,
             "w_before": self.wage[seats].clone(),
-            "W_before": W_now[seats],
-            "u": u_all[seats],
-            "delta_decision": delta_dec[seats],
+            "W_before": out.W_now[seats],
+            "u": u[seats],
+            "delta_decision": out.delta_decision[seats],
             "W_after": W_after,
             "delta_after": delta_after,
-            "after_offer": late[seats] & (dest[seats] != pop.firm[seats]),
+            "after_offer": late[seats] & (dest != pop.firm[seats]),
         }
 
     def on_moves(self, pop: Population) -> None:

@@ -72,7 +72,7 @@ class VErrorCheck(pl.Callback):
 
     def _settled(self) -> bool:
         cb = self.sim_callback
-        return cb is None or cb.tracker.streak >= self.cfg.sim.patience
+        return cb is None or cb.tracker.settled
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         value = trainer.callback_metrics.get("val/residual")

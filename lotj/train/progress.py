@@ -8,9 +8,10 @@ So a run also says, on standard error:
 - after the first few training steps (:data:`EARLY_STEPS`; a baseline epoch takes minutes on a CPU), a
   first estimate of the whole run from the step time and the burn-in's simulation pace;
 - after the first epoch, the whole run's estimated time: the V stage's remaining epochs at the first
-  epoch's pace (training, held-out residual and the simulated years of each epoch), the panel's
-  simulated years at the simulator's measured pace, and the W stage's training and simulation
-  (:func:`w_stage_estimate`); on a CPU, when that is long, where a GPU would help;
+  epoch's pace (training, held-out residual and the simulated years of each epoch), the chain-target sets
+  and the final error estimate of V (:func:`chain_stage_estimate`), the panel's simulated years at the
+  simulator's measured pace, and the W stage's training and simulation (:func:`w_stage_estimate`); on a
+  CPU, when that is long, where a GPU would help;
 - after every epoch, a run-level line: epoch k of K, time elapsed, estimated time remaining.
 
 The estimates are extrapolations from the first epochs (an epoch's cost changes little during a run; the
@@ -30,6 +31,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lotj.config import Config
+from lotj.train.chain_targets import is_round
 
 #: training steps after which a first whole-run estimate is printed (when an epoch has at least 4 times as many)
 EARLY_STEPS = 10
@@ -42,6 +44,30 @@ W_STEP_COST_RATIO = 9.0
 #: cost of a simulated year with wages, relative to one without: the W stage tracks wages and backs them out at
 #: every reset (the smoke preset: 0.86 s per year with wages against 0.20 s without)
 WAGE_SIMULATION_COST_RATIO = 4.0
+#: cost of one chain of the V error estimate or of a chain-target set (every step until its weight falls below
+#: accuracy.tail_weight), relative to a V training step per firm state: the smoke preset on a 2-core CPU, 55 s for
+#: 768 chains against 0.023 s per training step of 128 states, a ratio of about 400 (about 430 steps a chain)
+CHAIN_COST_RATIO = 400.0
+
+
+def chain_count(cfg: Config, states: int, cross_iterations: int, cross_reps: int) -> int:
+    """Chains of one error estimate at ``states`` states: two continuations, each with its cross-firm rounds
+    (lotj.accuracy.estimate)."""
+    return 2 * (states + cross_iterations * 2 * cross_reps * cfg.accuracy.m_e)
+
+
+def chain_stage_estimate(cfg: Config, v_step_seconds: float, epochs_done: int) -> float:
+    """Seconds of the chain-target sets still to come after ``epochs_done`` epochs (``solver.chain_states``) and
+    of the final V error estimate (``accuracy.enabled``), at :data:`CHAIN_COST_RATIO`."""
+    s, acc = cfg.solver, cfg.accuracy
+    per_chain = CHAIN_COST_RATIO * v_step_seconds / max(s.batch_size, 1)
+    chains = 0
+    if s.chain_states > 0:
+        rounds = sum(is_round(e, s.chain_start, s.chain_every, s.max_epochs) for e in range(epochs_done, s.max_epochs))
+        chains += rounds * chain_count(cfg, s.chain_states, 1, 1)
+    if acc.enabled:
+        chains += chain_count(cfg, acc.n_states, acc.cross_iterations, acc.cross_reps)
+    return chains * per_chain
 
 
 def format_seconds(seconds: float) -> str:
@@ -121,7 +147,7 @@ class RunProgress(Callback):
         year = self._simulated_year_seconds()
         if year is not None:
             remaining += cfg.sim.panel_years * year + w_stage_estimate(cfg, v_step_seconds, year)
-        return remaining
+        return remaining + chain_stage_estimate(cfg, v_step_seconds, epochs_done)
 
     # ---------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -28,6 +28,7 @@ import json
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from lotj.errors import ConfigError
 from lotj.nets import franchise_guess
 from lotj.sim.panel import write_panel
 from lotj.sim.simulator import Simulator
+from lotj.train.chain_targets import ChainTargets
 from lotj.train.datamodule import OmegaDataModule
 from lotj.train.logging import build_loggers, finish_wandb, quiet_foreign_notices
 from lotj.train.placement import simulation_device, to_simulator
@@ -230,6 +232,65 @@ def train(
     (:mod:`lotj.train.accuracy`, docs/accuracy.md);
     ``total_time_s`` (the whole solve).
     """
+    out = _start_run(cfg)
+    start = time.perf_counter()
+    run = _build_run(
+        cfg,
+        out,
+        callbacks=callbacks,
+        logger=logger,
+        plugins=plugins,
+        enable_checkpointing=enable_checkpointing,
+        datamodule=datamodule,
+        module=module,
+    )
+    status, message = _fit_v(cfg, run)
+    wall = time.perf_counter() - start
+    final = _final_heldout_figures(cfg, run, status)
+    summary = _v_summary(cfg, run, status, message, final, wall)
+    if status == "ok":
+        if run.sim_cb is not None:
+            _simulate_panel(cfg, run, summary)
+        if cfg.accuracy.enabled and run.record.rows:
+            _estimate_v_error(cfg, run, summary)
+        if "w" in cfg.solver.stages:
+            _w_stage(cfg, run, summary)
+        if (out / "panel.parquet").is_file():
+            _measure(cfg, run, summary)
+    summary["total_time_s"] = time.perf_counter() - start
+    if status == "nan":
+        print(f"lotj.train: {message}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+@dataclass
+class _Run:
+    """The pieces of one solve (:func:`_build_run`), which its stages read: the output folder, the progress
+    report, the device of V outside fit and of the simulator, the DataModule and V's module, the simulator's
+    callback (None: no simulator), the accuracy check during training (None: off), the per-epoch record, the
+    Trainer with its checkpoint and loggers, and the initial guess's held-out residual."""
+
+    out: Path
+    progress: RunProgress
+    device: torch.device
+    dm: OmegaDataModule
+    vm: VModule
+    sim_cb: SimulatorCallback | None
+    check: Callback | None
+    record: RunRecord
+    trainer: L.Trainer
+    ckpt: ModelCheckpoint | None
+    loggers: list
+    initial: float
+
+    @property
+    def simulator(self) -> Simulator | None:
+        return self.sim_cb.simulator if self.sim_cb is not None else None
+
+
+def _start_run(cfg: Config) -> Path:
+    """The output folder with ``config.yaml``, the seeds and the thread count of the run."""
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(to_yaml(cfg))
@@ -238,22 +299,57 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.trainer.num_threads > 0:
         torch.set_num_threads(cfg.trainer.num_threads)
+    return out
 
-    start = time.perf_counter()
+
+def _build_run(
+    cfg: Config,
+    out: Path,
+    *,
+    callbacks: list | None,
+    logger: Any,
+    plugins: list | None,
+    enable_checkpointing: bool,
+    datamodule: OmegaDataModule | None,
+    module: VModule | None,
+) -> _Run:
+    """The run's pieces (:func:`train`'s arguments replace the ones built from the config), and the initial
+    guess's held-out residual."""
     progress = RunProgress(cfg)
     device = simulation_device(cfg)  # the trainer's device: the simulator's, and V's outside fit
     if datamodule is None:
         with progress.phase(f"drawing the initial economy ({cfg.sim.n_firms} firms) and its Ω states"):
             datamodule = build_datamodule(cfg)
     dm = datamodule
+    vm = _v_module(cfg, dm, module, device)
+    with progress.phase("the initial guess's held-out residual"):
+        initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
+    extra, sim_cb, check = _run_callbacks(cfg, callbacks, dm, device, progress)
+    record = RunRecord()
+    trainer, ckpt, loggers = build_trainer(
+        cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
+    )
+    return _Run(out, progress, device, dm, vm, sim_cb, check, record, trainer, ckpt, loggers, initial)
+
+
+def _v_module(cfg: Config, dm: OmegaDataModule, module: VModule | None, device: torch.device) -> VModule:
+    """V's module (the caller's, else :func:`build_module`) on the run's device, with another run's V network
+    when ``init_from`` is set (a warm start: that run's V, this run's economy; :mod:`lotj.train.warm_start`)."""
     vm = module if module is not None else build_module(cfg, dm)
     vm.to(device)
-    if cfg.init_from:  # a warm start: another run's V network, this run's economy (lotj.train.warm_start)
+    if cfg.init_from:
         if cfg.resume:
             raise ConfigError("resume and init_from both set: resume continues a run, init_from starts a new one")
         load_v_weights(vm, cfg.init_from)
-    with progress.phase("the initial guess's held-out residual"):
-        initial = evaluate_heldout(vm, dm.heldout_batches(torch.Generator().manual_seed(cfg.seed + 2)))["val/residual"]
+    return vm
+
+
+def _run_callbacks(
+    cfg: Config, callbacks: list | None, dm: OmegaDataModule, device: torch.device, progress: RunProgress
+) -> tuple[list, SimulatorCallback | None, Callback | None]:
+    """The caller's callbacks with the run's own: the progress report first, the simulator's callback (the
+    caller's, else one built from the config when ``sim.enabled``) and V's error check when
+    ``accuracy.stall_patience > 0``. Returns them, the simulator's callback and the check."""
     extra = list(callbacks or [])
     sim_cb = next((cb for cb in extra if isinstance(cb, SimulatorCallback)), None)
     if sim_cb is None and cfg.sim.enabled:
@@ -267,29 +363,40 @@ def train(
 
         check = VErrorCheck(cfg, dm, sim_cb)
         extra.append(check)
-    record = RunRecord()
-    trainer, ckpt, loggers = build_trainer(
-        cfg, callbacks=[record, *extra], logger=logger, plugins=plugins, enable_checkpointing=enable_checkpointing
-    )
-    vm._t0 = time.perf_counter()
+    if cfg.solver.chain_states > 0:  # after the simulator's callback: each set is estimated on the refreshed market
+        extra.append(ChainTargets(cfg, dm))
+    return extra, sim_cb, check
+
+
+def _fit_v(cfg: Config, run: _Run) -> tuple[str, str]:
+    """Train V (resuming ``cfg.resume`` when set). Returns the status (``ok`` | ``nan``) and its message."""
+    run.vm._t0 = time.perf_counter()
     status, message = "ok", ""
     try:
-        trainer.fit(vm, datamodule=dm, ckpt_path=cfg.resume or None)
+        run.trainer.fit(run.vm, datamodule=run.dm, ckpt_path=cfg.resume or None)
     except NonFiniteError as exc:
         status, message = "nan", f"{exc}; the last good checkpoint is kept"
     finally:
-        finish_wandb(loggers)
-    wall = time.perf_counter() - start
+        finish_wandb(run.loggers)
+    return status, message
 
-    final: dict[str, float] = {}
-    vm.to(device)  # Lightning's teardown left V on the CPU
-    if status == "ok" and record.rows:
-        vm.eval()
-        final = evaluate_heldout(vm, final_heldout_batches(cfg, dm))
-    rows = record.rows
+
+def _final_heldout_figures(cfg: Config, run: _Run, status: str) -> dict[str, float]:
+    """The final network on :func:`final_heldout_batches` (empty when the run failed or trained no epoch)."""
+    run.vm.to(run.device)  # Lightning's teardown left V on the CPU
+    if status != "ok" or not run.record.rows:
+        return {}
+    run.vm.eval()
+    return evaluate_heldout(run.vm, final_heldout_batches(cfg, run.dm))
+
+
+def _v_summary(cfg: Config, run: _Run, status: str, message: str, final: dict[str, float], wall: float) -> dict:
+    """The V stage's keys of the summary (:func:`train`), from the per-epoch record and the final figures."""
+    rows = run.record.rows
     last = rows[-1] if rows else {}
     residuals = [r["residual"] for r in rows if r.get("residual") is not None]
     reached = [r for r in rows if r.get("residual") is not None and r["residual"] <= cfg.solver.tol]
+    ckpt = run.ckpt
     ckpt_path = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
     if status == "ok" and not message:
         message = "reached tolerance" if reached else "stopped at max_epochs"
@@ -305,59 +412,71 @@ def train(
         "residual_final": _finite(final.get("val/residual")),
         "l2": _finite(last.get("l2")),
         "l2_final": _finite(final.get("val/l2")),
-        "initial_residual": _finite(initial),
-        "epochs": int(trainer.current_epoch),
+        "initial_residual": _finite(run.initial),
+        "epochs": int(run.trainer.current_epoch),
         "tol": cfg.solver.tol,
         "time_to_tol_s": _finite(reached[0].get("elapsed_s")) if reached else None,
         "wall_time_s": wall,
-        "device": _device_name(trainer),
+        "device": _device_name(run.trainer),
         "checkpoint": str(ckpt_path) if ckpt_path is not None and ckpt_path.is_file() else None,
-        "out_dir": str(out),
+        "out_dir": str(run.out),
         "init_from": cfg.init_from or None,
     }
-    sim = sim_cb.simulator if sim_cb is not None else None
-    if status == "ok" and sim_cb is not None:
-        to_simulator(sim.device, vm)  # a caller's simulator may live elsewhere
-        with torch.no_grad(), progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
-            # the window of the sim_* statistics; with a W stage, the W stage's panel starts at panel_from_year
-            from_year = cfg.sim.panel_from_year if "w" not in cfg.solver.stages else 0
-            panel = sim.simulate_panel(vm.value_function(), cfg.sim.panel_years, from_year)
-        if "w" not in cfg.solver.stages:  # else the W stage writes the panel, with wages
-            write_panel(panel, out / "panel.parquet")
-        summary.update(sim_cb.summary())
-        summary["time_simulation_s"] = sim_cb.simulation_seconds
-    if status == "ok" and cfg.accuracy.enabled and record.rows:  # the certified stop rule (docs/accuracy.md)
-        from lotj.train.accuracy import v_error_summary
-
-        settled = sim_cb is None or sim_cb.tracker.streak >= cfg.sim.patience
-        with progress.phase("estimating V's global error along the firms' chains of events"):
-            summary.update(v_error_summary(cfg, vm.value_function(), dm.source, settled))
-        if check is not None:
-            summary.update(check.summary())
-    if status == "ok" and "w" in cfg.solver.stages:
-        from lightning.pytorch.loggers import CSVLogger
-
-        from lotj.train.wstage import run_w_stage
-
-        # the W stage continues the V stage's simulator (its path goes on) and writes panel.parquet with wages
-        with progress.phase("W stage: training W with V frozen, then simulating wages"):
-            summary.update(
-                run_w_stage(
-                    cfg,
-                    vm.value_function(),
-                    dm.snapshot,
-                    simulator=sim,
-                    out_dir=out,
-                    logger=CSVLogger(str(out), name="w", version=""),
-                )
-            )
-    if status == "ok" and (out / "panel.parquet").is_file():  # moments and targets.csv (docs/measurement.md)
-        from lotj.measure.after_run import measure_run
-
-        with progress.phase("measuring the panel: moments.json, targets.csv"):
-            summary.update(measure_run(cfg, out, loggers))
-    summary["total_time_s"] = time.perf_counter() - start
-    if status == "nan":
-        print(f"lotj.train: {message}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    for cb in run.trainer.callbacks:
+        if isinstance(cb, ChainTargets):
+            summary.update(cb.summary())
     return summary
+
+
+def _simulate_panel(cfg: Config, run: _Run, summary: dict) -> None:
+    """The annual panel under the trained V, continuing the simulator's path (the window of the ``sim_*``
+    statistics); ``panel.parquet`` is written here unless a W stage follows (it writes the panel with wages)."""
+    sim = run.simulator
+    to_simulator(sim.device, run.vm)  # a caller's simulator may live elsewhere
+    with torch.no_grad(), run.progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
+        # with a W stage, the W stage's panel is the one that starts at sim.panel_from_year
+        from_year = cfg.sim.panel_from_year if "w" not in cfg.solver.stages else 0
+        panel = sim.simulate_panel(run.vm.value_function(), cfg.sim.panel_years, from_year)
+    if "w" not in cfg.solver.stages:
+        write_panel(panel, run.out / "panel.parquet")
+    summary.update(run.sim_cb.summary())
+    summary["time_simulation_s"] = run.sim_cb.simulation_seconds
+
+
+def _estimate_v_error(cfg: Config, run: _Run, summary: dict) -> None:
+    """V's estimated global error and the certified stop rule (:mod:`lotj.train.accuracy`, docs/accuracy.md)."""
+    from lotj.train.accuracy import v_error_summary
+
+    settled = run.sim_cb is None or run.sim_cb.tracker.settled
+    with run.progress.phase("estimating V's global error along the firms' chains of events"):
+        summary.update(v_error_summary(cfg, run.vm.value_function(), run.dm.source, settled))
+    if run.check is not None:
+        summary.update(run.check.summary())
+
+
+def _w_stage(cfg: Config, run: _Run, summary: dict) -> None:
+    """The W stage with V frozen (:func:`lotj.train.wstage.run_w_stage`): it continues the V stage's simulator
+    (its path goes on) and writes ``panel.parquet`` with wages."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lotj.train.wstage import run_w_stage
+
+    with run.progress.phase("W stage: training W with V frozen, then simulating wages"):
+        summary.update(
+            run_w_stage(
+                cfg,
+                run.vm.value_function(),
+                run.dm.snapshot,
+                simulator=run.simulator,
+                out_dir=run.out,
+                logger=CSVLogger(str(run.out), name="w", version=""),
+            )
+        )
+
+
+def _measure(cfg: Config, run: _Run, summary: dict) -> None:
+    """The measurement of the panel: ``moments.json``, ``targets.csv`` and the rest (docs/measurement.md)."""
+    from lotj.measure.after_run import measure_run
+
+    with run.progress.phase("measuring the panel: moments.json, targets.csv"):
+        summary.update(measure_run(cfg, run.out, run.loggers))

@@ -60,6 +60,7 @@ SUMMARY = (
     "firm_size_p50",
     "firm_size_p90",
     "firm_size_share_at_cap",
+    "firm_size_se",
     "en_rate",
     "ne_rate",
     "mean_log_h_employed",
@@ -87,7 +88,7 @@ class SimulatorCallback(Callback):
         self.simulator = simulator
         self.datamodule = datamodule
         self.cfg = cfg
-        self.tracker = ConvergenceTracker(cfg.sim.tol, cfg.solver.tol, cfg.sim.patience)
+        self.tracker = ConvergenceTracker(cfg.sim.tol, cfg.solver.tol, cfg.sim.patience, cfg.sim.drift_window)
         self.burned_in = False
         self.simulation_seconds = 0.0
         self._restored = False
@@ -143,6 +144,7 @@ class SimulatorCallback(Callback):
         logged = {f"sim/{k}": float(scalars[k]) for k in LOGGED}
         logged["sim/change"] = min(self.tracker.last_change, 1e30)
         logged["sim/streak"] = float(self.tracker.streak)
+        logged["sim/size_drift"] = min(self.tracker.last_drift, 1e30)
         logged["sim/converged"] = float(done)
         pl_module.log_dict(logged, on_step=False, on_epoch=True)
         if done:
@@ -195,5 +197,7 @@ class SimulatorCallback(Callback):
         out["sim_refreshes"] = self.tracker.refreshes
         out["sim_clock_years"] = self.simulator.clock
         out["sim_last_change"] = _finite_or_none(self.tracker.last_change)
+        out["sim_size_drift"] = _finite_or_none(self.tracker.last_drift)
+        out["sim_settled"] = self.tracker.settled
         out["sim_last_residual"] = _finite_or_none(self.tracker.last_residual)
         return out

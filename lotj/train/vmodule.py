@@ -10,6 +10,9 @@ Lightning plumbing only. The residual is :func:`lotj.economy.hjb.v_residual`, th
   expectation). Gradients flow through every V evaluation. With ``solver.gradient=semi`` the loss
   is the fitted-value-iteration (semi-gradient) loss ``mean((V − sg[V + R/c])²) / mean(V²)``, with
   ``c = −∂R/∂V(S)`` and every neighbour value held fixed (docs/solver.md compares the two).
+  With a chain-target set (:class:`lotj.train.chain_targets.ChainTargets`, ``solver.chain_states > 0``)
+  the loss adds ``solver.chain_weight · mean((V − y)²) / mean(y²)`` on a batch of its states
+  (:meth:`VModule.chain_loss`).
 - ``validation_step``: accumulates sums over the held-out batches; at epoch end logs ``val/residual``
   (unbiased, two draw sets), ``val/residual_mc`` (``R₁²``), ``val/residual_state`` (per-state scale)
   and ``val/negative_v`` (:func:`heldout_metrics`).
@@ -28,6 +31,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor
 
+from lotj.accuracy.targets import ChainTargetSet
 from lotj.config import Config
 from lotj.economy.hjb import VResidual, make_draws, v_residual
 from lotj.economy.params import EconomyParams
@@ -84,6 +88,8 @@ class VModule(L.LightningModule):
         self.net = build_net(cfg, c0)
         self._val: dict[str, float] = {}
         self._t0 = time.perf_counter()
+        #: the chain targets the loss fits (set by :class:`lotj.train.chain_targets.ChainTargets`), or None
+        self.chain_set: ChainTargetSet | None = None
 
     # ------------------------------------------------------------ interface
     def value_function(self) -> ValueFunction:
@@ -125,9 +131,23 @@ class VModule(L.LightningModule):
                 weight = 1.0 / (self.p.rho * r.value.detach()).pow(2).mean()
             second = r.residual2 if r.residual2 is not None else r.residual
             loss = (weight * r.residual * second).mean()
+        if self.chain_set is not None and self.cfg.solver.chain_weight > 0:
+            fit = self.chain_loss()
+            size = self.cfg.solver.batch_size
+            self.log("train/chain_loss", fit.detach(), on_step=False, on_epoch=True, batch_size=size)
+            loss = loss + self.cfg.solver.chain_weight * fit
         self._check(loss, "loss")
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=r.value.numel())
         return loss
+
+    def chain_loss(self) -> Tensor:
+        """``mean((V(S) − y)²) / mean(y²)`` on ``solver.batch_size`` states of the chain-target set, drawn
+        with replacement (module docstring)."""
+        c = self.chain_set
+        assert c is not None
+        idx = torch.randint(c.target.numel(), (self.cfg.solver.batch_size,), device=c.target.device)
+        y = c.target[idx]
+        return (self.net.value(c.states.index(idx)) - y).pow(2).mean() / y.pow(2).mean()
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # one check of all gradients together: one wait for the GPU per step, not one per parameter
