@@ -55,6 +55,7 @@ TINY = [
     "sim.panel_years=4",
     "sim.tol=10",  # the simulated statistics count as settled after one refresh: tolerance is V's alone
     "sim.patience=1",
+    "sim.drift_window=1",
     "logging.logger=none",
     "logging.progress_bar=false",
     "accuracy.enabled=false",
