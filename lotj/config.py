@@ -143,6 +143,10 @@ class SimConfig:
     #: refreshes over which the mean firm size must stay within 2 of its standard errors (no drift)
     drift_window: int = 5
     panel_years: int = 10  #: years in the exported annual panel
+    #: the panel's first annual date is at least this year of the simulation clock: after training, the economy
+    #: is simulated on under the trained V until then (0: the next annual date). Economies compared with each
+    #: other (the counterfactuals, docs/counterfactuals.md) record their panels at the same age this way
+    panel_from_year: int = 0
     initial_mean_size: float = -1.0  #: mean workforce of the initial economy (< 0: 0.7·n_w)
     threads: int = 1  #: torch CPU threads while simulating (0: leave torch's setting; small tensors: 1 is fastest)
     #: precision of the simulator's decisions with the network: 64 (the network's own) or 32 (a single-precision
@@ -293,6 +297,8 @@ def validate(cfg: Config) -> Config:
     _require_at_least_one("sim", m, ("n_firms",))
     _require_finite_positive("sim", m, ("dt", "years_per_epoch", "tol"))
     cfg.economy.learning_probability(m.dt)  # refuses γ^E·dt > 1
+    if m.panel_from_year < 0:
+        raise ConfigError(f"sim.panel_from_year = {m.panel_from_year}: must be >= 0 (0: the next annual date)")
     if m.burn_in_years < 0:
         raise ConfigError(f"sim.burn_in_years = {m.burn_in_years}: must be >= 0")
     if m.patience < 1:

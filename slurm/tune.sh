@@ -5,10 +5,13 @@
 #   sbatch slurm/tune.sh conf=baseline tune=arch sweep.num_samples=64 sweep.resources.gpu=1
 #   sbatch slurm/tune.sh calibrate conf=baseline calibrate=source calibrate.num_trials=256 calibrate.resources.gpu=1
 #
-# Arguments are those of `python -m tune.sweep` (run from the submit directory), or, after a first argument
+#   sbatch slurm/tune.sh counterfactuals conf=smoke --seeds 2 sweep.resources.gpu=1   # docs/counterfactuals.md
+#
+# Arguments are those of `python -m tune.sweep` (run from the submit directory); after a first argument
 # `calibrate`, those of `python -m tune.calibrate` (a calibration by the simulated method of moments, which
-# stops the same way near the time limit and continues with resume=DIR). The first node runs the Ray head
-# and the sweep driver; every other node runs a Ray worker; all join one cluster with
+# stops the same way near the time limit and continues with resume=DIR); after `counterfactuals`, those of
+# `python -m lotj.counterfactuals`. The first node runs the Ray head and the driver; every other node runs a
+# Ray worker; all join one cluster with
 # this job's own ports, temp dir and auth token, so jobs sharing nodes do not collide.
 #
 # Edit the #SBATCH lines: nodes, CPUs per node (--cpus-per-task), GPUs per node (--gpus-per-task,
@@ -42,6 +45,18 @@ set -euo pipefail
 # bash's default would end this shell at once.
 early_stop=""
 trap 'early_stop=1' USR1
+
+# The driver on the head node: a sweep, a calibration or the counterfactual economies (trials on the same cluster).
+driver_module=tune.sweep
+address_option=sweep.address
+if [[ ${1:-} == counterfactuals ]]; then
+    driver_module=lotj.counterfactuals
+    shift
+elif [[ ${1:-} == calibrate ]]; then
+    driver_module=tune.calibrate
+    address_option=calibrate.address
+    shift
+fi
 
 python_bin=${LOTJ_PYTHON:-python}
 root=${LOTJ_ROOT:-${SLURM_SUBMIT_DIR:-$PWD}}
@@ -194,13 +209,6 @@ if [[ -n $early_stop ]]; then
 fi
 # In the background so that a SIGUSR1 (time limit near) reaches this shell, which passes it on: Tune stops
 # the trials and saves the experiment state, and `python -m tune.sweep resume=DIR` continues later.
-driver_module=tune.sweep
-address_option=sweep.address
-if [[ ${1:-} == calibrate ]]; then
-    shift
-    driver_module=tune.calibrate
-    address_option=calibrate.address
-fi
 "$python_bin" -m "$driver_module" "$@" "$address_option=$address" &
 driver=$!
 # shellcheck disable=SC2317  # invoked by the USR1 trap

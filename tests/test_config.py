@@ -79,6 +79,22 @@ def test_zero_variances_pass():
     assert c.economy.sigma_f[1, 1] == 0 and c.economy.sigma_w[1, 1] == 0
 
 
+@pytest.mark.parametrize(
+    "argv,cov",
+    [
+        # a covariance so small that the eigenvalue test alone would pass it (-(1e-7)² / 0.157² > -1e-12)
+        (["economy.sd_log_a=0", "economy.cov_log_ha=1e-7"], "cov_log_ha"),
+        (["economy.sd_log_a=0"], "cov_log_ha"),  # the source's cov_log_ha kept beside a zero sd_log_a
+        (["economy.sd_log_q=0"], "cov_log_zq"),
+        (["economy.sd_log_z=0", "economy.cov_log_zq=-1e-9"], "cov_log_zq"),
+    ],
+)
+def test_zero_variance_with_nonzero_covariance_is_refused(argv, cov):
+    # MODEL.md section 10: a counterfactual sets a variance *and its covariance* to zero
+    with pytest.raises(ConfigError, match=rf"economy.{cov} = .*must be 0 when economy.sd_log_"):
+        load_config(["conf=smoke", *argv])
+
+
 def test_finite_value_check_boundary():
     # largest γ(a q − 1) on the ±4 sd support must stay below ρ + δ_f + δ_r + δ_m = 0.228
     c = load_config([])

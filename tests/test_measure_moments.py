@@ -200,3 +200,25 @@ def test_rank_is_invariant_to_monotone_wage_transforms_and_theta_scales_the_cowo
     assert none["theta_plus"]["theta_plus"] == 0.0 and none["log_a"]["theta_minus"] == 0.0
     assert none["log_a"]["log_a"] + none["log_q"]["log_q"] + none["log_a"]["log_q"] == pytest.approx(1.0)
     assert math.isfinite(base["h_growth_decomposition"]["theta_plus"]["theta_plus"])
+
+
+def test_a_component_without_variance_has_exactly_zero_entries():
+    # the counterfactual without q dispersion: log q = μ_q for every firm. Its mean rounds (log q − mean(log q)
+    # is about 1e-18, not 0), which left entries of 1e-32 instead of 0; the other entries still sum to 1
+    from lotj.measure.decomposition import COMPONENTS, decomposition_table
+
+    rng = np.random.default_rng(3)
+    n = 997
+    comps = pd.DataFrame(
+        {
+            "log_a": rng.normal(0.0, 0.01, n),
+            "log_q": np.full(n, -0.016),
+            "theta_plus": np.abs(rng.normal(0.0, 0.02, n)),
+            "theta_minus": -np.abs(rng.normal(0.0, 0.005, n)),
+        }
+    )
+    assert (comps["log_q"] - comps["log_q"].mean()).abs().max() > 0  # the rounding the table must not show
+    table = decomposition_table(comps)
+    assert all(table["log_q"][c] == 0.0 for c in COMPONENTS) and table["log_a"]["log_q"] == 0.0
+    assert sum(v for row in table.values() for v in row.values()) == pytest.approx(1.0, abs=1e-12)
+    assert table["log_a"]["log_a"] > 0 and table["theta_plus"]["theta_plus"] > 0

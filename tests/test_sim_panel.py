@@ -126,3 +126,25 @@ def test_snapshot_is_the_economy():
     # the firm states hold the workers' h, and the unmatched the rest
     h_all = torch.cat([snap.firms.h[snap.firms.mask], snap.unmatched_h]).sort().values
     torch.testing.assert_close(h_all, sim.pop.h.sort().values)
+
+
+def test_panel_from_year_records_the_panel_at_that_age_of_the_economy():
+    # two economies at different ages record their panels from the same annual date (sim.panel_from_year);
+    # one already past that date records from its next annual date, as without it
+    young, old = make(seed=2), make(seed=2)
+    young.advance(VF, 1.2)
+    old.advance(VF, 4.4)
+    assert sorted(young.simulate_panel(VF, 2, from_year=3)["year"].unique().tolist()) == [3, 4]
+    assert young.clock == pytest.approx(4.0)
+    assert sorted(old.simulate_panel(VF, 2, from_year=3)["year"].unique().tolist()) == [5, 6]
+    # the same path as simulating to that date first: the years before it are not in the window
+    ref = make(seed=2)
+    ref.advance(VF, 1.2)
+    ref.advance(VF, 1.8)
+    pd.testing.assert_frame_equal(ref.simulate_panel(VF, 2), make_young_panel())
+
+
+def make_young_panel() -> pd.DataFrame:
+    sim = make(seed=2)
+    sim.advance(VF, 1.2)
+    return sim.simulate_panel(VF, 2, from_year=3)

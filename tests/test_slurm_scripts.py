@@ -187,6 +187,20 @@ def test_tune_sh_single_node_overrides_and_auth_disabled(tmp_path):
     assert len([line for line in lines if "-m tune.cluster" in line and "--nodes 1 " in line]) == 2
 
 
+def test_tune_sh_runs_the_counterfactual_economies_on_the_same_cluster(tmp_path):
+    args = ["counterfactuals", "conf=smoke", "--seeds", "2", "sweep.resources.gpu=1"]
+    result, lines = run_script("tune.sh", tmp_path, args, **TUNE_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    address = f"10.1.2.7:{10000 + 200 * (12345 % 250)}"
+    driver = lines[index(lines, r"-m lotj\.counterfactuals ")]
+    assert driver.endswith(
+        f"-m lotj.counterfactuals conf=smoke --seeds 2 sweep.resources.gpu=1 sweep.address={address}"
+    )
+    assert not any("-m tune.sweep" in line for line in lines)
+    assert index(lines, rf"-m tune\.cluster --address {re.escape(address)} --nodes 3\b") < lines.index(driver)
+    assert len([line for line in lines if line.startswith("ray-stopped")]) == 3
+
+
 def test_tune_sh_refuses_to_run_outside_slurm(tmp_path):
     result, lines = run_script("tune.sh", tmp_path, ["conf=smoke"])
     assert result.returncode != 0 and "SLURM_JOB_ID" in result.stderr

@@ -131,6 +131,16 @@ class EconomyParams:
         for name in ("theta_plus", "theta_minus"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"economy.{name} must be finite")
+        for sd_1, sd_2, cov_name in (
+            ("sd_log_h", "sd_log_a", "cov_log_ha"),
+            ("sd_log_z", "sd_log_q", "cov_log_zq"),
+        ):
+            zero = [name for name in (sd_1, sd_2) if getattr(self, name) == 0]
+            if zero and getattr(self, cov_name) != 0:  # MODEL.md section 10: a zero variance takes its covariance
+                raise ConfigError(
+                    f"economy.{cov_name} = {getattr(self, cov_name)}: must be 0 when economy.{zero[0]} = 0 "
+                    f"(a variable without variance has no covariance; set {cov_name}=0 with it)"
+                )
         for name, cov in (
             ("sigma_w (sd_log_h, sd_log_a, cov_log_ha)", self.sigma_w),
             ("sigma_f (sd_log_z, sd_log_q, cov_log_zq)", self.sigma_f),

@@ -7,7 +7,8 @@ Over employed worker-years, with the economy's θ⁺, θ⁻ and n the firm-year'
     theta_plus  = θ⁺/(n−1) Σ_{h_j>h_i} (log h_j − log h_i),
     theta_minus = θ⁻/(n−1) Σ_{h_j<h_i} (log h_j − log h_i)      (both 0 when n = 1),
 
-total = their sum. Entry [c][c] = Var(c)/Var(total), entry [c][c'] (c before c') = 2 Cov(c, c')/Var(total),
+total = their sum. A component with a single value (a zero variance or θ) has entries exactly 0.
+Entry [c][c] = Var(c)/Var(total), entry [c][c'] (c before c') = 2 Cov(c, c')/Var(total),
 0 below the diagonal: the entries sum to 1. Null when there are no employed rows or Var(total) = 0.
 """
 
@@ -47,6 +48,9 @@ def decomposition_table(components: pd.DataFrame) -> dict[str, dict[str, float]]
     if is_constant(total):
         return None
     dev = c - c.mean(axis=0)
+    # a component with one value (log q with sd_log_q = 0, the θ terms with θ = 0) has no variance: its entries
+    # are exactly 0, not the rounding of its mean (about 1e-32 for log q = μ_q)
+    dev[:, (c == c[0]).all(axis=0)] = 0.0
     cov = dev.T @ dev / len(c)  # population covariances
     v = float(np.var(total))
     table: dict[str, dict[str, float]] = {}

@@ -275,12 +275,14 @@ class Simulator:
             torch.set_num_threads(previous)
         self.acc.years += steps / self.spy
 
-    def simulate_panel(self, vf: ValueFunction, years: int) -> pd.DataFrame:
+    def simulate_panel(self, vf: ValueFunction, years: int, from_year: int = 0) -> pd.DataFrame:
         """The annual panel of ``years`` consecutive annual dates (docs/panel.md): the simulation
-        first runs to the next annual date (unless it is at one), then records it and ``years − 1``
-        further dates. The statistics of the simulated window are kept in :attr:`last_statistics`."""
+        first runs to the next annual date (unless it is at one), or on to year ``from_year`` of the
+        clock when that is later, then records it and ``years − 1`` further dates. The statistics of
+        the simulated window are kept in :attr:`last_statistics`."""
         if int(years) < 1:
             raise ValueError(f"a panel needs at least one year, not {years}")
+        self.run_steps(vf, max(0, int(from_year) * self.spy - self.step_count))
         self.acc.reset()
         self.run_steps(vf, (-self.step_count) % self.spy)
         self._panel = [self._panel_rows()]

@@ -434,7 +434,9 @@ def _simulate_panel(cfg: Config, run: _Run, summary: dict) -> None:
     sim = run.simulator
     to_simulator(sim.device, run.vm)  # a caller's simulator may live elsewhere
     with torch.no_grad(), run.progress.phase(f"simulating the {cfg.sim.panel_years}-year panel under the trained V"):
-        panel = sim.simulate_panel(run.vm.value_function(), cfg.sim.panel_years)
+        # with a W stage, the W stage's panel is the one that starts at sim.panel_from_year
+        from_year = cfg.sim.panel_from_year if "w" not in cfg.solver.stages else 0
+        panel = sim.simulate_panel(run.vm.value_function(), cfg.sim.panel_years, from_year)
     if "w" not in cfg.solver.stages:
         write_panel(panel, run.out / "panel.parquet")
     summary.update(run.sim_cb.summary())

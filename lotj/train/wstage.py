@@ -221,7 +221,7 @@ def run_w_stage(
     if ws.burn_in_years > 0:
         simulator.advance(v_function, ws.burn_in_years)
     tracker.reset_counts()
-    panel = simulator.simulate_panel(v_function, cfg.sim.panel_years)
+    panel = simulator.simulate_panel(v_function, cfg.sim.panel_years, cfg.sim.panel_from_year)
     sim_seconds = refresh.simulation_seconds + time.perf_counter() - sim_start
 
     summary: dict[str, Any] = {
