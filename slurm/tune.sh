@@ -4,7 +4,6 @@
 #   cd /path/to/lotj && source .venv/bin/activate        # the environment travels with the job
 #   sbatch slurm/tune.sh conf=baseline tune=arch sweep.num_samples=64 sweep.resources.gpu=1
 #   sbatch slurm/tune.sh calibrate conf=baseline calibrate=source calibrate.num_trials=256 calibrate.resources.gpu=1
-#
 #   sbatch slurm/tune.sh counterfactuals conf=smoke --seeds 2 sweep.resources.gpu=1   # docs/counterfactuals.md
 #
 # Arguments are those of `python -m tune.sweep` (run from the submit directory); after a first argument
