@@ -1,0 +1,120 @@
+"""Chain targets for W: what W should be at tracked workers, estimated along the worker's chains of events.
+
+The W twin of :mod:`lotj.accuracy.targets`. The estimate of :func:`lotj.accuracy.wage_error.estimate_w_error`
+gives ``ê_W(S, i, w) ≈ W_net − W`` with V's decisions and W_net's reset regimes held fixed (MODEL.md §5, the W
+equation solved along the worker's chain), so
+
+    y(S, i, w) = W_net(S, i, w) − (ê₁ + ê₂)/2
+
+estimates W itself. :func:`fit_worker_targets` alternates such sets with fits of the network to them
+(approximate policy evaluation, each set from the network the previous fit left). On ``exact_small`` this took
+a W network trained on its residual from 6.3e-2 to 7e-3 of the exact W in eight sets (docs/accuracy.md):
+the W residual, like V's, leaves the error modes that neighbouring states share almost untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from lotj.accuracy.chains import DrawSource
+from lotj.accuracy.wage_error import estimate_w_error
+from lotj.economy.firms import FirmBatch
+from lotj.economy.params import EconomyParams, MeetingRates
+from lotj.economy.value import ValueFunction
+
+__all__ = ["WorkerPoints", "fit_worker_targets", "worker_targets"]
+
+
+@dataclass
+class WorkerPoints:
+    """Tracked workers: ``states [B]``, the worker's ``slot [B]`` and the whole wage matrix ``wages [B, n_max]``
+    (the tracked worker's own wage at ``wages[b, slot[b]]``)."""
+
+    states: FirmBatch
+    slot: Tensor
+    wages: Tensor
+
+    @property
+    def own_wage(self) -> Tensor:
+        return self.wages[torch.arange(self.slot.numel(), device=self.slot.device), self.slot]
+
+    def index(self, idx: Tensor) -> WorkerPoints:
+        return WorkerPoints(self.states.index(idx), self.slot[idx], self.wages[idx])
+
+
+def _w_of(wf, pts: WorkerPoints) -> Tensor:
+    rows = torch.arange(pts.slot.numel(), device=pts.slot.device)
+    return wf.values(pts.states, pts.wages)[rows, pts.slot]
+
+
+@torch.no_grad()
+def worker_targets(
+    wf,
+    vf: ValueFunction,
+    p: EconomyParams,
+    pts: WorkerPoints,
+    rates: MeetingRates,
+    draws: DrawSource | None,
+    poachers: Callable[[torch.Generator], FirmBatch] | None,
+    generator: torch.Generator,
+    *,
+    tail_weight: float = 1e-2,
+) -> Tensor:
+    """``y = W_net − (ê₁ + ê₂)/2`` at the tracked workers (module docstring)."""
+    est = estimate_w_error(
+        wf, vf, p, pts.states, pts.slot, pts.own_wage, rates, draws, poachers, generator, tail_weight=tail_weight
+    )
+    return _w_of(wf, pts) - 0.5 * (est.error1 + est.error2)
+
+
+def fit_worker_targets(
+    wf,
+    vf: ValueFunction,
+    p: EconomyParams,
+    points: Callable[[torch.Generator], WorkerPoints],
+    rates: MeetingRates,
+    draws: DrawSource | None,
+    poachers: Callable[[torch.Generator], FirmBatch] | None,
+    generator: torch.Generator,
+    *,
+    rounds: int,
+    steps: int,
+    lr: float,
+    batch_size: int = 256,
+    tail_weight: float = 1e-2,
+    after_round: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """``rounds`` times: targets at a fresh set of tracked workers ``points(generator)``, then ``steps`` Adam steps
+    on ``mean((W − y)²) / mean(y²)`` over batches of that set. Returns the rounds, the seconds spent on targets
+    and on fitting, and the last fit's loss. ``after_round(k)`` is called after each round (a progress report)."""
+    params = [q for q in wf.parameters() if q.requires_grad]
+    opt = torch.optim.Adam(params, lr=lr)
+    t_targets = t_fit = 0.0
+    loss = torch.tensor(float("nan"))
+    for k in range(rounds):
+        t0 = time.perf_counter()
+        pts = points(generator)
+        y = worker_targets(wf, vf, p, pts, rates, draws, poachers, generator, tail_weight=tail_weight)
+        t1 = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(y.numel(), (batch_size,), generator=generator).to(y.device)
+            yb = y[idx]
+            loss = (_w_of(wf, pts.index(idx)) - yb).pow(2).mean() / yb.pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        t_fit += time.perf_counter() - t1
+        t_targets += t1 - t0
+        if after_round is not None:
+            after_round(k)
+    return {
+        "w_chain_rounds": float(rounds),
+        "w_chain_target_seconds": t_targets,
+        "w_chain_fit_seconds": t_fit,
+        "w_chain_loss": float(loss.detach()),
+    }

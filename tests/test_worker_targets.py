@@ -1,0 +1,92 @@
+"""Chain targets for W (lotj.accuracy.worker_targets; docs/accuracy.md): on exact_small, a W that is the exact
+W plus a planted smooth error gets targets equal to the exact W, and fitting a trainable copy of that error to
+its targets removes it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
+from lotj.accuracy.wage_validation import systematic_poachers
+from lotj.accuracy.worker_targets import WorkerPoints, fit_worker_targets, worker_targets
+from lotj.config import load_config
+from lotj.economy.firms import FirmBatch
+from lotj.economy.worker_value import SetFunctionWorkerValue
+from lotj.exact import solve_equilibrium
+from lotj.exact.table import table_worker_value_function
+from lotj.validate.wages import _pair_batch, exact_wage_solution, wage_grid
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = load_config(["conf=exact_small"])
+    sol = solve_equilibrium(cfg.economy)
+    ew = exact_wage_solution(sol)
+    pair, wage = wage_grid(ew.curve, points=3, margin=0.0)
+    mid = np.arange(1, len(pair), 3)[::12]  # the middle of the bargaining set of every 12th pair
+    batch, slot = _pair_batch(ew.curve, pair[mid])
+    wages = torch.zeros(batch.h.shape, dtype=torch.float64)
+    wages[torch.arange(batch.batch_size), torch.as_tensor(slot)] = torch.as_tensor(wage[mid], dtype=torch.float64)
+    return cfg.economy, sol, ew, WorkerPoints(batch, torch.as_tensor(slot), wages)
+
+
+class PlantedW(torch.nn.Module):
+    """The exact W plus ``theta · 0.01 · U(h) · (1 + 0.2 n) · z``, ``theta`` trainable."""
+
+    def __init__(self, p, ew, theta: float):
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.tensor(theta, dtype=torch.float64))
+        exact = table_worker_value_function(ew.curve)
+
+        def fn(h, a, w, z, q, h_co, a_co, m_co):
+            n = m_co.sum(-1).to(h.dtype) + 1
+            g = 0.01 * p.unemployment_coef * h * (1 + 0.2 * n) * z
+            return exact.fn(h, a, w, z, q, h_co, a_co, m_co) + self.theta * g
+
+        self.inner = SetFunctionWorkerValue(fn)
+
+    def values(self, s, w):
+        return self.inner.values(s, w)
+
+    def removal_values(self, s, w):
+        return self.inner.removal_values(s, w)
+
+    def addition_values(self, s, w, h_new, a_new):
+        return self.inner.addition_values(s, w, h_new, a_new)
+
+
+def _sources(sol):
+    draws = exact_meeting_draws(sol.space, sol.market, sol.v)
+    return exact_rates(sol.market), (lambda g: draws), systematic_poachers(sol.space, sol.market, 256)
+
+
+def test_the_targets_of_a_planted_error_are_the_exact_w(small):
+    p, sol, ew, pts = small
+    rates, draws, poachers = _sources(sol)
+    reps = 20
+    many = WorkerPoints(FirmBatch.cat([pts.states] * reps), pts.slot.repeat(reps), pts.wages.repeat(reps, 1))
+    wf = PlantedW(p, ew, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    y = worker_targets(wf, TableValue(sol.space, sol.v), p, many, rates, draws, poachers, gen).view(reps, -1).numpy()
+    rows = torch.arange(pts.slot.numel())
+    exact = PlantedW(p, ew, 0.0).values(pts.states, pts.wages)[rows, pts.slot].detach().numpy()
+    planted = wf.values(pts.states, pts.wages)[rows, pts.slot].detach().numpy() - exact
+    mean, se = y.mean(0), y.std(0, ddof=1) / math.sqrt(reps)
+    assert np.all(np.abs(mean - exact) <= 5 * se + 0.1 * np.abs(planted))
+    assert np.abs(mean - exact).mean() < 0.2 * np.abs(planted).mean()
+
+
+def test_fitting_the_targets_removes_a_planted_error(small):
+    p, sol, ew, pts = small
+    rates, draws, poachers = _sources(sol)
+    wf = PlantedW(p, ew, 1.0)
+    out = fit_worker_targets(
+        wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator().manual_seed(1),
+        rounds=2, steps=150, lr=0.05, batch_size=64,
+    )  # fmt: skip
+    assert abs(float(wf.theta)) < 0.25, float(wf.theta)
+    assert out["w_chain_rounds"] == 2 and out["w_chain_target_seconds"] > 0
