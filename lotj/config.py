@@ -127,6 +127,12 @@ class WSolverConfig:
     lr_min: float = 0.01  #: final learning rate of the cosine schedule, as a share of lr
     wage_range: str = "surplus"  #: flow ([b h, marginal product]) | surplus (also the wages of [U, U + Δ]) | mixed
     warm_start_steps: int = 0  #: first steps fit W to the frozen-state oracle before the residual (docs/wages.md)
+    #: chain-target sets fitted after the residual training (lotj.train.wchain; docs/accuracy.md, "Chain targets
+    #: for W"): sets, tracked workers per set, Adam steps per set and their learning rate (0 sets: off)
+    chain_rounds: int = 0
+    chain_states: int = 1024
+    chain_steps: int = 600
+    chain_lr: float = 3e-4
 
 
 @dataclass
@@ -360,6 +366,11 @@ def _validate_w(cfg: Config) -> None:
             raise ConfigError(f"wsolver.{name} = {getattr(ws, name)!r}: allowed {list(allowed)}")
     if not 0 < ws.lr_min <= 1:
         raise ConfigError(f"wsolver.lr_min = {ws.lr_min}: must be in (0, 1] (a share of wsolver.lr)")
+    if ws.chain_rounds < 0 or ws.chain_states < 1 or ws.chain_steps < 0 or not ws.chain_lr > 0:
+        raise ConfigError(
+            f"wsolver.chain_rounds = {ws.chain_rounds}, chain_states = {ws.chain_states}, chain_steps = "
+            f"{ws.chain_steps}, chain_lr = {ws.chain_lr}: need rounds >= 0, states >= 1, steps >= 0, lr > 0"
+        )
     if ws.warm_start_steps < 0:
         raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")
 

@@ -193,3 +193,29 @@ def test_warm_start_fits_the_frozen_state_oracle(economy):
     after, gap_after = distance(), entry_wage_gap()
     assert after < 0.3 * before, (before, after)
     assert gap_after < 0.5 * gap_before, (gap_before, gap_after)
+
+
+def test_w_stage_chain_targets_run_and_move_w(tmp_path, economy):
+    """``wsolver.chain_rounds``: after the residual training, sets of chain targets are fitted (here one set
+    of 32 tracked workers and 20 steps): the summary says so, and W differs from the same stage without them."""
+    from lotj.train.wstage import run_w_stage
+
+    snap, vf = economy
+    base = [
+        "conf=smoke", "economy.n_max=6", "sim.panel_years=1", "wsolver.max_epochs=1", "wsolver.steps_per_epoch=3",
+        "wsolver.batch_size=16", "wsolver.n_states=64", "wsolver.n_heldout=32", "wsolver.refresh_years=0",
+        "wsolver.burn_in_years=0.2", "wnet.head_width=16", "logging.progress_bar=false", "accuracy.enabled=false",
+        "accuracy.tail_weight=0.2", "accuracy.m_pi=4",
+    ]  # fmt: skip
+    torch.manual_seed(5)
+    plain = run_w_stage(load_config(base), vf, snap, out_dir=tmp_path / "plain")
+    torch.manual_seed(5)
+    chain_cfg = load_config([*base, "wsolver.chain_rounds=1", "wsolver.chain_states=32", "wsolver.chain_steps=20"])
+    chain = run_w_stage(chain_cfg, vf, snap, out_dir=tmp_path / "chain")
+    assert "w_chain_rounds" not in plain
+    assert chain["w_chain_rounds"] == 1 and chain["w_chain_target_seconds"] > 0 and np.isfinite(chain["w_chain_loss"])
+    a = torch.load(tmp_path / "plain" / "w_net.pt")
+    b = torch.load(tmp_path / "chain" / "w_net.pt")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="chain_rounds"):
+        load_config([*base, "wsolver.chain_rounds=-1"])

@@ -36,10 +36,11 @@ from lotj.accuracy.wage_error import (
 from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 
-__all__ = ["w_error_summary"]
+__all__ = ["w_error_summary", "worker_sources"]
 
 
-def _sources(vf: Any, market: Any, m_n: int, m_e: int, m_pi: int):
+def worker_sources(vf: Any, market: Any, m_n: int, m_e: int, m_pi: int):
+    """The meeting draws (with Δ from ``vf``) and Π poachers of a :class:`lotj.sim.market.Market`, fresh per step."""
     table = market.surplus_table(vf)
 
     def draws(g: torch.Generator):
@@ -81,7 +82,7 @@ def w_error_summary(
     pop = simulator.pop
     dev = pop.h.device
     rates = market.rates
-    draws, poachers = _sources(vf, market, acc.m_n, acc.m_e, acc.m_pi)
+    draws, poachers = worker_sources(vf, market, acc.m_n, acc.m_e, acc.m_pi)
     out: dict[str, Any] = {}
     with torch.no_grad():
         # the W error at employed workers and their wages

@@ -214,6 +214,11 @@ def run_w_stage(
     residual = float(trainer.callback_metrics["w/val_residual"])
     train_seconds = time.perf_counter() - start
     to_simulator(simulator.device, v_function, net)  # Lightning's teardown left both on the CPU
+    chain: dict[str, float] = {}
+    if ws.chain_rounds > 0:  # chain-target sets after the residual training (lotj.train.wchain)
+        from lotj.train.wchain import refine_w
+
+        chain = refine_w(cfg, net, v_function, dm.source)
 
     net.eval()
     tracker.reset_counts()
@@ -229,6 +234,7 @@ def run_w_stage(
         "w_epochs": int(trainer.current_epoch),
         "w_seconds": train_seconds,
         "w_simulation_seconds": sim_seconds,
+        **chain,
     }
     summary.update(wage_summary(panel, tracker))
     if cfg.accuracy.enabled:  # the a posteriori error of W and the wages (docs/accuracy.md)
