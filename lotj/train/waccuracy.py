@@ -25,7 +25,6 @@ from typing import Any
 import torch
 
 from lotj.accuracy.wage_error import (
-    GROUPS,
     estimate_w_error,
     network_reset_wages,
     reset_events,
@@ -33,43 +32,10 @@ from lotj.accuracy.wage_error import (
     wage_error_figures,
     wage_slopes,
 )
+from lotj.accuracy.worker_market import cap_events, unmatched_workers, worker_sources
 from lotj.config import Config
-from lotj.economy.firms import FirmBatch
 
-__all__ = ["w_error_summary", "worker_sources"]
-
-
-def worker_sources(vf: Any, market: Any, m_n: int, m_e: int, m_pi: int):
-    """The meeting draws (with Δ from ``vf``) and Π poachers of a :class:`lotj.sim.market.Market`, fresh per step."""
-    table = market.surplus_table(vf)
-
-    def draws(g: torch.Generator):
-        return market.draws(m_n, m_e, g).with_surplus_table(table)
-
-    def poachers(g: torch.Generator) -> FirmBatch:
-        s, _ = market.poachers(m_pi, g)
-        return s
-
-    return draws, poachers
-
-
-def _unmatched(market: Any, count: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` unmatched workers from χ^N (drawn by their weights where the market makes exact sums)."""
-    d = market.draws(count, 1, gen)
-    if d.weight_n is None:
-        return d.h_n, d.a_n
-    idx = torch.multinomial(d.weight_n.double().cpu(), count, replacement=True, generator=gen).to(d.h_n.device)
-    return d.h_n[idx], d.a_n[idx]
-
-
-def _cap_events(events, cap: int, gen: torch.Generator):
-    keep = []
-    for codes in GROUPS.values():
-        idx = torch.isin(events.cause.cpu(), torch.tensor(codes)).nonzero().squeeze(-1)
-        if idx.numel() > cap:
-            idx = idx[torch.randperm(idx.numel(), generator=gen)[:cap]]
-        keep.append(idx)
-    return events.index(torch.cat(keep).sort().values.to(events.cause.device))
+__all__ = ["w_error_summary"]
 
 
 def w_error_summary(
@@ -101,8 +67,10 @@ def w_error_summary(
         from lotj.sim.wage_tracking import firm_wages
 
         _, w = firm_wages(pop, tracker, fidx)
-        events = reset_events(wf, vf, p, s, w, rates, _unmatched(market, max(acc.m_n, 64), gen), poachers(gen), gen)
-        events = _cap_events(events, acc.wage_events, gen)
+        events = reset_events(
+            wf, vf, p, s, w, rates, unmatched_workers(market, max(acc.m_n, 64), gen), poachers(gen), gen
+        )
+        events = cap_events(events, acc.wage_events, gen)
         if events.count:
             wage = network_reset_wages(wf, p, events)
             slope = wage_slopes(wf, events.states, events.slot, wage)

@@ -15,32 +15,11 @@ from typing import Any
 
 import torch
 
-from lotj.accuracy.worker_targets import WorkerPoints, fit_worker_targets
+from lotj.accuracy.worker_market import tracked_points, worker_sources
+from lotj.accuracy.worker_targets import fit_worker_targets
 from lotj.config import Config
-from lotj.train.waccuracy import worker_sources
 
 __all__ = ["refine_w"]
-
-
-def _tracked_points(cfg: Config, market: Any, vf: Any, device: torch.device, dtype: torch.dtype):
-    ws = cfg.wsolver
-
-    def points(gen: torch.Generator) -> WorkerPoints:
-        s, _, w = market.wage_states(
-            ws.chain_states, market.train_firms, gen, vf, None,
-            wage_range=ws.wage_range, wage_margin=ws.wage_margin, wage_mix=0.0,
-        )  # fmt: skip
-        keep = s.mask.any(-1).nonzero().squeeze(-1)
-        s, w = s.index(keep), w[keep]
-        # one occupied seat per state, uniformly among its workers
-        u = torch.rand(s.batch_size, generator=gen, dtype=torch.float64).to(s.mask.device)
-        rank = (u * s.mask.sum(-1)).long()
-        slot = (s.mask.cumsum(-1) > rank.unsqueeze(-1)).to(torch.int64).argmax(-1)
-        parts = (s.z, s.q, s.h, s.a, s.mask)
-        moved = type(s)(*(t.to(device, dtype) if t.is_floating_point() else t.to(device) for t in parts))
-        return WorkerPoints(moved, slot.to(device), w.to(device, dtype))
-
-    return points
 
 
 def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
@@ -55,7 +34,15 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
         net,
         vf,
         cfg.economy,
-        _tracked_points(cfg, market, vf, ref.device, ref.dtype),
+        tracked_points(
+            market,
+            vf,
+            ws.chain_states,
+            wage_range=ws.wage_range,
+            wage_margin=ws.wage_margin,
+            device=ref.device,
+            dtype=ref.dtype,
+        ),  # fmt: skip
         market.rates,
         draws,
         poachers,
