@@ -218,6 +218,7 @@ REDUCED_TRAINING = [
     "sim.panel_years=10",
     "sim.settle_years=3",  # the final market, briefly: 3 years before the last epoch
     "sim.settle_epochs=1",
+    "wsolver.chain_states=128",  # the preset's W chain-target sets, small
     "logging.logger=none",
     "logging.progress_bar=false",
     "trainer.num_threads=1",
