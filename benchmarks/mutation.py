@@ -58,9 +58,22 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_wages_edges.py",
     ],
     "lotj/economy/params.py": ["test_params.py", "test_config.py", "test_exact_cap1.py"],
-    "lotj/economy/firms.py": ["test_firms.py", "test_hjb.py"],
-    "lotj/economy/value.py": ["test_hjb.py", "test_firms.py"],
-    "lotj/economy/worker_value.py": ["test_wages_residual.py", "test_wages_oracle.py"],
+    "lotj/economy/meetings.py": [
+        "test_meetings.py",
+        "test_hjb.py",
+        "test_hjb_edges.py",
+        "test_wages_residual.py",
+        "test_wages_edges.py",
+    ],
+    "lotj/economy/firms.py": ["test_firms.py", "test_hjb.py", "test_hjb_edges.py"],
+    "lotj/economy/value.py": ["test_hjb.py", "test_firms.py", "test_meetings.py", "test_exact_sums.py"],
+    "lotj/economy/worker_value.py": [
+        "test_wages_residual.py",
+        "test_wages_oracle.py",
+        "test_meetings.py",
+        "test_wages_surplus_input.py",
+        "test_wages_inversion.py",
+    ],
     "lotj/exact/bellman.py": ["test_exact_bellman.py", "test_exact_cap1.py", "test_exact_equilibrium.py"],
     "lotj/exact/transitions.py": [
         "test_exact_bellman.py",
@@ -68,12 +81,32 @@ MODULE_TESTS: dict[str, list[str]] = {
         "test_exact_stationary.py",
         "test_exact_equilibrium.py",
     ],
-    "lotj/exact/states.py": ["test_exact_states.py", "test_exact_bellman.py"],
-    "lotj/exact/stationary.py": ["test_exact_stationary.py", "test_exact_equilibrium.py"],
-    "lotj/exact/market.py": ["test_exact_equilibrium.py", "test_exact_stationary.py"],
-    "lotj/exact/equilibrium.py": ["test_exact_equilibrium.py", "test_exact_cap1.py"],
+    "lotj/exact/states.py": ["test_exact_states.py", "test_exact_bellman.py", "test_exact_cap1.py"],
+    "lotj/exact/stationary.py": ["test_exact_stationary.py", "test_exact_equilibrium.py", "test_exact_cap1.py"],
+    "lotj/exact/market.py": [
+        "test_exact_equilibrium.py",
+        "test_exact_stationary.py",
+        "test_exact_bellman.py",
+        "test_exact_cap1.py",
+    ],
+    "lotj/exact/equilibrium.py": ["test_exact_equilibrium.py", "test_exact_cap1.py", "test_exact_w.py"],
     "lotj/exact/learning.py": ["test_exact_learning.py", "test_exact_sums.py"],
+    "lotj/exact/worker_value.py": ["test_exact_w.py"],
+    "lotj/exact/wages.py": ["test_exact_w.py"],
 }
+#: lotj/measure: each module is reached through ``measure`` and the reference panels of tests/measure_reference.py.
+MEASURE_TESTS = [
+    "test_measure_analysis.py",
+    "test_measure_checks.py",
+    "test_measure_moments.py",
+    "test_measure_regression.py",
+]
+MODULE_TESTS.update(
+    {
+        f"lotj/measure/{m}.py": MEASURE_TESTS
+        for m in ("stats", "ranks", "decomposition", "sorting", "sizes", "coworkers", "tenure")
+    }
+)
 
 #: The modules that carry the model's equations (MODEL.md sections 2-6), run by default.
 CORE = [
