@@ -207,8 +207,11 @@ def test_the_training_residual_vanishes_at_the_exact_w(small):
     """The W network is trained on lotj.economy.wages.w_residual; at the exact W, with its Monte Carlo draws
     replaced by exact sums (the residual is affine in each expectation: one draw at a time, weighted by
     χ^N, χ^E and Π), it vanishes at every state, every worker and every wage of a grid spanning the
-    bargaining sets."""
-    cfg, sol, curve = small
+    bargaining sets. The W is solved here rather than taken from the module fixture, so that this check, the
+    one independent of lotj.exact's own arithmetic, runs for every change to the W solver
+    (benchmarks/mutation.py selects the tests that call a function)."""
+    cfg, sol, _ = small
+    curve = exact_worker_values(sol.space, sol.params, sol.v, sol.market, w_start=1.0)
     p, space, market = cfg.economy, sol.space, sol.market
     wf, vf = table_worker_value_function(curve), sol.value_function()
     rates = MeetingRates(market.omega, market.s_n, market.s_e)
