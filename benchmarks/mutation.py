@@ -100,6 +100,7 @@ MEASURE_TESTS = [
     "test_measure_checks.py",
     "test_measure_moments.py",
     "test_measure_regression.py",
+    "test_measure_tenure.py",
 ]
 MODULE_TESTS.update(
     {
