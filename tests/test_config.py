@@ -3,6 +3,7 @@
 import pytest
 
 from lotj.config import Config, config_from_yaml, load_config, to_yaml
+from lotj.economy.params import EconomyParams
 from lotj.errors import ConfigError
 
 
@@ -117,3 +118,50 @@ def test_discrete_types_validated():
         load_config(["economy.worker_types=[[1.0,-1.0,1.0]]"])
     c = load_config(["economy.firm_types=[[1.0,0.99,0.5],[2.0,1.0,0.5]]"])
     assert c.economy.firm_types == [[1.0, 0.99, 0.5], [2.0, 1.0, 0.5]]
+
+
+def test_discrete_types_bound_values_by_their_a_and_q():
+    """With discrete types the growth bound γ(a q − 1) < ρ + δ_f + δ_r + δ_m reads a and q from the types'
+    second column, not their probabilities: a = 2 with γ = 1 gives growth 1 against an outflow of 0.228, so
+    values would be infinite; the same economy with a = 1.1 (growth 0.1) is accepted. The bound is strict:
+    at growth exactly equal to the outflow (a q = 2, γ = 1, ρ + δ_r = 1; all exact in binary) the series
+    diverges and is refused."""
+    w1, w2 = "economy.worker_types=[[1.0,1.0,1.0]]", "economy.worker_types=[[1.0,2.0,1.0]]"
+    f1, f2 = "economy.firm_types=[[1.0,1.0,1.0]]", "economy.firm_types=[[1.0,2.0,1.0]]"
+    for types in ((w2, f1), (w1, f2)):
+        with pytest.raises(ConfigError, match="values would be infinite"):
+            load_config(["economy.gamma_e=1.0", *types])
+    load_config(["economy.gamma_e=1.0", "economy.worker_types=[[1.0,1.1,1.0]]", f1])
+    rates = ["economy.rho=0.5", "economy.delta_r=0.5", "economy.delta_f=0.0", "economy.delta_m=0.0"]
+    with pytest.raises(ConfigError, match="values would be infinite"):
+        load_config(["economy.gamma_e=1.0", w2, f1, *rates])
+    load_config(["economy.gamma_e=0.999", w2, f1, *rates])
+
+
+def test_type_rows_need_positive_values_and_allow_a_zero_probability():
+    """A type with h, a, z or q = 0 has no output or no learning, log of it is -inf: refused; a type listed
+    with probability 0 is a legal (empty) row."""
+    for bad in ("[[0.0,1.0,1.0]]", "[[1.0,0.0,1.0]]"):
+        with pytest.raises(ConfigError, match="worker_types"):
+            load_config([f"economy.worker_types={bad}"])
+        with pytest.raises(ConfigError, match="firm_types"):
+            load_config([f"economy.firm_types={bad}"])
+    c = load_config(["economy.worker_types=[[1.0,1.0,1.0],[2.0,1.0,0.0]]"])
+    assert c.economy.worker_types[1][2] == 0.0
+
+
+def test_a_zero_benefit_is_an_economy():
+    """b = 0 (no unemployment benefit) is allowed: U(h) = 0."""
+    assert load_config(["economy.b=0"]).economy.unemployment_coef == 0.0
+    with pytest.raises(ConfigError, match="economy.b"):
+        load_config(["economy.b=-0.01"])
+
+
+def test_learning_probability_at_one_event_per_step_and_the_advice_beyond():
+    """γ^E·dt = 1 (at most one learning event a step, with certainty) is allowed; beyond it the error
+    advises the largest dt that works, 1/γ^E."""
+    p = EconomyParams(gamma_e=4.0)
+    assert p.learning_probability(0.25) == 1.0
+    assert p.learning_probability(0.125) == 0.5
+    with pytest.raises(ConfigError, match=r"use sim.dt <= 0\.25$"):
+        p.learning_probability(0.5)

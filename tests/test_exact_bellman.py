@@ -19,7 +19,7 @@ from lotj.economy.surplus import hire_surplus_from_values, own_surplus_from_valu
 from lotj.economy.technology import production
 from lotj.economy.value import SetFunctionValue
 from lotj.exact import solve_equilibrium
-from lotj.exact.bellman import Policies, Surpluses, hjb_residual, solve_values
+from lotj.exact.bellman import Policies, Surpluses, hjb_residual, relative_residual, solve_values
 from lotj.exact.market import Distribution, Market
 from lotj.exact.states import StateSpace
 
@@ -173,3 +173,16 @@ def test_poaching_a_worker_whose_match_is_ending_pays_no_surplus():
     assert sol.policies.poach.any()
     res = independent_residual(p, space, dist, sol.v)
     assert np.abs(res).max() / (p.rho * np.abs(sol.v).max()) < 1e-10
+
+
+def test_relative_residual_of_v_shifted_by_a_constant(small):
+    """V + c leaves every surplus Δ, every B and every V(S⊖x) − V(S) unchanged, so only −ρV and
+    −δ_f(V − ΣU) move: the residual is −(ρ + δ_f) c at every state, and the scale-free residual is
+    (ρ + δ_f) |c| / (ρ max|V + c|)."""
+    p, sol = small
+    c = 1e-3 * np.abs(sol.v).max()
+    shifted = sol.v + c
+    res = hjb_residual(sol.space, p, sol.market, shifted)
+    assert np.abs(res + (p.rho + p.delta_f) * c).max() < 1e-9 * (p.rho + p.delta_f) * c
+    expected = (p.rho + p.delta_f) * c / (p.rho * np.abs(shifted).max())
+    assert relative_residual(sol.space, p, sol.market, shifted) == pytest.approx(expected, rel=1e-8)

@@ -70,12 +70,39 @@ def test_preset_equilibrium_is_the_same_from_other_starting_distributions(small)
 
 
 def test_summary_is_json_ready(small):
-    import json
-
-    _, sol = small
-    text = json.dumps(sol.summary())
-    assert '"n_states": 70' in text
-    assert sum(sol.summary()["size_distribution"]) == pytest.approx(1.0, abs=1e-13)
+    """The summary written for users (lotj.validate) reads back from JSON with the solution's own numbers under
+    their names; the size distribution has one entry for each n = 0..n_max, and its means are the solution's
+    mean workforce (all firms) and mean size (firms with n >= 1)."""
+    p, sol = small
+    back = json.loads(json.dumps(sol.summary()))
+    assert back["n_states"] == 70
+    expected = {
+        "outer_iterations": sol.outer_iterations,
+        "hjb_relative_residual": sol.residual,
+        "flow_imbalance": sol.imbalance,
+        "e": sol.e,
+        "omega": sol.omega,
+        "s_n": sol.market.s_n,
+        "s_e": sol.market.s_e,
+        "mean_size": sol.mean_size,
+        "mean_n": sol.mean_n,
+        "en_rate": sol.en_rate,
+        "ne_rate": sol.ne_rate,
+        "cap_share": sol.cap_share,
+        "cap_meeting_share": sol.cap_meeting_share,
+        "unmatched_by_type": sol.dist.u.tolist(),
+        "purity_margin": sol.margin.value,
+        "closest_decision": sol.margin.decision,
+    }
+    assert {k: back[k] for k in expected} == expected
+    assert back["solve_seconds"] == sol.solve_seconds
+    sizes = np.array(back["size_distribution"])
+    assert len(sizes) == p.n_max + 1
+    assert sizes.sum() == pytest.approx(1.0, abs=1e-13)
+    n = np.arange(p.n_max + 1)
+    assert n @ sizes == pytest.approx(sol.mean_n, rel=1e-12)
+    assert n[1:] @ sizes[1:] / sizes[1:].sum() == pytest.approx(sol.mean_size, rel=1e-12)
+    assert sizes[-1] == pytest.approx(sol.cap_share, rel=1e-12)
 
 
 # ------------------------------------------------------------------------ no pure equilibrium

@@ -136,3 +136,104 @@ def test_a_distribution_that_is_not_stationary_fails_the_hand_built_chain(small)
     moved = sol.dist.chi.copy()
     moved[[0, 1]] += [1e-3, -1e-3]
     assert np.abs(moved @ q).max() > 1e-5
+
+
+def _hand_worker_chain(p, space, pol, dist):
+    """One worker's generator written event by event from MODEL.md sections 3, 4 and 10 (the docstring of
+    lotj.exact.transitions), given the decisions ``pol``; keyed by ``("E", S, j)`` and ``("N", j)``."""
+    _, plus, minus = _maps(space)
+    n_states, n_types = space.n_states, space.n_worker_types
+    chi, u, size, counts = dist.chi, dist.u, space.size, space.counts
+    employed = float(chi @ size)
+    mean_n1 = float(chi @ (size + 1))
+    e = employed / p.n_w
+    total = e * p.psi_e + (1 - e) * p.psi_n
+    omega = p.n_w * total / mean_n1
+    s_n, s_e = (1 - e) * p.psi_n / total, e * p.psi_e / total
+    pi = (size + 1) * chi / mean_n1
+    rows: dict[tuple, dict[tuple, float]] = {}
+
+    def add(src, dst, rate):
+        rows.setdefault(src, {})
+        rows[src][dst] = rows[src].get(dst, 0.0) + rate
+
+    def poached_away(i, k):  # a type-k worker of S meets a poacher S' ~ Π and moves iff B(S', S, x_k) > 0
+        return p.psi_e * sum(pi[sp] for sp in range(n_states) if pol.poach[sp, k, i])
+
+    for i in range(n_states):
+        n = int(size[i])
+        for j in range(n_types):
+            if counts[i, j] == 0:
+                continue
+            me = ("E", i, j)
+            rows.setdefault(me, {})
+            # own separation into non-employment: firm death, match break; with Δ < 0 also λ and the meetings
+            # whose poacher does not hire
+            to_n = p.delta_f + p.delta_m
+            if pol.quit[i, j]:
+                to_n += p.lam + p.psi_e - poached_away(i, j)
+            add(me, ("N", j), to_n)
+            for sp in range(n_states):
+                if pol.poach[sp, j, i]:
+                    add(me, ("E", plus(sp, j), j), p.psi_e * pi[sp])
+            # each coworker of type k leaves (retirement included: it is the coworker's, not the worker's)
+            for k in range(n_types):
+                others = int(counts[i, k]) - (k == j)
+                if others:
+                    rate = p.delta_r + p.delta_m + (p.lam + p.psi_e if pol.quit[i, k] else poached_away(i, k))
+                    add(me, ("E", minus(i, k), j), others * rate)
+            # the firm hires an unmatched or poaches an employed type-k worker
+            if n < p.n_max:
+                for k in range(n_types):
+                    rate = s_n * u[k] / u.sum() * pol.hire[i, k]
+                    met = [sp for sp in range(n_states) if pol.poach[i, k, sp]]
+                    rate += s_e * sum(counts[sp, k] * chi[sp] / employed for sp in met)
+                    if rate:
+                        add(me, ("E", plus(i, k), j), (n + 1) * omega * rate)
+    for j in range(n_types):
+        rows.setdefault(("N", j), {})
+        for sp in range(n_states):
+            if size[sp] < p.n_max and pol.hire[sp, j]:
+                add(("N", j), ("E", plus(sp, j), j), p.psi_n * pi[sp])
+    return rows
+
+
+def test_worker_chain_is_the_hand_built_chain_of_one_worker():
+    """Every off-diagonal rate of one worker's chain (lotj.exact.transitions, from which EN and NE are read)
+    equals the hand-built one, in an economy whose separation rates depend on the firm's state: with b = 1
+    the low-z firms' workers quit (Δ < 0) and the high-z firms' do not, so a coworker's departure rate,
+    the worker's own move into non-employment and its poaching rate differ from state to state. Off the
+    equilibrium path (a given distribution with mass on low-z firms with workers) every kind of row occurs."""
+    from lotj.exact.bellman import Policies, solve_values
+    from lotj.exact.market import Distribution, Market
+    from lotj.exact.states import StateSpace
+    from lotj.exact.transitions import worker_chain
+
+    p = load_config(["conf=exact_small", "economy.b=1.0"]).economy
+    space = StateSpace.from_params(p)
+    rng = np.random.default_rng(5)
+    chi = rng.random(space.n_states) * (space.size <= 3)
+    chi *= 0.5 / (chi @ space.size)
+    deficit = 1.0 - chi.sum()
+    for f in range(space.n_firm_types):
+        chi[space.empty_state(f)] += deficit * space.p_f[f]
+    dist = Distribution(chi, (p.n_w - chi @ space.size) * space.p_w)
+    pol = solve_values(space, p, Market.of(space, p, dist), start=Policies.none(space)).policies
+    present = space.counts > 0
+    assert pol.quit[present].any() and not pol.quit[present].all()  # separations depend on the state
+    assert pol.poach.any() and pol.hire.any()
+
+    chain = worker_chain(space, p, pol, dist)
+    keys = [("E", int(s), int(j)) for s, j in zip(chain.employed_state, chain.employed_type)]
+    keys += [("N", j) for j in range(space.n_worker_types)]
+    where = {k: i for i, k in enumerate(keys)}
+    hand = np.zeros_like(chain.q)
+    for src, out in _hand_worker_chain(p, space, pol, dist).items():
+        for dst, rate in out.items():
+            hand[where[src], where[dst]] += rate
+    off = ~np.eye(len(keys), dtype=bool)
+    assert np.abs(chain.q[off] - hand[off]).max() < 1e-12 * np.abs(hand).max()
+    assert np.abs(chain.q.sum(1)).max() < 1e-12 * np.abs(hand).max()  # a generator: rows sum to zero
+    # the coworker rows are there: a worker with a coworker of each type at a quitting state
+    two = [i for i, k in enumerate(keys) if k[0] == "E" and space.counts[k[1]].sum() >= 2 and pol.quit[k[1]].any()]
+    assert two

@@ -203,12 +203,23 @@ def test_a_simulated_wage_chain_agrees_with_the_balance(small_wages):
     assert weighted_quantile(w, occ, 0.5) == pytest.approx(ew.median, abs=0.15)
 
 
-def test_the_training_residual_vanishes_at_the_exact_w(small):
+@pytest.mark.parametrize("overrides", [[], ["economy.b=0.8", "economy.eta=2.0"]], ids=["exact_small", "quits"])
+def test_the_training_residual_vanishes_at_the_exact_w(small, overrides):
     """The W network is trained on lotj.economy.wages.w_residual; at the exact W, with its Monte Carlo draws
     replaced by exact sums (the residual is affine in each expectation: one draw at a time, weighted by
     χ^N, χ^E and Π), it vanishes at every state, every worker and every wage of a grid spanning the
-    bargaining sets."""
-    cfg, sol, curve = small
+    bargaining sets. In exact_small no worker ever separates by choice (every Δ is above 1); with b = 0.8 and
+    η = 2 some workers quit (Δ < 0) at states where a coworker stays, so the W of the stayer reads the quits'
+    departure rates and the reset targets of Δ < 0. The W is solved here rather than taken from the module
+    fixture, so that this check, the one independent of lotj.exact's own arithmetic, runs for every change to
+    the W solver (benchmarks/mutation.py selects the tests that call a function)."""
+    cfg, sol, _ = small
+    if overrides:
+        cfg = load_config(["conf=exact_small", *overrides])
+        sol = solve_equilibrium(cfg.economy)
+        quit, present = sol.policies.quit, sol.space.counts > 0
+        assert ((quit & present).any(1) & (~quit & present).any(1)).any()  # a quit beside a coworker who stays
+    curve = exact_worker_values(sol.space, sol.params, sol.v, sol.market, w_start=1.0)
     p, space, market = cfg.economy, sol.space, sol.market
     wf, vf = table_worker_value_function(curve), sol.value_function()
     rates = MeetingRates(market.omega, market.s_n, market.s_e)
