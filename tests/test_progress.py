@@ -53,6 +53,10 @@ def test_chain_stage_estimate_by_hand():
     assert chain_stage_estimate(cfg, v_step, 0) == pytest.approx(3 * 1152 * per_chain, rel=1e-12)
     assert chain_stage_estimate(cfg, v_step, 30) == pytest.approx(2 * 1152 * per_chain, rel=1e-12)  # 30 is done
     assert chain_stage_estimate(cfg, v_step, 60) == 0.0
+    # once a set has run, its measured time prices the rest (here 115 s a set), the final estimate included
+    assert chain_stage_estimate(cfg, v_step, 30, set_seconds=115.0) == pytest.approx(2 * 115.0, rel=1e-12)
+    both = load_config([*sets[1:], "conf=smoke", "solver.chain_every=10", "accuracy.enabled=true"])
+    assert chain_stage_estimate(both, v_step, 50, set_seconds=115.0) == pytest.approx(768 / 1152 * 115.0, rel=1e-12)
 
 
 class _Clock:

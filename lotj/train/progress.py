@@ -45,9 +45,10 @@ W_STEP_COST_RATIO = 9.0
 #: every reset (the smoke preset: 0.86 s per year with wages against 0.20 s without)
 WAGE_SIMULATION_COST_RATIO = 4.0
 #: cost of one chain of the V error estimate or of a chain-target set (every step until its weight falls below
-#: accuracy.tail_weight), relative to a V training step per firm state: the smoke preset on a 2-core CPU, 55 s for
-#: 768 chains against 0.023 s per training step of 128 states, a ratio of about 400 (about 430 steps a chain)
-CHAIN_COST_RATIO = 400.0
+#: accuracy.tail_weight), relative to a V training step per firm state: the smoke preset on a 2-core CPU, 0.023 s
+#: per training step of 128 states against 55 s for the final estimate's 768 chains (a ratio of about 400) and
+#: 113-124 s for a 512-state set's 1,152 chains (about 570); once a set is done its measured time is used
+CHAIN_COST_RATIO = 500.0
 
 
 def chain_count(cfg: Config, states: int, cross_iterations: int, cross_reps: int) -> int:
@@ -56,11 +57,16 @@ def chain_count(cfg: Config, states: int, cross_iterations: int, cross_reps: int
     return 2 * (states + cross_iterations * 2 * cross_reps * cfg.accuracy.m_e)
 
 
-def chain_stage_estimate(cfg: Config, v_step_seconds: float, epochs_done: int) -> float:
+def chain_stage_estimate(
+    cfg: Config, v_step_seconds: float, epochs_done: int, set_seconds: float | None = None
+) -> float:
     """Seconds of the chain-target sets still to come after ``epochs_done`` epochs (``solver.chain_states``) and
-    of the final V error estimate (``accuracy.enabled``), at :data:`CHAIN_COST_RATIO`."""
+    of the final V error estimate (``accuracy.enabled``): at :data:`CHAIN_COST_RATIO`, or, once a set has been
+    estimated, at the measured ``set_seconds`` per set's chains."""
     s, acc = cfg.solver, cfg.accuracy
     per_chain = CHAIN_COST_RATIO * v_step_seconds / max(s.batch_size, 1)
+    if set_seconds is not None and s.chain_states > 0:
+        per_chain = set_seconds / chain_count(cfg, s.chain_states, 1, 1)
     chains = 0
     if s.chain_states > 0:
         rounds = sum(is_round(e, s.chain_start, s.chain_every, s.max_epochs) for e in range(epochs_done, s.max_epochs))
@@ -104,6 +110,8 @@ class RunProgress(Callback):
     def __init__(self, cfg: Config, simulator_callback: Any = None, stream: TextIO | None = None):
         self.cfg = cfg
         self.sim_cb = simulator_callback
+        #: the run's :class:`lotj.train.chain_targets.ChainTargets` (its sets' seconds), or None
+        self.chain_cb: Any = None
         self.stream = stream
         self.run_start = time.perf_counter()
         self._fit_start: float | None = None
@@ -147,7 +155,9 @@ class RunProgress(Callback):
         year = self._simulated_year_seconds()
         if year is not None:
             remaining += cfg.sim.panel_years * year + w_stage_estimate(cfg, v_step_seconds, year)
-        return remaining + chain_stage_estimate(cfg, v_step_seconds, epochs_done)
+        cb = self.chain_cb
+        set_seconds = cb.seconds / cb.rounds if cb is not None and cb.rounds > 0 else None
+        return remaining + chain_stage_estimate(cfg, v_step_seconds, epochs_done, set_seconds)
 
     # ---------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -205,7 +215,9 @@ class RunProgress(Callback):
 
     def _report(self, trainer: L.Trainer, now: float) -> None:
         done = len(self._epoch_starts) - 1  # epochs completed in this fit (a resumed run starts later)
-        epoch_seconds = (now - self._epoch_starts[0]) / done
+        # the pace of an epoch without its chain-target sets (counted apart, by chain_stage_estimate)
+        chains = self.chain_cb.seconds if self.chain_cb is not None else 0.0
+        epoch_seconds = max(now - self._epoch_starts[0] - chains, 0.0) / done
         steps = max(self._steps_at_start[-1] - self._steps_at_start[0], 1)
         v_step = (now - self._epoch_starts[0]) / steps
         k, total = trainer.current_epoch, self.cfg.solver.max_epochs  # epochs completed in all

@@ -364,7 +364,8 @@ def _run_callbacks(
         check = VErrorCheck(cfg, dm, sim_cb)
         extra.append(check)
     if cfg.solver.chain_states > 0:  # after the simulator's callback: each set is estimated on the refreshed market
-        extra.append(ChainTargets(cfg, dm))
+        progress.chain_cb = ChainTargets(cfg, dm)
+        extra.append(progress.chain_cb)
     return extra, sim_cb, check
 
 
