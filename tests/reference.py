@@ -25,6 +25,7 @@ from torch import Tensor
 
 from lotj.economy.params import EconomyParams
 from lotj.economy.technology import production
+from lotj.economy.value import SetFunctionValue
 
 SetFunction = Callable[[Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 
@@ -55,3 +56,16 @@ def crowding_value(p: EconomyParams, kappa: float = 0.3, crowding: float = 0.1) 
         return u * hm.sum(-1) + (f - kappa * hm.sum(-1) - crowding * n * n) / r
 
     return fn
+
+
+def lone_worker_value(p: EconomyParams, c: float) -> SetFunctionValue:
+    """``(1 + c)`` times the exact value ``z h / (ρ + γ^E (1 − a q))`` of a firm with one worker in the closed
+    learning economy (``conf=exact_learning``: no meetings, no separations, learning alone): the value
+    whose error ``c V*`` the chain estimates of lotj.accuracy must recover."""
+
+    def fn(z, q, h, a, mask):
+        hm = torch.where(mask, h, torch.zeros_like(h)).sum(-1)
+        am = torch.where(mask, a, torch.ones_like(a)).prod(-1)
+        return (1.0 + c) * z * hm / (p.rho + p.gamma_e * (1.0 - am * q))
+
+    return SetFunctionValue(fn)

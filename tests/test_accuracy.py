@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from reference import lone_worker_value
 
 from lotj.accuracy.chains import chain_errors
 from lotj.accuracy.estimate import error_figures, estimate_v_error
@@ -20,7 +21,6 @@ from lotj.accuracy.exact_check import (
 from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import MeetingRates
-from lotj.economy.value import SetFunctionValue
 from lotj.exact import solve_equilibrium
 from lotj.exact.bellman import hjb_residual
 from lotj.train.accuracy import certify
@@ -105,17 +105,6 @@ def test_estimator_finds_a_planted_perturbation(small):
     assert np.corrcoef(mean, d[states])[0, 1] > 0.9
 
 
-def _lone_worker_net(p, c: float) -> SetFunctionValue:
-    """(1 + c) times the exact lone-worker value z h / (ρ + γ (1 − a q)) of the closed learning economy."""
-
-    def fn(z, q, h, a, mask):
-        hm = torch.where(mask, h, torch.zeros_like(h)).sum(-1)
-        am = torch.where(mask, a, torch.ones_like(a)).prod(-1)
-        return (1.0 + c) * z * hm / (p.rho + p.gamma_e * (1.0 - am * q))
-
-    return SetFunctionValue(fn)
-
-
 def test_learning_chain_recovers_a_proportional_error():
     # only learning is active: V_net = (1 + c) V* has R = −c F, and e = Σ_k γ^k c F(H^k S)/(ρ+γ)^(k+1) = c V*
     p = load_config(["conf=exact_learning"]).economy
@@ -125,9 +114,9 @@ def test_learning_chain_recovers_a_proportional_error():
     h = torch.tensor([[0.8], [1.3], [1.0]], dtype=torch.float64)
     a = torch.tensor([[1.01], [0.99], [1.02]], dtype=torch.float64)
     s = FirmBatch(z, q, h, a, torch.ones(3, 1, dtype=torch.bool))
-    vf = _lone_worker_net(p, c)
+    vf = lone_worker_value(p, c)
     res = chain_errors(vf, p, s, MeetingRates(0.0, 0.0, 0.0), None, torch.Generator(), tail_weight=1e-8)
-    exact = c * _lone_worker_net(p, 0.0).value(s)
+    exact = c * lone_worker_value(p, 0.0).value(s)
     np.testing.assert_allclose(res.error.numpy(), exact.numpy(), rtol=1e-6)
     assert float(res.tail_bound.max()) < 1e-6 * float(exact.abs().min()) / c
     assert res.events_per_chain == pytest.approx(res.steps)  # every step is a learning event

@@ -10,27 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from reference import lone_worker_value
 
 from lotj.accuracy.estimate import estimate_v_error
 from lotj.accuracy.targets import ChainTargetSet, targets_from_estimate
 from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import MeetingRates
-from lotj.economy.value import SetFunctionValue
 from lotj.errors import ConfigError
 from lotj.train.chain_targets import ChainTargets, is_round
 from lotj.train.vmodule import VModule
-
-
-def _lone_worker(p, c: float) -> SetFunctionValue:
-    """(1 + c) times the exact lone-worker value z h / (ρ + γ (1 − a q)) of the closed learning economy."""
-
-    def fn(z, q, h, a, mask):
-        hm = torch.where(mask, h, torch.zeros_like(h)).sum(-1)
-        am = torch.where(mask, a, torch.ones_like(a)).prod(-1)
-        return (1.0 + c) * z * hm / (p.rho + p.gamma_e * (1.0 - am * q))
-
-    return SetFunctionValue(fn)
 
 
 def _states() -> FirmBatch:
@@ -46,10 +35,10 @@ def test_targets_of_a_wrong_network_are_the_true_values(c):
     p = load_config(["conf=exact_learning"]).economy
     s = _states()
     est = estimate_v_error(
-        _lone_worker(p, c), p, s, MeetingRates(0.0, 0.0, 0.0), None, torch.Generator(), tail_weight=1e-9
+        lone_worker_value(p, c), p, s, MeetingRates(0.0, 0.0, 0.0), None, torch.Generator(), tail_weight=1e-9
     )
     t = targets_from_estimate(s, est)
-    truth = _lone_worker(p, 0.0).value(s)
+    truth = lone_worker_value(p, 0.0).value(s)
     np.testing.assert_allclose(t.target.numpy(), truth.numpy(), rtol=1e-6)
     assert t.mean_error == pytest.approx(abs(c) / (1 + c), rel=1e-5)
     assert float(t.noise.max()) < 1e-8 * float(truth.abs().max())  # learning only: both chains agree
