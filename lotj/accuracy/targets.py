@@ -52,11 +52,8 @@ class ChainTargetSet:
         return float(((self.value - self.target) / self.value.abs().clamp_min(1e-300)).abs().mean())
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ChainTargetSet:
-        s = self.states
-        parts = (s.z, s.q, s.h, s.a, s.mask)
-        moved = FirmBatch(*(t.to(device, dtype) if t.is_floating_point() else t.to(device) for t in parts))
         return ChainTargetSet(
-            moved,
+            self.states.to(device, dtype),
             self.target.to(device, dtype),
             self.value.to(device, dtype),
             self.noise.to(device, dtype),

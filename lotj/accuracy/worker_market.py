@@ -74,8 +74,6 @@ def tracked_points(
         u = torch.rand(s.batch_size, generator=gen, dtype=torch.float64).to(s.mask.device)
         rank = (u * s.mask.sum(-1)).long()
         slot = (s.mask.cumsum(-1) > rank.unsqueeze(-1)).to(torch.int64).argmax(-1)
-        parts = (s.z, s.q, s.h, s.a, s.mask)
-        moved = type(s)(*(t.to(device, dtype) if t.is_floating_point() else t.to(device) for t in parts))
-        return WorkerPoints(moved, slot.to(device), w.to(device, dtype))
+        return WorkerPoints(s.to(device, dtype), slot.to(device), w.to(device, dtype))
 
     return points

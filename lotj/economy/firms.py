@@ -59,8 +59,12 @@ class FirmBatch:
         """Select firms (rows) by index or boolean mask."""
         return FirmBatch(self.z[idx], self.q[idx], self.h[idx], self.a[idx], self.mask[idx])
 
-    def to(self, device: torch.device | str) -> FirmBatch:
-        return FirmBatch(*(t.to(device) for t in (self.z, self.q, self.h, self.a, self.mask)))
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> FirmBatch:
+        """On ``device``; with ``dtype``, the floating-point fields in it too (the mask stays boolean)."""
+        parts = (self.z, self.q, self.h, self.a, self.mask)
+        if dtype is None:
+            return FirmBatch(*(t.to(device) for t in parts))
+        return FirmBatch(*(t.to(device, dtype) if t.is_floating_point() else t.to(device) for t in parts))
 
     def first_free_slot(self) -> tuple[Tensor, Tensor]:
         """(slot, has_room): the first empty slot of each firm, and whether one exists."""

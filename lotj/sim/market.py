@@ -204,7 +204,7 @@ class Market:
             return s, ids
         dev, dt = s.h.device, s.h.dtype
         e, _ = explore_states(self.p, n_explore, generator)
-        e = FirmBatch(*(t.to(dev, dt) if t.is_floating_point() else t.to(dev) for t in (e.z, e.q, e.h, e.a, e.mask)))
+        e = e.to(dev, dt)
         return FirmBatch.cat([s, e]), torch.cat([ids, torch.full((n_explore,), -1, dtype=ids.dtype, device=ids.device)])
 
     def wage_states(
