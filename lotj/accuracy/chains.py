@@ -160,6 +160,28 @@ def _pick(probs: Tensor, generator: torch.Generator, coupled: bool) -> Tensor:
     return torch.searchsorted(cdf, target, right=True).squeeze(-1).clamp(max=probs.shape[1] - 1)
 
 
+def apply_event(
+    p: EconomyParams, s: FirmBatch, pick: Tensor, n_add: int, draws: MeetingDraws | None
+) -> tuple[FirmBatch, Tensor]:
+    """Move each chain's firm by its picked event, in the order both chains use: ``0`` learning (``S → H(S)``),
+    ``1..n_max`` the removal of that slot's worker, ``n_max + 1..n_max + n_add`` the arrival of that meeting
+    draw (unmatched draws first, then employed); any other index leaves the firm as it is. Returns the new
+    firms and which chains moved."""
+    n_max = s.h.shape[-1]
+    is_learn = pick == 0
+    is_remove = (pick >= 1) & (pick <= n_max)
+    is_add = (pick > n_max) & (pick <= n_max + n_add)
+    if bool(is_learn.any()):
+        s.h = torch.where(is_learn.unsqueeze(-1), learned(p, s).h, s.h)
+    if bool(is_remove.any()):
+        s = s.remove((pick - 1).clamp(0, n_max - 1), is_remove)
+    if bool(is_add.any()):
+        assert draws is not None
+        m = (pick - 1 - n_max).clamp(0, max(n_add - 1, 0))
+        s, _ = s.add(torch.cat([draws.h_n, draws.h_e])[m], torch.cat([draws.a_n, draws.a_e])[m], is_add)
+    return s, is_learn | is_remove | is_add
+
+
 @dataclass
 class ChainResult:
     """Per-chain estimates ``error [B]`` of ``e(S₀) = V_net(S₀) − V(S₀)``, the value ``value [B]`` =
@@ -223,22 +245,8 @@ def chain_errors(
         stay = (alive - real.sum(-1)).clamp_min(0.0)
         probs = torch.cat([real, stay.unsqueeze(-1)], -1)
         pick = _pick(probs, generator, coupled).to(dev)
-        is_learn = pick == 0
-        is_remove = (pick >= 1) & (pick <= n_max)
-        n_add = ev.add.shape[-1]
-        is_add = (pick > n_max) & (pick <= n_max + n_add)
-        moves += float((is_learn | is_remove | is_add).to(dt).sum()) / b
-        if bool(is_learn.any()):
-            h_learn = learned(p, s).h
-            s.h = torch.where(is_learn.unsqueeze(-1), h_learn, s.h)
-        if bool(is_remove.any()):
-            s = s.remove((pick - 1).clamp(0, n_max - 1), is_remove)
-        if bool(is_add.any()):
-            assert draws is not None
-            m = (pick - 1 - n_max).clamp(0, max(n_add - 1, 0))
-            h_all = torch.cat([draws.h_n, draws.h_e])
-            a_all = torch.cat([draws.a_n, draws.a_e])
-            s, _ = s.add(h_all[m], a_all[m], is_add)
+        s, moved = apply_event(p, s, pick, ev.add.shape[-1], draws)
+        moves += float(moved.to(dt).sum()) / b
         steps += 1
     assert value0 is not None or steps == 0
     if value0 is None:

@@ -53,9 +53,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lotj.accuracy.chains import DrawSource, _pick
+from lotj.accuracy.chains import DrawSource, _pick, apply_event
 from lotj.economy.firms import FirmBatch
-from lotj.economy.hjb import learned
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.value import ValueFunction
 from lotj.economy.wages import Reset, meeting_outcome, renegotiation_outcome, w_residuals_from_terms, wage_v_terms
@@ -208,21 +207,9 @@ def worker_chain_errors(
         stay = (alive - real.sum(-1)).clamp_min(0.0)
         pick = _pick(torch.cat([real, stay.unsqueeze(-1)], -1), generator, False).to(dev)
         n_add = ev.add.shape[-1]
-        is_learn = pick == 0
-        is_remove = (pick >= 1) & (pick <= n_max)
-        is_add = (pick > n_max) & (pick <= n_max + n_add)
         dies = pick == n_max + n_add + 1
-        moves += float((is_learn | is_remove | is_add).to(dt).sum()) / b
-        if bool(is_learn.any()):
-            s.h = torch.where(is_learn.unsqueeze(-1), learned(p, s).h, s.h)
-        if bool(is_remove.any()):
-            s = s.remove((pick - 1).clamp(0, n_max - 1), is_remove)
-        if bool(is_add.any()):
-            assert draws is not None
-            m = (pick - 1 - n_max).clamp(0, max(n_add - 1, 0))
-            h_all = torch.cat([draws.h_n, draws.h_e])
-            a_all = torch.cat([draws.a_n, draws.a_e])
-            s, _ = s.add(h_all[m], a_all[m], is_add)
+        s, moved = apply_event(p, s, pick, n_add, draws)
+        moves += float(moved.to(dt).sum()) / b
         wl = torch.where(dies, torch.zeros_like(wl), wl)
         weight[live] = wl
         keep = wl >= tail_weight
