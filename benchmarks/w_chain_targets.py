@@ -24,11 +24,10 @@ import torch
 from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
 from lotj.accuracy.wage_validation import systematic_poachers
 from lotj.accuracy.worker_targets import WorkerPoints, fit_worker_targets
-from lotj.config import config_from_yaml
 from lotj.exact.worker_value import exact_worker_values
-from lotj.train.vmodule import VModule
+from lotj.validate.report import run_networks
 from lotj.validate.values import exact_solution, network_values
-from lotj.validate.wages import _pair_batch, exact_wage_solution, load_worker_net, network_w, wage_grid
+from lotj.validate.wages import _pair_batch, exact_wage_solution, network_w, wage_grid
 
 
 def grid_points(curve, points: int) -> WorkerPoints:
@@ -46,11 +45,11 @@ def main(argv: list[str]) -> int:
         return 2
     run = Path(argv[0])
     opts = dict(a.split("=", 1) for a in argv[1:])
-    cfg = config_from_yaml(run / "config.yaml")
+    cfg, vf, wf = run_networks(run)
+    if wf is None:
+        print(f"{run}: no w_net.pt (run it with 'solver.stages=[v,w]')")
+        return 2
     torch.set_num_threads(max(1, int(cfg.trainer.num_threads)))
-    module = VModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
-    vf = module.to(torch.float64).eval().value_function()
-    wf = load_worker_net(cfg, vf, run / "w_net.pt")
     sol = exact_solution(cfg)
     ew = exact_wage_solution(sol)
     p, space, market = sol.params, sol.space, sol.market

@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 
 from lotj.accuracy.wage_validation import w_estimator_check
-from lotj.config import config_from_yaml
-from lotj.train.vmodule import VModule
+from lotj.validate.report import run_networks
 from lotj.validate.values import exact_solution
-from lotj.validate.wages import exact_wage_solution, load_worker_net
+from lotj.validate.wages import exact_wage_solution
 
 
 def main(argv: list[str]) -> int:
@@ -29,12 +28,11 @@ def main(argv: list[str]) -> int:
         return 2
     run = Path(argv[0])
     opts = dict(a.split("=", 1) for a in argv[1:])
-    cfg = config_from_yaml(run / "config.yaml")
+    cfg, vf, wf = run_networks(run)
+    if wf is None:
+        print(f"{run}: no w_net.pt (run it with 'solver.stages=[v,w]')")
+        return 2
     torch.set_num_threads(max(1, int(cfg.trainer.num_threads)))
-    module = VModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
-    module.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32).eval()
-    vf = module.value_function()
-    wf = load_worker_net(cfg, vf, run / "w_net.pt")
     sol = exact_solution(cfg)
     ew = exact_wage_solution(sol)
     t0 = time.perf_counter()

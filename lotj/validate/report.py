@@ -287,21 +287,29 @@ def run_validation(
     return report
 
 
+def run_networks(run_dir: str | Path) -> tuple[Config, ValueFunction, WorkerValueFunction | None]:
+    """A finished run's config, its V (``checkpoints/last.ckpt``, in the run's precision, in eval mode) and its
+    W (``w_net.pt``; None when the run had no W stage)."""
+    from lotj.train.vmodule import VModule
+
+    run = Path(run_dir)
+    cfg = config_from_yaml(run / "config.yaml")
+    module = VModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
+    module.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32).eval()
+    vf = module.value_function()
+    wf = load_worker_net(cfg, vf, run / "w_net.pt") if (run / "w_net.pt").is_file() else None
+    return cfg, vf, wf
+
+
 def validate_run(run_dir: str | Path, out_dir: str | Path | None = None, targets: Targets = TARGETS) -> dict[str, Any]:
     """Validate a finished run of a discrete economy (``python -m lotj.train conf=exact_small
     'solver.stages=[v,w]'``) without training: its V (``checkpoints/last.ckpt``), W (``w_net.pt``) and
     panel (``panel.parquet``) against the exact solution; the statistics are simulated under its V."""
     import pandas as pd
 
-    from lotj.train.vmodule import VModule
-
     run = Path(run_dir)
-    cfg = config_from_yaml(run / "config.yaml")
+    cfg, vf, wf = run_networks(run)
     cfg = replace(cfg, out_dir=str(out_dir if out_dir is not None else run))
-    module = VModule.load_from_checkpoint(run / "checkpoints" / "last.ckpt", map_location="cpu")
-    module.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32).eval()
-    vf = module.value_function()
-    wf = load_worker_net(cfg, vf, run / "w_net.pt") if (run / "w_net.pt").is_file() else None
     panel = pd.read_parquet(run / "panel.parquet") if (run / "panel.parquet").is_file() else None
     return run_validation(cfg, targets, vf=vf, wf=wf, panel=panel)
 
