@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lotj.config import CONF_DIR, Config, load_config
 from lotj.errors import ConfigError
+from tune.options import Resources, check, merge_section
 
 #: Where named search spaces live (``tune=arch`` reads ``conf/tune/arch.yaml``).
 SPACE_DIR = CONF_DIR / "tune"
@@ -54,14 +55,6 @@ RESERVED_KEYS = ("conf", "out_dir", "resume")
 
 #: Sweep options that may change when a sweep is resumed (the rest are fixed by the first run).
 RESUMABLE_OPTIONS = ("address", "num_cpus", "num_gpus", "retry_failed")
-
-
-@dataclass
-class Resources:
-    """Resources of one trial; fractions allowed (``gpu: 0.5`` puts two trials on one GPU)."""
-
-    cpu: float = 1.0
-    gpu: float = 0.0
 
 
 @dataclass
@@ -159,22 +152,14 @@ def space_path(name: str) -> Path:
 
 def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> SweepOptions:
     """Sweep options: schema defaults < the file's ``sweep:`` section < ``sweep.*`` command-line overrides."""
-    schema = OmegaConf.structured(SweepOptions)
-    try:
-        cli = OmegaConf.from_dotlist([arg.removeprefix("sweep.") for arg in dotlist])
-        merged = OmegaConf.merge(schema, base or {}, cli)
-        options = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
-        raise ConfigError(f"sweep option {key!r}: {str(exc).splitlines()[0]}") from None
-    assert isinstance(options, SweepOptions)
+    options = merge_section(SweepOptions, base, [arg.removeprefix("sweep.") for arg in dotlist], "sweep")
     return validate_options(options)
 
 
 def validate_options(o: SweepOptions) -> SweepOptions:
     """Range checks of the sweep options; raises ConfigError naming the option."""
     r, s = o.resources, o.scheduler
-    checks = [
+    check([
         (o.num_samples >= 1, "sweep.num_samples", o.num_samples, "must be >= 1"),
         (o.max_concurrent >= 0, "sweep.max_concurrent", o.max_concurrent, "must be >= 0 (0: no limit)"),
         (o.mode in ("min", "max"), "sweep.mode", o.mode, "allowed ['min', 'max']"),
@@ -191,10 +176,7 @@ def validate_options(o: SweepOptions) -> SweepOptions:
         (o.num_gpus >= -1, "sweep.num_gpus", o.num_gpus, "must be >= -1 (-1: all detected)"),
         (0 <= o.verbose <= 3, "sweep.verbose", o.verbose, "must be 0, 1, 2 or 3"),
         ("/" not in o.name and o.name not in (".", ".."), "sweep.name", o.name, "must be a plain folder name"),
-    ]
-    for ok, key, value, what in checks:
-        if not ok:
-            raise ConfigError(f"{key} = {value!r}: {what}")
+    ])  # fmt: skip
     return o
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from lotj.config import load_config
 from lotj.counterfactuals.economies import Economy, economy_config, load_set
 from lotj.errors import ConfigError
-from tune.spec import Resources, default_overrides
+from tune.options import Resources, check, merge_section
+from tune.spec import default_overrides
 
 #: The file in a set directory that holds its spec.
 SPEC_FILE = "counterfactuals.yaml"
@@ -113,26 +113,16 @@ def parse_cli(argv: list[str]) -> CliArgs:
 
 def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> SetOptions:
     """Options: defaults < ``base`` (a saved spec's) < ``sweep.*`` arguments; range-checked."""
-    try:
-        cli = OmegaConf.from_dotlist([arg.removeprefix("sweep.") for arg in dotlist])
-        merged = OmegaConf.merge(OmegaConf.structured(SetOptions), base or {}, cli)
-        o = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
-        raise ConfigError(f"sweep option {key!r}: {str(exc).splitlines()[0]}") from None
-    assert isinstance(o, SetOptions)
+    o = merge_section(SetOptions, base, [arg.removeprefix("sweep.") for arg in dotlist], "sweep")
     r = o.resources
-    checks = [
+    check([
         (min(r.cpu, r.gpu) >= 0 and max(r.cpu, r.gpu) > 0, "sweep.resources", asdict(r), "cpu, gpu >= 0, one > 0"),
         (o.max_concurrent >= 0, "sweep.max_concurrent", o.max_concurrent, "must be >= 0 (0: no limit)"),
         (o.num_cpus >= 0, "sweep.num_cpus", o.num_cpus, "must be >= 0 (0: all)"),
         (o.num_gpus >= -1, "sweep.num_gpus", o.num_gpus, "must be >= -1 (-1: all detected)"),
         (0 <= o.verbose <= 3, "sweep.verbose", o.verbose, "must be 0, 1, 2 or 3"),
         ("/" not in o.name and o.name not in (".", ".."), "sweep.name", o.name, "must be a plain folder name"),
-    ]
-    for ok, key, value, what in checks:
-        if not ok:
-            raise ConfigError(f"{key} = {value!r}: {what}")
+    ])  # fmt: skip
     return o
 
 

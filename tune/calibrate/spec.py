@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lotj.config import CONF_DIR
 from lotj.errors import ConfigError
 from tune.calibrate.space import Parameter, parse_parameter
+from tune.options import Resources, check, merge_section
 
 #: Where named target files live (``calibrate=source`` reads ``conf/calibrate/source.yaml``).
 TARGET_DIR = CONF_DIR / "calibrate"
@@ -47,12 +48,6 @@ RESUMABLE_OPTIONS = (
     "fd_step",
     "weak_identification",
 )
-
-
-@dataclass
-class Resources:
-    cpu: float = 1.0
-    gpu: float = 0.0
 
 
 @dataclass
@@ -152,15 +147,8 @@ def target_path(name: str) -> Path:
 
 def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> CalibrationOptions:
     """Options: defaults < the file's ``options:`` < command-line ``calibrate.*``; range-checked."""
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(CalibrationOptions), base or {}, OmegaConf.from_dotlist(dotlist))
-        options = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
-        raise ConfigError(f"calibrate option {key!r}: {str(exc).splitlines()[0]}") from None
-    assert isinstance(options, CalibrationOptions)
-    o = options
-    checks = [
+    o = options = merge_section(CalibrationOptions, base, dotlist, "calibrate")
+    check((ok, f"calibrate.{key}", value, what) for ok, key, value, what in [
         (o.sampler in ("tpe", "cmaes"), "sampler", o.sampler, "allowed ['tpe', 'cmaes']"),
         (o.num_trials >= 0, "num_trials", o.num_trials, "must be >= 0"),
         (o.max_concurrent >= 1, "max_concurrent", o.max_concurrent, "must be >= 1"),
@@ -173,10 +161,7 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> Calibratio
         (0 < o.fd_step < 0.5, "fd_step", o.fd_step, "must be in (0, 0.5)"),
         (":" in o.train_fn, "train_fn", o.train_fn, "must be module:function"),
         (o.failure_score > 0, "failure_score", o.failure_score, "must be > 0"),
-    ]
-    for ok, key, value, what in checks:
-        if not ok:
-            raise ConfigError(f"calibrate.{key} = {value!r}: {what}")
+    ])  # fmt: skip
     return options
 
 
