@@ -81,6 +81,10 @@ class SolverConfig:
     chain_start: int = 20  #: the first set is estimated at the end of this epoch (1-based)
     chain_every: int = 10  #: epochs between sets
     chain_weight: float = 1.0  #: weight of the fit to the targets beside the scale-free squared residual
+    #: a set's chains stop when their discount-and-survival weight falls below this, the rest bootstrapped on the
+    #: frozen network (an n-step target, n ≈ ln(1/chain_horizon)·Λ̄/ρ events); 0: accuracy.tail_weight, the
+    #: whole chain
+    chain_horizon: float = 0.0
 
 
 @dataclass
@@ -314,6 +318,11 @@ def validate(cfg: Config) -> Config:
             f"solver.chain_states = {s.chain_states}, chain_start = {s.chain_start}, chain_every = {s.chain_every}, "
             f"chain_weight = {s.chain_weight}: need chain_states >= 0, chain_start >= 1, chain_every >= 1, "
             "chain_weight >= 0"
+        )
+    if not 0 <= s.chain_horizon < 1:
+        raise ConfigError(
+            f"solver.chain_horizon = {s.chain_horizon}: need 0 <= chain_horizon < 1 (the weight at which a set's "
+            "chains stop; 0: accuracy.tail_weight)"
         )
     if m.drift_window < 1:
         raise ConfigError(f"sim.drift_window = {m.drift_window}: must be >= 1")

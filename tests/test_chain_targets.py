@@ -1,11 +1,15 @@
 """Chain targets (lotj.accuracy.targets, lotj.train.chain_targets; docs/solver.md, "Chain targets").
 
 - on the closed learning economy, where V* is known in closed form, a network off by a factor (1 + c) gets
-  targets equal to V*: the chain recovers the truth from a wrong network;
+  targets equal to V*: the chain recovers the truth from a wrong network; chains stopped at a weight
+  (``solver.chain_horizon``) give the n-step target, V* plus the wrong network's error discounted over the n
+  events;
 - the schedule of the sets, the loss the module adds, the checkpoint round trip and the config's refusals.
 """
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +22,7 @@ from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import MeetingRates
 from lotj.errors import ConfigError
-from lotj.train.chain_targets import ChainTargets, is_round
+from lotj.train.chain_targets import ChainTargets, is_round, set_tail_weight
 from lotj.train.vmodule import VModule
 
 
@@ -42,6 +46,44 @@ def test_targets_of_a_wrong_network_are_the_true_values(c):
     np.testing.assert_allclose(t.target.numpy(), truth.numpy(), rtol=1e-6)
     assert t.mean_error == pytest.approx(abs(c) / (1 + c), rel=1e-5)
     assert float(t.noise.max()) < 1e-8 * float(truth.abs().max())  # learning only: both chains agree
+
+
+@pytest.mark.parametrize("horizon", [0.5, 0.1])
+def test_chains_stopped_at_a_horizon_give_the_n_step_target(horizon):
+    """Learning alone at rate γ (no separations, no meetings): each event multiplies the lone worker's h by a·q
+    and the weight by β = γ/(ρ + γ), so the chains stop after the first K with β^K < horizon, and the target is
+    the K events' flows plus the wrong network at S_K: y = V*(S) + c β^K V*(S_K) = V*(S) (1 + c (β a q)^K)."""
+    p = load_config(["conf=exact_learning"]).economy
+    s, c = _states(), 0.05
+    est = estimate_v_error(
+        lone_worker_value(p, c), p, s, MeetingRates(0.0, 0.0, 0.0), None, torch.Generator(), tail_weight=horizon
+    )
+    t = targets_from_estimate(s, est)
+    beta = p.gamma_e / (p.rho + p.gamma_e)
+    k = int(np.ceil(np.log(horizon) / np.log(beta)))
+    assert beta**k < horizon <= beta ** (k - 1)
+    truth = lone_worker_value(p, 0.0).value(s).numpy()
+    growth = (s.a[:, 0] * s.q).numpy()
+    np.testing.assert_allclose(t.target.numpy(), truth * (1 + c * (beta * growth) ** k), rtol=1e-9)
+
+
+def test_a_set_uses_the_solver_horizon(tmp_path, monkeypatch):
+    seen = {}
+
+    def fake(vf, p, market, firms, count, gen, **kw):
+        seen.update(kw)
+        s = _states()
+        v = torch.ones(4, dtype=torch.float64)
+        return ChainTargetSet(s, v, v, 0 * v, 0.0)
+
+    monkeypatch.setattr("lotj.train.chain_targets.chain_targets", fake)
+    for extra, expected in ([], 0.02), (["solver.chain_horizon=0.3"], 0.3):
+        cfg, vm = _module(tmp_path, "solver.chain_states=8", "solver.chain_start=1", *extra)
+        assert set_tail_weight(cfg) == expected
+        cb = ChainTargets(cfg, datamodule=SimpleNamespace(source=None, train_firms=None))
+        vm.log_dict = lambda *a, **k: None
+        cb.on_train_epoch_end(SimpleNamespace(current_epoch=0), vm)
+        assert seen["tail_weight"] == expected and cb.rounds == 1
 
 
 def test_the_schedule_of_sets():
@@ -87,7 +129,15 @@ def test_the_set_survives_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "bad", ["solver.chain_states=-1", "solver.chain_start=0", "solver.chain_every=0", "solver.chain_weight=-1"]
+    "bad",
+    [
+        "solver.chain_states=-1",
+        "solver.chain_start=0",
+        "solver.chain_every=0",
+        "solver.chain_weight=-1",
+        "solver.chain_horizon=1",
+        "solver.chain_horizon=-0.1",
+    ],
 )
 def test_bad_chain_settings_are_refused(bad):
     with pytest.raises(ConfigError, match="chain_"):

@@ -1,6 +1,7 @@
 """What a run tells its user while it runs (lotj.train.progress): the whole-run estimate and the epoch lines."""
 
 import io
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -57,6 +58,16 @@ def test_chain_stage_estimate_by_hand():
     assert chain_stage_estimate(cfg, v_step, 30, set_seconds=115.0) == pytest.approx(2 * 115.0, rel=1e-12)
     both = load_config([*sets[1:], "conf=smoke", "solver.chain_every=10", "accuracy.enabled=true"])
     assert chain_stage_estimate(both, v_step, 50, set_seconds=115.0) == pytest.approx(768 / 1152 * 115.0, rel=1e-12)
+    # n-step sets (solver.chain_horizon = 0.5) run ln 2 / ln 50 of a whole chain's steps; the final estimate runs
+    # whole chains, priced from a measured n-step set by the same ratio
+    ratio = math.log(2.0) / math.log(50.0)
+    short = load_config(
+        [*sets[1:], "conf=smoke", "solver.chain_every=10", "solver.chain_horizon=0.5", "accuracy.enabled=true"]
+    )
+    assert chain_stage_estimate(short, v_step, 0) == pytest.approx((3 * 1152 * ratio + 768) * per_chain, rel=1e-12)
+    assert chain_stage_estimate(short, v_step, 50, set_seconds=20.0) == pytest.approx(
+        768 / 1152 * 20.0 / ratio, rel=1e-12
+    )
 
 
 class _Clock:

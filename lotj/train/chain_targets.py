@@ -10,6 +10,11 @@ fitted to targets of a frozen copy of itself (fitted value iteration with a targ
 looking the whole chain ahead). Logged: ``chain/mean_error`` (mean ``|V − y|/V`` at the new set: an error
 estimate of the network there, upward-biased by the noise), ``chain/noise`` and ``chain/seconds``.
 The set is kept in the checkpoint, so a resumed run trains on the same targets.
+
+``solver.chain_horizon`` stops a set's chains early, at that discount-and-survival weight: the target is then
+the n-step one, the flows of the first n ≈ ln(1/chain_horizon)·Λ̄/ρ events plus the frozen network's value
+where the chain stops (:func:`set_tail_weight`), cheaper and less noisy per set, with slow error modes
+contracted by about ``chain_horizon`` per set instead of all at once.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from lotj.accuracy.targets import ChainTargetSet, chain_targets
 from lotj.config import Config
 from lotj.economy.firms import FirmBatch
 
-__all__ = ["ChainTargets", "is_round"]
+__all__ = ["ChainTargets", "is_round", "set_tail_weight"]
+
+
+def set_tail_weight(cfg: Config) -> float:
+    """The weight at which a set's chains stop: ``solver.chain_horizon``, or ``accuracy.tail_weight`` when it is 0."""
+    return cfg.solver.chain_horizon if cfg.solver.chain_horizon > 0 else cfg.accuracy.tail_weight
 
 
 def is_round(epoch: int, start: int, every: int, max_epochs: int) -> bool:
@@ -68,7 +78,7 @@ class ChainTargets(pl.Callback):
             m_n=acc.m_n,
             m_e=acc.m_e,
             cross_iterations=1,  # the cross-firm term's share contracts by ~0.3 a round; later sets iterate on
-            tail_weight=acc.tail_weight,
+            tail_weight=set_tail_weight(self.cfg),
         )
         pl_module.train(was_training)
         self.current = new

@@ -20,6 +20,7 @@ W stage's is scaled from V's, so it is the roughest part) and are refined at eve
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -31,7 +32,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lotj.config import Config
-from lotj.train.chain_targets import is_round
+from lotj.train.chain_targets import is_round, set_tail_weight
 
 #: training steps after which a first whole-run estimate is printed (when an epoch has at least 4 times as many)
 EARLY_STEPS = 10
@@ -64,16 +65,20 @@ def chain_stage_estimate(
     of the final V error estimate (``accuracy.enabled``): at :data:`CHAIN_COST_RATIO`, or, once a set has been
     estimated, at the measured ``set_seconds`` per set's chains."""
     s, acc = cfg.solver, cfg.accuracy
+    # a set's chains run ln(1/w) discount lengths (w: the weight at which they stop, solver.chain_horizon) against
+    # the final estimate's ln(1/accuracy.tail_weight)
+    horizon = math.log(1.0 / set_tail_weight(cfg)) / math.log(1.0 / acc.tail_weight)
     per_chain = CHAIN_COST_RATIO * v_step_seconds / max(s.batch_size, 1)
     if set_seconds is not None and s.chain_states > 0:
-        per_chain = set_seconds / chain_count(cfg, s.chain_states, 1, 1)
-    chains = 0
+        per_chain = set_seconds / chain_count(cfg, s.chain_states, 1, 1) / horizon
+    per_set_chain = per_chain * horizon
+    seconds = 0.0
     if s.chain_states > 0:
         rounds = sum(is_round(e, s.chain_start, s.chain_every, s.max_epochs) for e in range(epochs_done, s.max_epochs))
-        chains += rounds * chain_count(cfg, s.chain_states, 1, 1)
+        seconds += rounds * chain_count(cfg, s.chain_states, 1, 1) * per_set_chain
     if acc.enabled:
-        chains += chain_count(cfg, acc.n_states, acc.cross_iterations, acc.cross_reps)
-    return chains * per_chain
+        seconds += chain_count(cfg, acc.n_states, acc.cross_iterations, acc.cross_reps) * per_chain
+    return seconds
 
 
 def format_seconds(seconds: float) -> str:
