@@ -143,6 +143,8 @@ MODULE_TESTS: dict[str, list[str]] = {
     "lotj/exact/states.py": ["test_exact_states.py", "test_exact_bellman.py", "test_exact_cap1.py"],
     "lotj/exact/stationary.py": ["test_exact_stationary.py", "test_exact_equilibrium.py", "test_exact_cap1.py"],
     "lotj/exact/market.py": [
+        "test_exact_market.py",
+        "test_validate.py::test_distribution_of_a_population_counts_states_and_unmatched_types",
         "test_exact_equilibrium.py",
         "test_exact_stationary.py",
         "test_exact_bellman.py",
