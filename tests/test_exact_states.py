@@ -175,6 +175,8 @@ def test_an_unknown_worker_beside_known_ones_is_refused_and_named(space):
     firms = _batch([1.5, 0.6], [1.0, 1.0], [[x1, x2], [x2, (0.5, 1.0)]], width=space.n_max)
     with pytest.raises(ValueError, match=r"worker \(h, a\) = \(0\.5, 1\.0\) is not one of the economy's worker"):
         space.locate(*firms)
+    with pytest.raises(ValueError, match=r"\(0\.5, 1\.0\) is not"):  # unmatched workers: no mask
+        space.worker_type(torch.tensor([0.7, 0.5, 1.4]), torch.tensor([1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match=r"firm \(z, q\) = \(1\.25, 1\.0\)"):
         space.locate(*_batch([1.5, 1.25], [1.0, 1.0], [[x1], [x2]], width=space.n_max))
 
