@@ -122,6 +122,9 @@ def test_the_stopping_rule_is_the_exact_tail_of_a_geometric_series(p):
     f0 = np.array([1.1 * 0.8, 0.6 * 1.3, 1.0 * (3 * 1.1**p.eta) ** (1 / p.eta)])
     closed = f0 / (p.rho + p.gamma_e * (1 - aq))
     np.testing.assert_allclose(res.values.numpy(), closed * (1 - r**K), rtol=1e-11)
+    # the three coworkers alone: the bound's size factor n^(1/η) is exact for them too
+    alone = closed_workforce_values(p, s.index(torch.tensor([2])), rtol=rtol)
+    assert alone.terms == K and alone.tail_bound == pytest.approx(r**K / (1 - r**K), rel=1e-9)
 
 
 @pytest.mark.parametrize("theta_plus", [0.165, 1.0, 1.5])
@@ -155,14 +158,15 @@ def test_learning_states_are_draws_and_their_iterates(p):
 
 def test_learning_states_have_poisson_sizes_and_uniform_step_counts(p):
     """Sizes: Poisson(mean_size) capped at n_max, empty firms left out, so P(n = 1) = λ e^-λ / (1 − e^-λ) and
-    E n = Σ_n min(n, n_max) P(n) / (1 − e^-λ). Steps: k uniform on 0..max_iterates. Without coworker effects a
-    step multiplies each h by a q, so k is read off the same firms drawn with max_iterates = 0 (the draws come
-    first from the generator). 4000 firms: tolerances are 4 standard errors."""
+    E n = Σ_n min(n, n_max) P(n) / (1 − e^-λ). Steps: k uniform on 0..max_iterates. With two worker types
+    (told apart by a) and no coworker effects, a step multiplies h by a q, so k = log(h / h⁰) / log(a q) with
+    h⁰ the type's. 4000 firms: tolerances are 4 standard errors."""
     p.theta_plus = p.theta_minus = 0.0
+    p.worker_types = [[0.8, 1.02, 0.5], [1.2, 0.97, 0.5]]
+    p.firm_types = [[1.0, 0.98, 1.0]]
     lam, count = 1.5, 4000
-    s0 = learning_states(p, count, max_iterates=0, generator=torch.Generator().manual_seed(3), mean_size=lam)
     s = learning_states(p, count, max_iterates=2, generator=torch.Generator().manual_seed(3), mean_size=lam)
-    n = s0.size().double()
+    n = s.size().double()
     pmf = [math.exp(-lam) * lam**k / math.factorial(k) for k in range(60)]
     mean = (sum(min(k, p.n_max) * pk for k, pk in enumerate(pmf))) / (1 - pmf[0])
     assert float(n.min()) >= 1
@@ -171,8 +175,10 @@ def test_learning_states_have_poisson_sizes_and_uniform_step_counts(p):
     assert float((n == 1).double().mean()) == pytest.approx(
         share_one, abs=4 * (share_one * (1 - share_one) / count) ** 0.5
     )
-    assert torch.equal(s.z, s0.z) and torch.equal(s.a, s0.a) and torch.equal(s.mask, s0.mask)
-    steps = torch.log(s.h[:, 0] / s0.h[:, 0]) / torch.log(s.a[:, 0] * s.q)
+    a = s.a[:, 0]
+    h0 = torch.where(a == 1.02, 0.8, 1.2)
+    assert ((a == 1.02) | (a == 0.97)).all()
+    steps = torch.log(s.h[:, 0] / h0) / torch.log(a * s.q)
     k = steps.round()
     assert (steps - k).abs().max() < 1e-6
     share = torch.stack([(k == j).double().mean() for j in range(3)])
