@@ -362,3 +362,54 @@ def test_the_wage_chain_is_the_table_of_model_section_5(overrides):
     expected = space.counts[pairs.state, pairs.wtype] * sol.dist.chi[pairs.state]
     np.testing.assert_allclose(by_pair, expected, rtol=1e-9, atol=1e-13)
     assert ch.mass.sum() == pytest.approx(sol.dist.employed(space), rel=1e-9)
+
+
+def test_the_wage_statistics_are_those_of_the_stationary_law():
+    """The statistics users read (quantiles, mean, negative share, resets by cause, summary) recomputed from the
+    chain's nodes and edges: a quantile is the smallest wage whose cumulative employed mass reaches it; a cause's
+    reset flow is the mass at each edge's origin times its rate (hires: the entry flow); and spells that start
+    end: the hiring flow equals the flow out of employment (deaths, breaks, retirements, separations)."""
+    cfg = load_config(["conf=exact_small", "economy.n_max=2"])
+    sol = solve_equilibrium(cfg.economy)
+    curve = exact_worker_values(sol.space, sol.params, sol.v, sol.market, w_start=1.0)
+    ew = exact_wages(curve, sol.dist)
+    ch, org = ew.chain, ew.origins
+    wage, mass = org.wage[ch.node_origin], ch.mass
+    assert ch.entry.sum() == pytest.approx((mass * ch.loss).sum(), rel=1e-9)
+    order = np.argsort(wage)
+    cum = np.cumsum(mass[order]) / mass.sum()
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert ew.quantiles()[f"p{round(100 * q)}"] == wage[order][np.nonzero(cum >= q - 1e-12)[0][0]]
+    assert ew.median == ew.quantiles()["p50"]
+    assert ew.mean == pytest.approx(wage @ mass / mass.sum(), rel=1e-13)
+    negative = mass[wage < 0].sum() / mass.sum()
+    assert 0.0 < negative < 1.0 and ew.negative_share == pytest.approx(negative, rel=1e-13)
+    by_cause = ew.by_cause()
+    for c, name in enumerate(CAUSES):
+        if name == "hire":
+            nodes, flow = np.nonzero(ch.entry > 0)[0], ch.entry[ch.entry > 0]
+        else:
+            nodes, flow = ch.dst[ch.cause == c], mass[ch.src[ch.cause == c]] * ch.rate[ch.cause == c]
+        origins = np.unique(ch.node_origin[nodes])
+        w = org.wage[origins]
+        stats = by_cause[name]
+        assert stats["flow"] == pytest.approx(flow.sum(), rel=1e-12) and stats["flow"] > 0
+        assert stats["count"] == len(origins)
+        assert (stats["min"], stats["max"]) == (w.min(), w.max())
+        f_by_origin = np.array([flow[ch.node_origin[nodes] == o].sum() for o in origins])
+        assert stats["negative_share"] == pytest.approx(f_by_origin[w < 0].sum() / f_by_origin.sum(), rel=1e-12)
+        o = np.argsort(w)
+        cum = np.cumsum(f_by_origin[o]) / f_by_origin.sum()
+        assert stats["median"] == w[o][np.nonzero(cum >= 0.5 - 1e-12)[0][0]]
+    summary = ew.summary()
+    assert summary == {
+        "pairs": len(curve.problem.pairs),
+        "curve_segments": len(curve.knots) + 1,
+        "origins": len(org),
+        "chain_nodes": len(mass),
+        "employed_mass": pytest.approx(sol.dist.employed(sol.space), rel=1e-9),
+        "mean": ew.mean,
+        "quantiles": ew.quantiles(),
+        "negative_share": ew.negative_share,
+        "by_cause": by_cause,
+    }
