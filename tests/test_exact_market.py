@@ -61,3 +61,30 @@ def test_a_market_without_unmatched_workers_meets_only_the_employed():
     v1 = (1.2 * 1.3 + (p.delta_f + p.delta_m) * u) / (p.rho + p.delta_f + p.delta_m + p.delta_r)
     assert np.all(np.isfinite(v))
     assert v[full] == pytest.approx(v1, rel=1e-12)
+
+
+def test_the_distribution_of_a_small_population_covers_every_state_and_type():
+    """Three firms (an empty low-z firm and two in one state) and two unmatched workers of the first type:
+    χ is 1/3, 2/3 on their states and 0 on every other, u = 2/3 on the first type and 0 on the others (workers
+    per firm), whatever states and types the population happens to leave out. A firm above the cap has no
+    state: the population is refused, saying how many such firms it holds."""
+    import torch
+
+    p = load_config(["conf=exact_small"]).economy
+    space = StateSpace.from_params(p)
+    full = int(np.nonzero((space.firm_type == 1) & (space.counts[:, 0] == 4))[0][0])
+    states = np.array([space.empty_state(0), 7, 7])
+    firms = space.firm_batch(states, width=p.n_max + 1)
+    h, a = torch.tensor([0.7, 0.7]), torch.tensor([1.0, 1.0])
+    dist = Distribution.of_population(space, firms, h, a)
+    expected = np.zeros(space.n_states)
+    np.add.at(expected, states, 1.0 / 3.0)
+    np.testing.assert_allclose(dist.chi, expected, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(dist.u, [2.0 / 3.0, 0.0, 0.0], rtol=0, atol=1e-15)
+    assert dist.employed(space) + dist.u.sum() == pytest.approx((2 * space.size[7] + 2) / 3, rel=1e-15)
+
+    over = space.firm_batch(np.array([full, full, 7]), width=p.n_max + 1)
+    for row in (0, 1):
+        over.mask[row, p.n_max], over.h[row, p.n_max], over.a[row, p.n_max] = True, 1.4, 1.0
+    with pytest.raises(ValueError, match="^2 firms have more than n_max = 4 workers"):
+        Distribution.of_population(space, over, h, a)
