@@ -274,8 +274,10 @@ def test_the_stationary_law_is_the_fixed_point_of_the_frozen_chain_and_of_the_pi
     from lotj.exact.stationary import firm_generator, picard_step, stationary_distribution
 
     p = load_config(["conf=exact_small", "economy.n_w=1.3", "economy.b=0.5"]).economy
+    p.firm_types = [[0.6, 1.0, 0.3], [1.5, 1.0, 0.7]]
     sol = solve_equilibrium(p)
     space, chi, u = sol.space, sol.dist.chi, sol.dist.u
+    assert chi[space.firm_type == 0].sum() == pytest.approx(0.3, abs=1e-12)
     stat = stationary_distribution(space, p, sol.policies)
     np.testing.assert_allclose(stat.dist.chi, chi, rtol=0, atol=1e-12)
     np.testing.assert_allclose(stat.dist.u, u, rtol=1e-11)
@@ -286,3 +288,27 @@ def test_the_stationary_law_is_the_fixed_point_of_the_frozen_chain_and_of_the_pi
     again = picard_step(space, p, sol.policies, sol.dist)
     np.testing.assert_allclose(again.chi, chi, rtol=0, atol=1e-11)
     np.testing.assert_allclose(again.u, u, rtol=1e-10)
+
+
+def test_type_probabilities_are_normalised():
+    """Probabilities that sum to 1 within the configuration's 1e-9 (here 1 + 6e-10) are normalised: firms have
+    measure 1 and workers N_w. With no hiring every firm is empty and every worker unmatched."""
+    from lotj.exact.bellman import Policies
+    from lotj.exact.states import StateSpace
+    from lotj.exact.stationary import picard_step, stationary_distribution
+
+    p = load_config(["conf=exact_small", "economy.n_w=1.3"]).economy
+    p.firm_types = [[0.6, 1.0, 0.3], [1.5, 1.0, 0.7 + 6e-10]]
+    p.worker_types = [[0.7, 1.0, 0.3], [1.0, 1.0, 0.4 + 6e-10], [1.4, 1.0, 0.3]]
+    p.validate()
+    space = StateSpace.from_params(p)
+    none = Policies.none(space)
+    dist = stationary_distribution(space, p, none).dist
+    empty = [space.empty_state(f) for f in range(2)]
+    f_share, w_share = np.array([0.3, 0.7 + 6e-10]), np.array([0.3, 0.4 + 6e-10, 0.3])
+    np.testing.assert_allclose(dist.chi[empty], f_share / f_share.sum(), rtol=1e-12)
+    assert dist.chi.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(dist.u, 1.3 * w_share / w_share.sum(), rtol=1e-12)
+    step = picard_step(space, p, none, dist)
+    np.testing.assert_allclose(step.chi, dist.chi, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(step.u, dist.u, rtol=1e-12)

@@ -107,10 +107,7 @@ def flow_imbalance(space: StateSpace, p: EconomyParams, pol: Policies, x: np.nda
         np.add.at(d_chi, space.plus[room, j], gain_flow[room, j])
         has = space.minus[:, j] >= 0
         np.add.at(d_chi, space.minus[has, j], loss_flow[has, j])
-    births = np.zeros(n_states)
-    for f in range(space.n_firm_types):
-        births[space.empty_state(f)] = space.p_f[f]
-    d_chi = d_chi + p.delta_f * chi.sum() * births
+    # births enter only the empty states, whose balance is replaced by the measure of their type
     for f, share in enumerate(space.p_f / space.p_f.sum()):
         d_chi[space.empty_state(f)] = chi[space.firm_type == f].sum() - share
     d_u = chi @ counts + u - p.n_w * space.p_w / space.p_w.sum()
