@@ -215,7 +215,7 @@ def test_no_meetings_means_no_hiring_and_no_employment():
     summary = sol.summary()
     assert summary["mean_size"] is None and summary["en_rate"] is None
     assert summary["ne_rate"] == 0.0  # nobody unmatched is ever hired
-    assert summary["purity_margin"] is None  # no decision carries flow
+    assert summary["purity_margin"] is None and summary["closest_decision"] == "none"  # no decision carries flow
     json.loads(json.dumps(summary, allow_nan=False))
 
 
@@ -298,3 +298,22 @@ def test_values_given_another_distribution_are_its_exact_values(small):
     scratch = solve_values(space, p, Market.of(space, p, dist)).v
     assert np.abs(v - scratch).max() < 1e-10 * np.abs(scratch).max()
     assert np.abs(v - sol.v).max() > 1e-4 * np.abs(sol.v).max()  # another market, other values
+
+
+def test_a_search_started_at_the_equilibrium_stops_there(small):
+    """The outer loop starts from the given distribution: from the equilibrium's own, its first market is the
+    equilibrium's and its best response the equilibrium's decisions, so it ends at the second iteration (the one
+    that finds nothing to change). From the default start nobody is employed in the first market. The history
+    records each iteration's market and step."""
+    p, sol = small
+    again = solve_equilibrium(p, start=sol.dist)
+    assert again.outer_iterations == len(again.history) == 2
+    assert again.policies.same_as(sol.policies)
+    first = again.history[0]
+    assert set(first) == {"iteration", "e", "omega", "policy_iterations", "step_fraction"}
+    assert (first["iteration"], first["step_fraction"]) == (1, 1.0)
+    assert first["e"] == pytest.approx(sol.e, rel=1e-12) and first["omega"] == pytest.approx(sol.omega, rel=1e-12)
+    assert again.history[1]["iteration"] == 2
+    assert sol.history[0]["e"] == 0.0 and sol.history[0]["omega"] == pytest.approx(p.n_w * p.psi_n, rel=1e-15)
+    assert [h["iteration"] for h in sol.history] == list(range(1, sol.outer_iterations + 1))
+    assert sol.outer_iterations > 2
