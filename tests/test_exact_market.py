@@ -83,7 +83,7 @@ def test_the_distribution_of_a_small_population_covers_every_state_and_type():
     np.testing.assert_allclose(dist.u, [2.0 / 3.0, 0.0, 0.0], rtol=0, atol=1e-15)
     assert dist.employed(space) + dist.u.sum() == pytest.approx((2 * space.size[7] + 2) / 3, rel=1e-15)
 
-    over = space.firm_batch(np.array([full, full, 7]), width=p.n_max + 1)
+    over = space.firm_batch(np.array([full, full, space.empty_state(0), 7]), width=p.n_max + 1)
     for row in (0, 1):
         over.mask[row, p.n_max], over.h[row, p.n_max], over.a[row, p.n_max] = True, 1.4, 1.0
     with pytest.raises(ValueError, match="^2 firms have more than n_max = 4 workers"):
