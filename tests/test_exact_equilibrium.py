@@ -317,3 +317,13 @@ def test_a_search_started_at_the_equilibrium_stops_there(small):
     assert sol.history[0]["e"] == 0.0 and sol.history[0]["omega"] == pytest.approx(p.n_w * p.psi_n, rel=1e-15)
     assert [h["iteration"] for h in sol.history] == list(range(1, sol.outer_iterations + 1))
     assert sol.outer_iterations > 2
+
+
+def test_a_search_cut_short_says_so(small):
+    """exact_small needs three outer iterations: with two the search stops without an answer and says why
+    (no decision cycled, so none is named)."""
+    p, sol = small
+    assert sol.outer_iterations == 3
+    with pytest.raises(NoPureEquilibriumError, match=r"^the decisions did not settle in 2 outer iterations$") as info:
+        solve_equilibrium(p, max_iter=2)
+    assert info.value.decisions == []
