@@ -215,7 +215,7 @@ def test_no_meetings_means_no_hiring_and_no_employment():
     summary = sol.summary()
     assert summary["mean_size"] is None and summary["en_rate"] is None
     assert summary["ne_rate"] == 0.0  # nobody unmatched is ever hired
-    assert summary["purity_margin"] is None  # no decision carries flow
+    assert summary["purity_margin"] is None and summary["closest_decision"] == "none"  # no decision carries flow
     json.loads(json.dumps(summary, allow_nan=False))
 
 
@@ -238,3 +238,92 @@ def test_damped_search_finds_a_pure_equilibrium_that_simultaneous_best_responses
     again = solve_values(sol.space, p, Market.of(sol.space, p, dist))
     assert again.policies.same_as(sol.policies)
     assert np.abs(again.v - sol.v).max() < 1e-10 * np.abs(sol.v).max()
+
+
+def test_the_purity_margin_is_the_closest_decision_that_carries_flow():
+    """Every decision that carries flow at the equilibrium, listed by hand from V and the distribution: hiring
+    x_j at a visited firm below the cap when unmatched x_j exist, keeping a present worker at a visited firm,
+    poaching x_j from S_p into a visited firm below the cap when employed x_j at S_p exist (except into
+    S_p's own state: the same Δ on both sides). Its |surplus| / max|V| is the margin the solver reports."""
+    from lotj.exact.equilibrium import MASS_TOL, _purity_margin
+
+    p = load_config(["conf=exact_small"]).economy
+    sol = solve_equilibrium(p)
+    space, v, chi, m = sol.space, sol.v, sol.dist.chi, sol.market
+    assert m.omega > 0 and m.s_n > 0 and m.s_e > 0
+    u = p.b * space.h / (p.rho + p.delta_r)
+
+    def own(s, j):
+        return v[s] - v[space.minus[s, j]] - u[j]
+
+    hand = []
+    for s in np.nonzero(chi > MASS_TOL)[0]:
+        for j in range(space.n_worker_types):
+            if space.counts[s, j] > 0:
+                hand.append((abs(own(s, j)), f"keep {space.describe_worker(j)} at {space.describe(s)}"))
+            if space.size[s] == p.n_max:
+                continue
+            gain = v[space.plus[s, j]] - v[s] - u[j]
+            if m.chi_n[j] > MASS_TOL:
+                hand.append((abs(gain), f"hire {space.describe_worker(j)} at {space.describe(s)}"))
+            for sp in range(space.n_states):
+                if m.chi_e[sp, j] > MASS_TOL and space.plus[s, j] != sp:
+                    name = f"poach {space.describe_worker(j)} from {space.describe(sp)} into {space.describe(s)}"
+                    hand.append((abs(gain - max(own(sp, j), 0.0)), name))
+    scale = np.abs(v).max()
+    listed = _purity_margin(space, m, sol.dist, v)
+    assert sorted(name for _, name in listed) == sorted(name for _, name in hand)
+    assert any(name.startswith("poach") for _, name in hand) and any(name.startswith("hire") for _, name in hand)
+    by_name = dict((name, value) for value, name in listed)
+    for value, name in hand:
+        assert by_name[name] == pytest.approx(value / scale, rel=1e-9, abs=1e-15)
+    closest = min(hand)
+    assert sol.margin.decision == closest[1]
+    assert sol.margin.value == pytest.approx(closest[0] / scale, rel=1e-9)
+
+
+def test_values_given_another_distribution_are_its_exact_values(small):
+    """values_given: V solved from scratch under the market of a given distribution (policy iteration started at
+    the equilibrium's decisions only saves steps); at the equilibrium's own distribution it is the equilibrium V."""
+    p, sol = small
+    v_same, market_same = sol.values_given(sol.dist)
+    assert np.abs(v_same - sol.v).max() < 1e-10 * np.abs(sol.v).max()
+    assert market_same.e == pytest.approx(sol.e, rel=1e-13)
+    space = sol.space
+    chi = sol.dist.chi * (1.0 + 0.5 * np.cos(np.arange(space.n_states)))
+    chi /= chi.sum()
+    dist = Distribution(chi, (p.n_w - chi @ space.size) * space.p_w)
+    v, market = sol.values_given(dist)
+    assert market.e == pytest.approx(chi @ space.size / p.n_w, rel=1e-13)
+    scratch = solve_values(space, p, Market.of(space, p, dist)).v
+    assert np.abs(v - scratch).max() < 1e-10 * np.abs(scratch).max()
+    assert np.abs(v - sol.v).max() > 1e-4 * np.abs(sol.v).max()  # another market, other values
+
+
+def test_a_search_started_at_the_equilibrium_stops_there(small):
+    """The outer loop starts from the given distribution: from the equilibrium's own, its first market is the
+    equilibrium's and its best response the equilibrium's decisions, so it ends at the second iteration (the one
+    that finds nothing to change). From the default start nobody is employed in the first market. The history
+    records each iteration's market and step."""
+    p, sol = small
+    again = solve_equilibrium(p, start=sol.dist)
+    assert again.outer_iterations == len(again.history) == 2
+    assert again.policies.same_as(sol.policies)
+    first = again.history[0]
+    assert set(first) == {"iteration", "e", "omega", "policy_iterations", "step_fraction"}
+    assert (first["iteration"], first["step_fraction"]) == (1, 1.0)
+    assert first["e"] == pytest.approx(sol.e, rel=1e-12) and first["omega"] == pytest.approx(sol.omega, rel=1e-12)
+    assert again.history[1]["iteration"] == 2
+    assert sol.history[0]["e"] == 0.0 and sol.history[0]["omega"] == pytest.approx(p.n_w * p.psi_n, rel=1e-15)
+    assert [h["iteration"] for h in sol.history] == list(range(1, sol.outer_iterations + 1))
+    assert sol.outer_iterations > 2
+
+
+def test_a_search_cut_short_says_so(small):
+    """exact_small needs three outer iterations: with two the search stops without an answer and says why
+    (no decision cycled, so none is named)."""
+    p, sol = small
+    assert sol.outer_iterations == 3
+    with pytest.raises(NoPureEquilibriumError, match=r"^the decisions did not settle in 2 outer iterations$") as info:
+        solve_equilibrium(p, max_iter=2)
+    assert info.value.decisions == []

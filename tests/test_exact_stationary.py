@@ -237,3 +237,78 @@ def test_worker_chain_is_the_hand_built_chain_of_one_worker():
     # the coworker rows are there: a worker with a coworker of each type at a quitting state
     two = [i for i, k in enumerate(keys) if k[0] == "E" and space.counts[k[1]].sum() >= 2 and pol.quit[k[1]].any()]
     assert two
+
+
+@pytest.mark.parametrize("renewal", ["economy.delta_f=0", "economy.delta_r=0"])
+def test_without_deaths_or_retirements_the_population_is_still_the_economys(renewal):
+    """With δ_f = 0 no firm is ever replaced by a draw from G_f, and with δ_r = 0 no worker by a draw from G_w:
+    the flows then conserve the firms of each type and the workers of each type, and only the population the
+    economy starts from (G_f, N_w G_w) says how many there are. The stationary law keeps it (every type's firms
+    G_f(f), every type's workers N_w G_w(j), employed plus unmatched) and is stationary for the hand-built chain."""
+    p = load_config(["conf=exact_small", "economy.n_w=1.3", renewal]).economy
+    sol = solve_equilibrium(p)
+    space, chi, u = sol.space, sol.dist.chi, sol.dist.u
+    for f in range(space.n_firm_types):
+        assert chi[space.firm_type == f].sum() == pytest.approx(0.5, abs=1e-12)
+    np.testing.assert_allclose(chi @ space.counts + u, [1.3 * 0.3, 1.3 * 0.4, 1.3 * 0.3], rtol=1e-12)
+    q, balance = _hand_generator(p, sol)
+    assert np.abs(chi @ q).max() < 1e-12
+    assert np.abs(balance).max() < 1e-12
+
+
+def test_an_economy_that_never_renews_is_refused():
+    """δ_f = δ_r = 0: nothing draws the population back to G_f and G_w, and the chain's stationary laws are many."""
+    from lotj.exact.bellman import Policies
+    from lotj.exact.states import StateSpace
+    from lotj.exact.stationary import StationaryError, stationary_distribution
+
+    p = load_config(["conf=exact_small", "economy.delta_f=0", "economy.delta_r=0"]).economy
+    space = StateSpace.from_params(p)
+    with pytest.raises(StationaryError, match="needs delta_r > 0 or delta_f > 0"):
+        stationary_distribution(space, p, Policies.none(space))
+
+
+def test_the_stationary_law_is_the_fixed_point_of_the_frozen_chain_and_of_the_picard_step():
+    """At the stationary (χ, u) the rates frozen there make one firm's generator (lotj.exact.stationary's, equal
+    to the hand-built one entry by entry) stationary at χ, and a fixed-point step from (χ, u) returns it."""
+    from lotj.exact.stationary import firm_generator, picard_step, stationary_distribution
+
+    p = load_config(["conf=exact_small", "economy.n_w=1.3", "economy.b=0.5"]).economy
+    p.firm_types = [[0.6, 1.0, 0.3], [1.5, 1.0, 0.7]]
+    sol = solve_equilibrium(p)
+    space, chi, u = sol.space, sol.dist.chi, sol.dist.u
+    assert chi[space.firm_type == 0].sum() == pytest.approx(0.3, abs=1e-12)
+    stat = stationary_distribution(space, p, sol.policies)
+    np.testing.assert_allclose(stat.dist.chi, chi, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(stat.dist.u, u, rtol=1e-11)
+    q = firm_generator(space, p, sol.policies, chi, u)
+    hand, _ = _hand_generator(p, sol)
+    assert np.abs(q - hand).max() < 1e-12 * np.abs(hand).max()
+    assert np.abs(chi @ q).max() < 1e-12
+    again = picard_step(space, p, sol.policies, sol.dist)
+    np.testing.assert_allclose(again.chi, chi, rtol=0, atol=1e-11)
+    np.testing.assert_allclose(again.u, u, rtol=1e-10)
+
+
+def test_type_probabilities_are_normalised():
+    """Probabilities that sum to 1 within the configuration's 1e-9 (here 1 + 6e-10) are normalised: firms have
+    measure 1 and workers N_w. With no hiring every firm is empty and every worker unmatched."""
+    from lotj.exact.bellman import Policies
+    from lotj.exact.states import StateSpace
+    from lotj.exact.stationary import picard_step, stationary_distribution
+
+    p = load_config(["conf=exact_small", "economy.n_w=1.3"]).economy
+    p.firm_types = [[0.6, 1.0, 0.3], [1.5, 1.0, 0.7 + 6e-10]]
+    p.worker_types = [[0.7, 1.0, 0.3], [1.0, 1.0, 0.4 + 6e-10], [1.4, 1.0, 0.3]]
+    p.validate()
+    space = StateSpace.from_params(p)
+    none = Policies.none(space)
+    dist = stationary_distribution(space, p, none).dist
+    empty = [space.empty_state(f) for f in range(2)]
+    f_share, w_share = np.array([0.3, 0.7 + 6e-10]), np.array([0.3, 0.4 + 6e-10, 0.3])
+    np.testing.assert_allclose(dist.chi[empty], f_share / f_share.sum(), rtol=1e-12)
+    assert dist.chi.sum() == pytest.approx(1.0, abs=1e-12)
+    np.testing.assert_allclose(dist.u, 1.3 * w_share / w_share.sum(), rtol=1e-12)
+    step = picard_step(space, p, none, dist)
+    np.testing.assert_allclose(step.chi, dist.chi, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(step.u, dist.u, rtol=1e-12)

@@ -248,3 +248,168 @@ def test_the_training_residual_vanishes_at_the_exact_w(small, overrides):
     scale = p.rho * torch.maximum(W.abs(), torch.as_tensor(p.unemployment_coef) * states.h)
     rel = (total.abs() / scale)[states.mask]
     assert rel.max() < 1e-10
+
+
+# ----------------------------------------------------------------------------- the wage chain, edge by edge
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["economy.n_max=2"], ["economy.n_max=3", "economy.b=0.8", "economy.eta=2.0"]],
+    ids=["cap2", "quits"],
+)
+def test_the_wage_chain_is_the_table_of_model_section_5(overrides):
+    """Every reset edge, loss rate and hire of lotj.exact.wages' chain against the table of MODEL.md section 5,
+    written here from V alone (U = b h / (ρ + δ_r), Δ(S, x) = V(S) − V(S⊖x) − U, the poacher's
+    Δ_p = V(S'⊕x) − V(S') − U): a worker with Δ < 0 separates at λ and at a meeting whose poacher does not hire,
+    and moves to the poacher's bottom when it hires; with Δ ≥ 0 a λ shock clips W into [U, U + Δ], a poacher
+    with Δ_p > Δ takes the worker at W = Δ + U, one with Δ_p ≤ Δ cuts W above U + Δ to the top and raises W below
+    max{Δ_p, 0} + U to it; a poacher at the cap does nothing; deaths, breaks and retirements end the spell. Each
+    reset lands on the wage whose W is its target. Then the stationary masses: the balance holds node by node,
+    and the chain's mass at each pair is the firm distribution's c_j(S) χ(S). Two small economies (cap 2; cap 3
+    with quits beside stayers) keep it to a second; W is solved here, not in a fixture, so that every change to
+    the chain is checked by this test (benchmarks/mutation.py selects the tests that call a function)."""
+    from lotj.exact.wages import BOTTOM, COUNTER, POACHED, TOP
+
+    cfg = load_config(["conf=exact_small", *overrides])
+    sol = solve_equilibrium(cfg.economy)
+    p, space, v, m = sol.params, sol.space, sol.v, sol.market
+    curve = exact_worker_values(space, p, v, m, w_start=1.0)
+    ew = exact_wages(curve, sol.dist)
+    org, ch, pairs = ew.origins, ew.chain, curve.problem.pairs
+    U = p.b * space.h / (p.rho + p.delta_r)
+
+    def delta(s, j):
+        return v[s] - v[space.minus[s, j]] - U[j]
+
+    def delta_p(s, j):
+        return -np.inf if space.plus[s, j] < 0 else v[space.plus[s, j]] - v[s] - U[j]
+
+    def node_key(n):  # the worker's pair, and the origin of its wage: where it was set, how, and against whom
+        o = ch.node_origin[n]
+        return int(ch.node_pair[n]), int(org.pair[o]), int(org.kind[o]), int(org.other[o])
+
+    quits = [delta(s, j) < 0 for s, j in zip(pairs.state, pairs.wtype)]
+    if "economy.b=0.8" in overrides:
+        assert any(quits) and not all(quits)
+    node_of = {node_key(n): n for n in range(len(ch.mass))}
+    wage = org.wage[ch.node_origin]
+    W = curve.value(ch.node_pair, wage)
+    edges = {}
+    for src, dst, rate, cause in zip(ch.src, ch.dst, ch.rate, ch.cause):
+        if cause >= 0:
+            edges[(int(src), node_key(dst), int(cause))] = edges.get((int(src), node_key(dst), int(cause)), 0.0) + rate
+    hand, targets = {}, {}
+    loss = np.zeros(len(ch.mass))
+    for n in range(len(ch.mass)):
+        k = int(ch.node_pair[n])
+        s, j = int(pairs.state[k]), int(pairs.wtype[k])
+        d, u, w_n = delta(s, j), U[j], W[n]
+        tol = 1e-10 * max(abs(w_n), u)
+        loss[n] = p.delta_f + p.delta_m + p.delta_r
+        out = []  # (destination key, cause, rate, target)
+        if d < 0:
+            loss[n] += p.lam
+            for sp in np.nonzero(m.pi > 0)[0]:
+                if delta_p(sp, j) > 0:
+                    dest = int(pairs.index[space.plus[sp, j], j])
+                    out.append(((dest, dest, BOTTOM, -1), "poached", p.psi_e * m.pi[sp], U[j]))
+                else:
+                    loss[n] += p.psi_e * m.pi[sp]
+        else:
+            if w_n < u - tol:
+                out.append(((k, k, BOTTOM, -1), "reneg_raise", p.lam, u))
+            if w_n > u + d + tol:
+                out.append(((k, k, TOP, -1), "reneg_cut", p.lam, u + d))
+            for sp in np.nonzero(m.pi > 0)[0]:
+                dp, rate = delta_p(sp, j), p.psi_e * m.pi[sp]
+                if space.size[sp] == p.n_max:
+                    continue
+                if dp > d:
+                    dest = int(pairs.index[space.plus[sp, j], j])
+                    out.append(((dest, dest, POACHED, k), "poached", rate, d + u))
+                elif w_n > u + d + tol:
+                    out.append(((k, k, TOP, -1), "meeting_cut", rate, u + d))
+                elif w_n < max(dp, 0.0) + u - tol:
+                    out.append(((k, k, COUNTER, int(sp)), "counter_offer", rate, max(dp, 0.0) + u))
+        for key, cause, rate, target in out:
+            if node_of.get(key) == n:
+                continue  # a reset to the wage the worker has changes nothing
+            e = (n, key, CAUSES.index(cause))
+            hand[e] = hand.get(e, 0.0) + rate
+            targets[key] = target
+    assert {c for _, _, c in hand} == set(range(1, len(CAUSES)))  # every kind of reset occurs
+    assert set(edges) == set(hand)
+    for e, rate in hand.items():
+        assert edges[e] == pytest.approx(rate, rel=1e-12)
+    np.testing.assert_allclose(ch.loss, loss, rtol=1e-12)
+    for key, target in targets.items():  # the wage set by a reset gives W its target
+        n = node_of[key]
+        assert W[n] == pytest.approx(target, rel=1e-9, abs=1e-9)
+    # hires: unmatched x_j meets S' ~ Π at rate ψ^N and is hired at the bottom of S'⊕x_j when Δ_p > 0
+    entry = np.zeros(len(ch.mass))
+    for j in range(space.n_worker_types):
+        for sp in np.nonzero(m.pi > 0)[0]:
+            if delta_p(sp, j) > 0:
+                dest = int(pairs.index[space.plus[sp, j], j])
+                entry[node_of[(dest, dest, BOTTOM, -1)]] += sol.dist.u[j] * p.psi_n * m.pi[sp]
+    np.testing.assert_allclose(ch.entry, entry, rtol=1e-12, atol=1e-15)
+    # the stationary masses: inflow = outflow at every node, and the pair marginal is c_j(S) χ(S)
+    out_rate = ch.loss + np.bincount(ch.src, weights=ch.rate, minlength=len(ch.mass))
+    inflow = np.bincount(ch.dst, weights=ch.rate * ch.mass[ch.src], minlength=len(ch.mass)) + ch.entry
+    assert np.abs(ch.mass * out_rate - inflow).sum() < 1e-11 * ch.entry.sum()
+    by_pair = np.bincount(ch.node_pair, weights=ch.mass, minlength=len(pairs))
+    expected = space.counts[pairs.state, pairs.wtype] * sol.dist.chi[pairs.state]
+    np.testing.assert_allclose(by_pair, expected, rtol=1e-9, atol=1e-13)
+    assert ch.mass.sum() == pytest.approx(sol.dist.employed(space), rel=1e-9)
+
+
+def test_the_wage_statistics_are_those_of_the_stationary_law():
+    """The statistics users read (quantiles, mean, negative share, resets by cause, summary) recomputed from the
+    chain's nodes and edges: a quantile is the smallest wage whose cumulative employed mass reaches it; a cause's
+    reset flow is the mass at each edge's origin times its rate (hires: the entry flow); and spells that start
+    end: the hiring flow equals the flow out of employment (deaths, breaks, retirements, separations)."""
+    cfg = load_config(["conf=exact_small", "economy.n_max=2"])
+    sol = solve_equilibrium(cfg.economy)
+    curve = exact_worker_values(sol.space, sol.params, sol.v, sol.market, w_start=1.0)
+    ew = exact_wages(curve, sol.dist)
+    ch, org = ew.chain, ew.origins
+    wage, mass = org.wage[ch.node_origin], ch.mass
+    assert ch.entry.sum() == pytest.approx((mass * ch.loss).sum(), rel=1e-9)
+    order = np.argsort(wage)
+    cum = np.cumsum(mass[order]) / mass.sum()
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert ew.quantiles()[f"p{round(100 * q)}"] == wage[order][np.nonzero(cum >= q - 1e-12)[0][0]]
+    assert ew.median == ew.quantiles()["p50"]
+    assert ew.mean == pytest.approx(wage @ mass / mass.sum(), rel=1e-13)
+    negative = mass[wage < 0].sum() / mass.sum()
+    assert 0.0 < negative < 1.0 and ew.negative_share == pytest.approx(negative, rel=1e-13)
+    by_cause = ew.by_cause()
+    for c, name in enumerate(CAUSES):
+        if name == "hire":
+            nodes, flow = np.nonzero(ch.entry > 0)[0], ch.entry[ch.entry > 0]
+        else:
+            nodes, flow = ch.dst[ch.cause == c], mass[ch.src[ch.cause == c]] * ch.rate[ch.cause == c]
+        origins = np.unique(ch.node_origin[nodes])
+        w = org.wage[origins]
+        stats = by_cause[name]
+        assert stats["flow"] == pytest.approx(flow.sum(), rel=1e-12) and stats["flow"] > 0
+        assert stats["count"] == len(origins)
+        assert (stats["min"], stats["max"]) == (w.min(), w.max())
+        f_by_origin = np.array([flow[ch.node_origin[nodes] == o].sum() for o in origins])
+        assert stats["negative_share"] == pytest.approx(f_by_origin[w < 0].sum() / f_by_origin.sum(), rel=1e-12)
+        o = np.argsort(w)
+        cum = np.cumsum(f_by_origin[o]) / f_by_origin.sum()
+        assert stats["median"] == w[o][np.nonzero(cum >= 0.5 - 1e-12)[0][0]]
+    summary = ew.summary()
+    assert summary == {
+        "pairs": len(curve.problem.pairs),
+        "curve_segments": len(curve.knots) + 1,
+        "origins": len(org),
+        "chain_nodes": len(mass),
+        "employed_mass": pytest.approx(sol.dist.employed(sol.space), rel=1e-9),
+        "mean": ew.mean,
+        "quantiles": ew.quantiles(),
+        "negative_share": ew.negative_share,
+        "by_cause": by_cause,
+    }

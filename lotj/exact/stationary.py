@@ -19,10 +19,18 @@ quits, meetings with ``Δ < 0`` whose poacher does not hire, firm deaths), and l
 retirement (``δ_r``) and by being hired (``ψ^N Σ_{S'} Π(S') 1{hire x_j at S'}``).
 
 The hiring and poaching rates depend on χ and u themselves, so the stationary distribution is
-the root of a polynomial system (firm flows balance, ``Σ χ = 1``, unmatched flows balance).
-:func:`stationary_distribution` solves it by Newton's method with the exact Jacobian
-(complex-step differentiation of the flows), to a residual of 1e-13. At the root the workers
-add up: ``∫ n dχ + Σ u = N_w``.
+the root of a polynomial system: the firm flows balance, and the population is the economy's,
+
+- firms of each type ``f`` have measure ``G_f(f)``: ``Σ_{S of type f} χ(S) = G_f(f)``;
+- workers of each type ``j`` have measure ``N_w G_w(j)``: ``Σ_S c_j(S) χ(S) + u_j = N_w G_w(j)``.
+
+These replace the balance of each type's empty firm and of each type's unmatched workers, which
+they imply when ``δ_f > 0`` and ``δ_r > 0`` (deaths replace firms by draws from G_f, retirees are
+replaced by draws from G_w, so any other population decays towards these). With ``δ_f = 0`` or
+``δ_r = 0`` the flows alone leave the population undetermined (it is the initial one: firms drawn
+from G_f, workers from G_w) and these equations pin it. :func:`stationary_distribution` solves the
+system by Newton's method with the exact Jacobian (complex-step differentiation), to a residual of
+1e-13.
 """
 
 from __future__ import annotations
@@ -83,8 +91,9 @@ def firm_rates(space: StateSpace, p: EconomyParams, pol: Policies, chi: np.ndarr
 
 
 def flow_imbalance(space: StateSpace, p: EconomyParams, pol: Policies, x: np.ndarray) -> np.ndarray:
-    """Inflow minus outflow of every firm state and every unmatched type at ``x = (χ, u)``;
-    the first firm equation is replaced by ``Σ χ − 1`` (the flows conserve mass)."""
+    """Inflow minus outflow of every firm state at ``x = (χ, u)``, except that the equation of each firm
+    type's empty state is its measure minus ``G_f(f)`` and that of each unmatched type ``j`` the measure of
+    type-``j`` workers minus ``N_w G_w(j)`` (module docstring)."""
     n_states = space.n_states
     chi, u = x[:n_states], x[n_states:]
     r = firm_rates(space, p, pol, chi, u)
@@ -98,17 +107,10 @@ def flow_imbalance(space: StateSpace, p: EconomyParams, pol: Policies, x: np.nda
         np.add.at(d_chi, space.plus[room, j], gain_flow[room, j])
         has = space.minus[:, j] >= 0
         np.add.at(d_chi, space.minus[has, j], loss_flow[has, j])
-    births = np.zeros(n_states)
-    for f in range(space.n_firm_types):
-        births[space.empty_state(f)] = space.p_f[f]
-    d_chi = d_chi + p.delta_f * chi.sum() * births
-    d_chi[0] = chi.sum() - 1.0
-    d_u = (
-        p.delta_r * p.n_w * space.p_w
-        - p.delta_r * u
-        + ((counts * chi[:, None]) * (p.delta_f + r.to_unmatched)).sum(0)
-        - u * r.find_job.sum(1)
-    )
+    # births enter only the empty states, whose balance is replaced by the measure of their type
+    for f, share in enumerate(space.p_f / space.p_f.sum()):
+        d_chi[space.empty_state(f)] = chi[space.firm_type == f].sum() - share
+    d_u = chi @ counts + u - p.n_w * space.p_w / space.p_w.sum()
     return np.concatenate([d_chi, d_u])
 
 
@@ -142,7 +144,8 @@ def firm_generator(space: StateSpace, p: EconomyParams, pol: Policies, chi: np.n
 
 def picard_step(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distribution) -> Distribution:
     """One fixed-point step: freeze the rates at ``dist``, take the stationary law of that linear chain
-    for χ, then balance the unmatched flows given the new χ. A starting point for Newton."""
+    for χ (each firm type scaled to ``G_f``), then the unmatched workers of each type as the type's workers
+    not employed in χ. A starting point for Newton."""
     n_states = space.n_states
     q = firm_generator(space, p, pol, dist.chi, dist.u)
     system = q.T.copy()
@@ -150,10 +153,14 @@ def picard_step(space: StateSpace, p: EconomyParams, pol: Policies, dist: Distri
     rhs = np.zeros(n_states)
     rhs[0] = 1.0
     chi = np.clip(lstsq(system, rhs), 0.0, None)
-    chi /= chi.sum()
-    r = firm_rates(space, p, pol, chi, dist.u)
-    inflow = p.delta_r * p.n_w * space.p_w + ((space.counts * chi[:, None]) * (p.delta_f + r.to_unmatched)).sum(0)
-    u = inflow / (p.delta_r + r.find_job.sum(1))
+    for f, share in enumerate(space.p_f / space.p_f.sum()):  # with δ_f = 0 the frozen chain has one law per type
+        of_type = space.firm_type == f
+        mass = chi[of_type].sum()
+        if mass > 0:
+            chi[of_type] *= share / mass
+        else:
+            chi[space.empty_state(f)] = share
+    u = np.clip(p.n_w * space.p_w / space.p_w.sum() - chi @ space.counts, 0.0, None)
     return Distribution(chi, u)
 
 
