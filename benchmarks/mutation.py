@@ -150,6 +150,29 @@ resets (every cause occurs in the economies tested) and ``simulate_wage_chain`` 
 workers at a step (each worker's path keeps its law; the check compares averages over 2000 workers and cannot
 see the lost independence).
 
+The last two, the solver's dense kernels and its value tables, ran the same way::
+
+    python benchmarks/mutation.py --workdir build/mut-table --modules lotj/exact/table.py
+    python benchmarks/mutation.py --workdir build/mut-table --modules lotj/exact/table.py --rerun-survivors
+
+======================  ===================  ===================
+module                  before               after
+======================  ===================  ===================
+exact/linalg.py         27 / 16   (62.8%)    43 / 3    (93.5%)
+exact/table.py          106 / 28  (79.1%)    111 / 23  (82.8%)
+======================  ===================  ===================
+
+``linalg.py`` had no test of its own (``tests/test_exact_linalg.py`` now: integer and float32 inputs give float64
+answers, the minimum-norm solution of a rank-deficient system, several right-hand sides, the thread count
+restored). Writing it found that ``lstsq`` shaped its answer like ``b``, so a non-square system raised; it now
+returns ``x [n]`` or ``[n, k]``; its after column is a fresh run of the changed module. Its three survivors are
+the least-squares driver (``gelsy``, torch's default, also gives the minimum-norm solution, and the name is
+case-insensitive). ``table.py``'s over-cap value 0 (V's and W's) and W's precision following the wage's are now
+tested; its survivors are dtypes and devices (a float32 batch of ``exact_small``'s types cannot be located, its
+0.6 is not a float32 number), gathers that read index 0 for ``-1`` or for state 0 itself (masked out after, or
+the same entry), state 0 in the worker table (a worker's firm is never empty), ``-2`` for ``-1`` as the
+no-pair mark, and axes ``±1`` on one- and two-dimensional tensors.
+
 The survivors judged harmless, by kind: ``dtype=None``/``device=None`` and dropped ``dtype``/``device``
 arguments (equivalent in CPU float64, where the suite runs; they would show on a GPU or in float32), an
 axis ``-1`` written ``+1`` on a two-dimensional tensor, or to stack or unsqueeze one-dimensional ones (the same axis),
@@ -233,6 +256,8 @@ MODULE_TESTS: dict[str, list[str]] = {
     "lotj/exact/learning.py": ["test_exact_learning.py", "test_exact_sums.py"],
     "lotj/exact/worker_value.py": ["test_exact_w.py"],
     "lotj/exact/wages.py": ["test_exact_w.py"],
+    "lotj/exact/linalg.py": ["test_exact_linalg.py", "test_exact_bellman.py", "test_exact_stationary.py"],
+    "lotj/exact/table.py": ["test_exact_states.py", "test_exact_w.py", "test_sim_exact_rates.py"],
 }
 #: lotj/measure: each module is reached through ``measure`` and the reference panels of tests/measure_reference.py.
 MEASURE_TESTS = [

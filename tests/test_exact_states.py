@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from lotj.config import load_config
+from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.errors import ConfigError
 from lotj.exact.states import StateSpace
@@ -188,3 +189,13 @@ def test_states_and_worker_types_are_named_one_based(space):
     assert space.describe(i) == "firm type 2 (z=1.5, q=1) with workers {1: 1, 3: 2}"
     assert space.describe(space.empty_state(0)) == "firm type 1 (z=0.6, q=1) with workers {}"
     assert space.describe_worker(2) == "worker type 3 (h=1.4, a=1)"
+
+
+def test_table_value_function_gives_a_firm_above_the_cap_zero(space):
+    """Rows above the size cap (no state) get the finite value 0 (lotj.exact.table)."""
+    v = np.arange(space.n_states, dtype=float) + 1.0
+    vf = table_value_function(space, v)
+    x = (1.0, 1.0)  # exact_small's second worker type
+    z, q, h, a, mask = _batch([1.5, 0.6], [1.0, 1.0], [[x, x], [x] * (space.n_max + 1)], width=space.n_max + 1)
+    out = vf.value(FirmBatch(z, q, h, a, mask))
+    assert out[0] == v[space.locate(z[:1], q[:1], h[:1], a[:1], mask[:1])[0]] and out[1] == 0.0

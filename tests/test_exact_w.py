@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from lotj.config import load_config
+from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.wages import w_residual
 from lotj.exact import solve_equilibrium
@@ -413,3 +414,29 @@ def test_the_wage_statistics_are_those_of_the_stationary_law():
         "negative_share": ew.negative_share,
         "by_cause": by_cause,
     }
+
+
+def test_the_exact_w_as_a_worker_value_function_reads_the_curve_and_gives_zero_above_the_cap():
+    """lotj.exact.table: a worker's value at its wage is the curve's at its pair (the lone worker's closed form
+    here), in the wage's precision; a worker whose firm would be above the cap (two workers, n_max = 1) has no
+    pair and gets the finite value 0."""
+    p = _lone()
+    space, prob, _ = _lone_problem(p)
+    wf = table_worker_value_function(exact_worker_values(space, p, prob_v(space, p), prob.market))
+    u = p.b * 1.3 / (p.rho + p.delta_r)
+    x = torch.tensor([1.3, 1.0], dtype=torch.float64)
+    firms = FirmBatch(
+        torch.tensor([1.2, 1.2], dtype=torch.float64),
+        torch.ones(2, dtype=torch.float64),
+        torch.stack([x, x]),
+        torch.ones(2, 2, dtype=torch.float64),
+        torch.tensor([[True, False], [True, True]]),
+    )
+    firms.h[:, 1] = 1.3
+    for dtype in (torch.float64, torch.float32):
+        w = torch.tensor([[0.52, 0.0], [2.0, 2.0]], dtype=dtype)
+        out = wf.values(firms, w)
+        assert out.dtype == dtype
+        expected = (0.52 + (p.delta_f + p.delta_m) * u) / (p.rho + p.delta_f + p.delta_m + p.delta_r)
+        assert float(out[0, 0]) == pytest.approx(expected, rel=1e-6 if dtype == torch.float32 else 1e-13)
+        assert out[1].tolist() == [0.0, 0.0]

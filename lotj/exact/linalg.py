@@ -35,11 +35,13 @@ def solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def lstsq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The least-squares solution of a x = b (a may be rank-deficient)."""
+    """The least-squares solution of minimum norm of a x = b (a [m, n] may be rank-deficient or non-square;
+    b [m] or [m, k] gives x [n] or [n, k])."""
     with one_thread():
         ta = torch.as_tensor(a, dtype=torch.float64)
         tb = torch.as_tensor(b, dtype=torch.float64).reshape(len(b), -1)
-        return torch.linalg.lstsq(ta, tb, driver="gelsd").solution.reshape(np.shape(b)).numpy()
+        x = torch.linalg.lstsq(ta, tb, driver="gelsd").solution  # [n, k]: one column per right-hand side
+        return x.reshape((ta.shape[1], *np.shape(b)[1:])).numpy()
 
 
 def expm(a: np.ndarray) -> np.ndarray:
