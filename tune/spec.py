@@ -31,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lotj.config import CONF_DIR, Config, load_config
 from lotj.errors import ConfigError
-from tune.options import Resources, check, merge_section
+from tune.options import RayRunOptions, check, merge_section
 
 #: Where named search spaces live (``tune=arch`` reads ``conf/tune/arch.yaml``).
 SPACE_DIR = CONF_DIR / "tune"
@@ -71,24 +71,17 @@ class SchedulerOptions:
 
 
 @dataclass
-class SweepOptions:
-    """Options of the sweep itself (the ``sweep:`` section of a search-space file)."""
+class SweepOptions(RayRunOptions):
+    """Options of the sweep itself (the ``sweep:`` section of a search-space file); the directory, resources
+    and cluster options are :class:`tune.options.RayRunOptions`'."""
 
+    out_dir: str = "runs/sweeps"  #: the sweep directory is OUT_DIR/NAME (NAME also the W&B group)
     num_samples: int = 4  #: samples of the space (each ``grid`` is repeated this many times)
-    max_concurrent: int = 0  #: trials running at once (0: as many as the resources allow)
     metric: str = "val_residual"  #: reported metric to rank trials on ("/" in Lightning names becomes "_")
     mode: str = "min"  #: min | max
-    resources: Resources = field(default_factory=Resources)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     num_to_keep: int = 1  #: Tune checkpoints kept per trial (the latest ones)
     max_failures: int = 0  #: retries of a trial that raised (a diverged trial fails again: keep 0)
-    out_dir: str = "runs/sweeps"  #: the sweep directory is OUT_DIR/NAME
-    name: str = ""  #: sweep name (default CONF-SPACE-TIMESTAMP); also the W&B group
-    address: str = ""  #: Ray cluster to join (HOST:PORT, or "auto"); "" starts a local Ray
-    num_cpus: int = 0  #: local Ray only: CPUs to use (0: all)
-    num_gpus: int = -1  #: local Ray only: GPUs to use (-1: all detected)
-    retry_failed: bool = False  #: on resume, run failed trials again from scratch
-    verbose: int = 1  #: Tune's console output, 0 (silent) to 3
 
 
 @dataclass
@@ -161,7 +154,6 @@ def validate_options(o: SweepOptions) -> SweepOptions:
     r, s = o.resources, o.scheduler
     check([
         (o.num_samples >= 1, "sweep.num_samples", o.num_samples, "must be >= 1"),
-        (o.max_concurrent >= 0, "sweep.max_concurrent", o.max_concurrent, "must be >= 0 (0: no limit)"),
         (o.mode in ("min", "max"), "sweep.mode", o.mode, "allowed ['min', 'max']"),
         (bool(o.metric), "sweep.metric", o.metric, "must name a reported metric"),
         (r.cpu >= 0, "sweep.resources.cpu", r.cpu, "must be >= 0"),
@@ -172,10 +164,7 @@ def validate_options(o: SweepOptions) -> SweepOptions:
         (s.reduction_factor > 1, "sweep.scheduler.reduction_factor", s.reduction_factor, "must be > 1"),
         (o.num_to_keep >= 1, "sweep.num_to_keep", o.num_to_keep, "must be >= 1"),
         (o.max_failures >= 0, "sweep.max_failures", o.max_failures, "must be >= 0"),
-        (o.num_cpus >= 0, "sweep.num_cpus", o.num_cpus, "must be >= 0 (0: all)"),
-        (o.num_gpus >= -1, "sweep.num_gpus", o.num_gpus, "must be >= -1 (-1: all detected)"),
-        (0 <= o.verbose <= 3, "sweep.verbose", o.verbose, "must be 0, 1, 2 or 3"),
-        ("/" not in o.name and o.name not in (".", ".."), "sweep.name", o.name, "must be a plain folder name"),
+        *o.ray_checks(),
     ])  # fmt: skip
     return o
 

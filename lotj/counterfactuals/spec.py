@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from lotj.config import load_config
 from lotj.counterfactuals.economies import Economy, economy_config, load_set
 from lotj.errors import ConfigError
-from tune.options import Resources, check, merge_section
+from tune.options import RayRunOptions, check, merge_section
 from tune.spec import default_overrides
 
 #: The file in a set directory that holds its spec.
@@ -36,18 +36,10 @@ RESUMABLE_OPTIONS = ("address", "num_cpus", "num_gpus", "max_concurrent", "retry
 
 
 @dataclass
-class SetOptions:
-    """How the economies run on Ray (``sweep.*`` on the command line)."""
+class SetOptions(RayRunOptions):
+    """How the economies run on Ray (``sweep.*`` on the command line; :class:`tune.options.RayRunOptions`)."""
 
-    out_dir: str = "runs/counterfactuals"  #: the set directory is OUT_DIR/NAME
-    name: str = ""  #: set name (default CONF-SET-YYYYmmdd-HHMMSS)
-    resources: Resources = field(default_factory=Resources)  #: of one economy's solve (gpu: 1 on GPU nodes)
-    max_concurrent: int = 0  #: solves running at once (0: as many as the resources allow)
-    address: str = ""  #: Ray cluster to join (HOST:PORT, or "auto"); "" starts a local Ray
-    num_cpus: int = 0  #: local Ray only: CPUs to use (0: all)
-    num_gpus: int = -1  #: local Ray only: GPUs to use (-1: all detected)
-    retry_failed: bool = False  #: on resume, solve failed economies again from scratch
-    verbose: int = 1  #: Tune's console output, 0 (silent) to 3
+    out_dir: str = "runs/counterfactuals"  #: the set directory is OUT_DIR/NAME (default CONF-SET-YYYYmmdd-HHMMSS)
 
 
 @dataclass
@@ -117,11 +109,7 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> SetOptions
     r = o.resources
     check([
         (min(r.cpu, r.gpu) >= 0 and max(r.cpu, r.gpu) > 0, "sweep.resources", asdict(r), "cpu, gpu >= 0, one > 0"),
-        (o.max_concurrent >= 0, "sweep.max_concurrent", o.max_concurrent, "must be >= 0 (0: no limit)"),
-        (o.num_cpus >= 0, "sweep.num_cpus", o.num_cpus, "must be >= 0 (0: all)"),
-        (o.num_gpus >= -1, "sweep.num_gpus", o.num_gpus, "must be >= -1 (-1: all detected)"),
-        (0 <= o.verbose <= 3, "sweep.verbose", o.verbose, "must be 0, 1, 2 or 3"),
-        ("/" not in o.name and o.name not in (".", ".."), "sweep.name", o.name, "must be a plain folder name"),
+        *o.ray_checks(),
     ])  # fmt: skip
     return o
 
