@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lotj.errors import ConfigError
 
-__all__ = ["RayRunOptions", "Resources", "check", "merge_section"]
+__all__ = ["RayRunOptions", "Resources", "check", "merge_section", "refuse_fixed"]
 
 T = TypeVar("T")
 
@@ -76,3 +76,13 @@ def check(checks: Iterable[tuple[bool, str, Any, str]]) -> None:
     for ok, key, value, what in checks:
         if not ok:
             raise ConfigError(f"{key} = {value!r}: {what}")
+
+
+def refuse_fixed(dotlist: list[str], prefix: str, resumable: tuple[str, ...], what: str) -> None:
+    """Raise ConfigError naming the first ``PREFIX.option=value`` of ``dotlist`` (the prefix optional) whose option
+    is not in ``resumable``: the rest fix what a resumed ``what`` (a sweep, a set, a calibration) computes."""
+    for arg in dotlist:
+        key = arg.split("=", 1)[0].removeprefix(prefix + ".")
+        if key.split(".")[0] not in resumable:
+            allowed = [f"{prefix}.{o}" for o in resumable]
+            raise ConfigError(f"{prefix}.{key} cannot change when a {what} resumes; allowed: {allowed}")

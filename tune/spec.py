@@ -31,7 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from lotj.config import CONF_DIR, Config, load_config
 from lotj.errors import ConfigError
-from tune.options import RayRunOptions, check, merge_section
+from tune.options import RayRunOptions, check, merge_section, refuse_fixed
 
 #: Where named search spaces live (``tune=arch`` reads ``conf/tune/arch.yaml``).
 SPACE_DIR = CONF_DIR / "tune"
@@ -313,12 +313,6 @@ def load_spec(path: Path, sweep_overrides: list[str] | None = None) -> SweepSpec
         raise ConfigError(f"resume={path.parent}: not a sweep directory (no {path.name})")
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     assert isinstance(raw, dict)
-    for arg in sweep_overrides or []:
-        option = arg.split("=", 1)[0].removeprefix("sweep.").split(".")[0]
-        if option not in RESUMABLE_OPTIONS:
-            raise ConfigError(
-                f"{arg.split('=', 1)[0]} cannot change when a sweep resumes; allowed: "
-                f"{['sweep.' + o for o in RESUMABLE_OPTIONS]}"
-            )
+    refuse_fixed(sweep_overrides or [], "sweep", RESUMABLE_OPTIONS, "sweep")
     options = merge_options(raw["sweep"], sweep_overrides or [])
     return SweepSpec(raw["conf"], raw["tune"], list(raw["overrides"]), options, dict(raw["space"]))

@@ -26,7 +26,7 @@ from omegaconf import OmegaConf
 from lotj.config import load_config
 from lotj.counterfactuals.economies import Economy, economy_config, load_set
 from lotj.errors import ConfigError
-from tune.options import RayRunOptions, check, merge_section
+from tune.options import RayRunOptions, check, merge_section, refuse_fixed
 from tune.spec import default_overrides
 
 #: The file in a set directory that holds its spec.
@@ -150,11 +150,7 @@ def load_spec(path: Path, sweep_overrides: list[str] | None = None) -> SetSpec:
         raise ConfigError(f"resume={path.parent}: not a counterfactual set directory (no {path.name})")
     raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     assert isinstance(raw, dict)
-    for arg in sweep_overrides or []:
-        option = arg.split("=", 1)[0].removeprefix("sweep.").split(".")[0]
-        if option not in RESUMABLE_OPTIONS:
-            allowed = ["sweep." + o for o in RESUMABLE_OPTIONS]
-            raise ConfigError(f"{arg.split('=', 1)[0]} cannot change when a set resumes; allowed: {allowed}")
+    refuse_fixed(sweep_overrides or [], "sweep", RESUMABLE_OPTIONS, "set")
     economies = [Economy(name, dict(overrides)) for name, overrides in raw["economies"].items()]
     options = merge_options(raw["sweep"], sweep_overrides or [])
     return SetSpec(raw["conf"], raw["set"], list(raw["overrides"]), list(raw["seeds"]), economies, options)

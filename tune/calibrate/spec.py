@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lotj.config import CONF_DIR
 from lotj.errors import ConfigError
 from tune.calibrate.space import Parameter, parse_parameter
-from tune.options import Resources, check, merge_section
+from tune.options import Resources, check, merge_section, refuse_fixed
 
 #: Where named target files live (``calibrate=source`` reads ``conf/calibrate/source.yaml``).
 TARGET_DIR = CONF_DIR / "calibrate"
@@ -207,12 +207,7 @@ def load_target_file(name: str, dotlist: list[str]) -> tuple[CalibrationOptions,
 
 def resume_options(spec: CalibrationSpec, dotlist: list[str]) -> CalibrationSpec:
     """A saved spec with the command line's resumable options applied (others refused)."""
-    for arg in dotlist:
-        option = arg.split("=", 1)[0].split(".")[0]
-        if option not in RESUMABLE_OPTIONS:
-            raise ConfigError(
-                f"calibrate.{option} cannot change when a calibration resumes; allowed {RESUMABLE_OPTIONS}"
-            )
+    refuse_fixed(dotlist, "calibrate", RESUMABLE_OPTIONS, "calibration")
     spec.options = merge_options(asdict(spec.options), dotlist)
     return spec
 
