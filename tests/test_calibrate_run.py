@@ -1,8 +1,9 @@
 """``python -m tune.calibrate`` end to end on a local Ray (2 CPUs) with tiny economies.
 
-- trials run end to end (start point, a refused point, a forced failure, a sampler's trial), each recorded
-  with its reason, the calibration goes on past the failures, and the results table, best point,
-  source-style table and trace are written; ``resume=DIR`` continues it with the sampler's study;
+- trials run end to end (start point, a refused point, a forced failure, a sampler's trial, two solves of
+  the local refinement), each recorded with its reason, the calibration goes on past the failures, and the
+  results table, best point, source-style table and trace are written; ``resume=DIR`` continues it with the
+  sampler's study;
 - (slow) from a perturbed start, a small calibration of two parameters recovers the parameters of the
   economy whose moments are its targets, within stated tolerances.
 
@@ -58,6 +59,7 @@ options:
   num_trials: 1
   max_concurrent: 2
   jacobian: false
+  refine_evals: 2
   train_fn: tests.calibrate_train:train_failing_at_marked_psi_n
   points:
     - {{psi_n: -0.1, b: 0.15}}      # refused by the config checks: a negative meeting rate
@@ -82,7 +84,8 @@ def calibrate(argv: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def calibration(tmp_path_factory) -> Path:
-    """A finished calibration: the start point, two given points and one trial of the sampler."""
+    """A finished calibration: the start point, two given points, one trial of the sampler and two solves of
+    the refinement."""
     tmp_path = tmp_path_factory.mktemp("calibrate")
     target_file = tmp_path / "targets.yaml"
     target_file.write_text(TARGETS)
@@ -95,9 +98,9 @@ def calibration(tmp_path_factory) -> Path:
 def test_trials_failures_and_the_results_table(calibration):
     out = calibration
     table = pd.read_csv(out / "results.csv")
-    assert len(table) == 4 and list(table["trial"]) == [0, 1, 2, 3]
+    assert len(table) == 6 and list(table["trial"]) == list(range(6))
     by_origin = table.groupby("origin").size().to_dict()
-    assert by_origin == {"start": 1, "point": 2, "search": 1}
+    assert by_origin == {"start": 1, "point": 2, "search": 1, "refine": 2}
     start = table[table["origin"] == "start"].iloc[0]
     assert start["status"] == "ok" and start["psi_n"] == 0.314 and start["b"] == 0.141  # the preset's economy
     refused = table[table["psi_n"] == -0.1].iloc[0]
@@ -123,6 +126,14 @@ def test_trials_failures_and_the_results_table(calibration):
         assert row["objective"] == pytest.approx(g @ w @ g, rel=1e-9)
     best = json.loads((out / "best.json").read_text())
     assert best["objective"] == table.loc[table["status"] == "ok", "objective"].min()
+    # the refinement: from the search's best trial, every solve warm-started from its networks, in the bounds
+    refine = json.loads((out / "refine.json").read_text())
+    searched = table[table["origin"] != "refine"]
+    start = searched.loc[searched.loc[searched["status"] == "ok", "objective"].idxmin()]
+    assert refine["start"] == start["key"] and refine["evaluations"] == refine["solved"] == 2
+    for _, row in table[table["origin"] == "refine"].iterrows():
+        assert row["init_from"] == start["run_dir"] and row["key"].startswith("refine_")
+        assert -0.2 <= row["psi_n"] <= 0.5 and 0.1 <= row["b"] <= 0.2
     assert (out / "objective_trace.png").stat().st_size > 0
     best_md = (out / "best_table.md").read_text()
     assert "between_firm_share_rank" in best_md and "0.843" in best_md
@@ -132,12 +143,15 @@ def test_trials_failures_and_the_results_table(calibration):
 def test_resume_continues_the_calibration(calibration):
     out = calibration
     table = pd.read_csv(out / "results.csv")
-    # resume: one more trial of the search, the earlier ones as they were, the study continued
+    # resume: one more trial of the search, the earlier ones as they were, the study continued; the
+    # refinement then starts again from the best trial of the longer search
     again = calibrate([f"resume={out}", "calibrate.num_trials=2", "calibrate.num_cpus=2"])
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     after = pd.read_csv(out / "results.csv")
-    assert len(after) == 5 and after.iloc[:4][["key", "status"]].equals(table[["key", "status"]])
-    assert after.iloc[4]["origin"] == "search" and after.iloc[4]["status"] == "ok"
+    assert after.iloc[:6][["key", "status"]].equals(table[["key", "status"]])
+    new = after.iloc[6:]
+    assert (new["origin"] == "search").sum() == 1 and set(new["origin"]) <= {"search", "refine"}
+    assert new.loc[new["origin"] == "search", "status"].iloc[0] == "ok"
     import optuna
 
     study = optuna.load_study(study_name="calibration", storage=f"sqlite:///{out / 'optuna.db'}")

@@ -4,15 +4,18 @@
 - ``calibrate=FILE``       targets, bounds and options: ``conf/calibrate/FILE.yaml`` or a path (default ``source``)
 - ``calibrate.OPTION=...`` options (``tune.calibrate.spec.CalibrationOptions``): ``calibrate.num_trials=64``,
                            ``calibrate.sampler=cmaes``, ``calibrate.max_concurrent=4``, ``calibrate.resources.gpu=0.5``,
-                           ``calibrate.data_median_wage=31.5``, ``calibrate.address=HOST:PORT``, ``calibrate.name=...``
+                           ``calibrate.data_median_wage=31.5``, ``calibrate.refine_evals=12``,
+                           ``calibrate.address=HOST:PORT``, ``calibrate.name=...``
 - ``key=value``            config overrides shared by every solve (``solver.max_epochs=30``)
 - ``resume=DIR``           continue a calibration (``calibrate.num_trials=N`` may raise its budget)
 
 Phases, each resumable: the start point's solve (``DIR/runs/start``) and the weighting matrix from its
-panel (``weights.json``); the search (``tune.calibrate.search``); at the best trial, the Jacobian and standard
-errors (``jacobian.csv``, ``standard_errors.csv``); the results table (``results.csv``, ``best.json``), the
-source-style table (``best_table.md``) and the trace (``objective_trace.png``). Exit status: 0 with a best
-trial, 1 without one (or when the start point fails), 2 for bad input.
+panel (``weights.json``); the search (``tune.calibrate.search``); with ``calibrate.refine_evals=N``, a local
+least-squares refinement from the search's best trial (``tune.calibrate.refine``, ``refine.json``); at the
+best trial, the Jacobian and standard errors (``jacobian.csv``, ``standard_errors.csv``); the results table
+(``results.csv``, ``best.json``), the source-style table (``best_table.md``) and the trace
+(``objective_trace.png``). Exit status: 0 with a best trial, 1 without one (or when the start point fails),
+2 for bad input.
 """
 
 from __future__ import annotations
@@ -269,6 +272,45 @@ def jacobian_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext,
     return dict(zip(names, inf.se.tolist())), weak
 
 
+def refine_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext) -> None:
+    """The local least-squares refinement (``tune.calibrate.refine``) from the best trial of the search,
+    each solve a Ray task warm-started from that trial's networks; writes ``refine.json``."""
+    import ray
+
+    from tune.calibrate.refine import refine
+
+    o = spec.options
+    records = read_records(folder)
+    search = [r for r in records if r["origin"] != "refine"]
+    start = best_record(search)
+    if start is None:
+        print("tune.calibrate: no finished trial to refine from", file=sys.stderr)
+        return
+    recorded = {r["key"]: r for r in records if r["origin"] == "refine"}
+    source = start["run_dir"] if o.warm_start else ""
+    print(f"tune.calibrate: refining from {start['key']} (objective {start['objective']:.6g}), "
+          f"at most {o.refine_evals} solves")  # fmt: skip
+    task = ray.remote(num_cpus=o.resources.cpu, num_gpus=o.resources.gpu)(evaluate)
+
+    def solve(candidate: dict[str, float], key: str) -> dict[str, Any]:
+        if not ray.is_initialized():  # only when a solve is missing: a resumed refinement reads its own back
+            init_ray(o)
+        return ray.get(task.remote(candidate, ctx, key, "refine", init_from=source))
+
+    try:
+        result = refine(
+            start, search, spec.parameters, ctx.objective, solve, max_evals=o.refine_evals,
+            radius=o.refine_radius, tol=o.refine_tol, failure_score=o.failure_score, seed=o.seed, recorded=recorded,
+        )  # fmt: skip
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+    out = {"start": start["key"], "start_objective": start["objective"], **asdict(result)}
+    (folder / "refine.json").write_text(json.dumps(out, indent=2))
+    print(f"tune.calibrate: refinement ended ({result.message}): best {result.best_key}, "
+          f"objective {result.best_objective:.6g}")  # fmt: skip
+
+
 def run(spec: CalibrationSpec, folder: Path) -> int:
     start = solve_start(spec, folder)
     if start["status"] not in FINISHED:
@@ -280,10 +322,12 @@ def run(spec: CalibrationSpec, folder: Path) -> int:
     start = rescore_start(start, ctx)
     print(f"tune.calibrate: objective at the start point {start['objective']:.6g}")
     run_search(folder, ctx, spec.options, start)
+    missing = spec.options.num_trials + len(spec.options.points) - searched(folder)
+    if spec.options.refine_evals > 0 and missing <= 0:
+        refine_phase(spec, folder, ctx)
     names = [p.name for p in spec.parameters]
     table = write_results(folder, names, objective.keys)
     best = best_record(read_records(folder))
-    missing = spec.options.num_trials + len(spec.options.points) - searched(folder)
     se: dict[str, float] = {}
     weak: list[str] = []
     if best is not None and spec.options.jacobian and missing <= 0:

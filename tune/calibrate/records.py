@@ -1,6 +1,6 @@
 """The results table of a calibration: one row per trial, from its records (``DIR/records/*.json``).
 
-Columns: ``trial`` (finish order, 0 = the start point), ``key``, ``origin`` (start | point | search),
+Columns: ``trial`` (finish order, 0 = the start point), ``key``, ``origin`` (start | point | search | refine),
 ``status`` (ok | unconverged | failed | refused), ``reason``, one column per searched coordinate, then
 ``objective`` (``g' W g``; empty when there are no moments), ``score`` (what the sampler saw: the objective,
 or ``failure_score``), one ``m.KEY`` column per target moment, the accuracy figures of the solve

@@ -3,8 +3,8 @@
 ``best_table.csv`` / ``best_table.md``: the layout of the source's calibration slide, parameters beside
 targets row by row (a row pairs them by position only: every parameter moves every moment), columns
 ``parameter, value, se, target, data, model``. ``objective_trace.png``: each trial's objective against its
-finish order (failed and refused trials at the top as crosses), the best so far, and the start point's
-objective for reference.
+finish order (the refinement's solves as squares, failed and refused trials at the top as crosses), the best
+so far, and the start point's objective for reference.
 """
 
 from __future__ import annotations
@@ -66,7 +66,10 @@ def trace_figure(results: pd.DataFrame, path: Path) -> Path:
     scored = results["score"] == results["objective"]
     good = results[scored & results["objective"].notna()]
     bad = results[~(scored & results["objective"].notna())]
-    ax.plot(good["trial"], good["objective"], "o", color="C0", label="trial objective")
+    local = good["origin"] == "refine"
+    ax.plot(good.loc[~local, "trial"], good.loc[~local, "objective"], "o", color="C0", label="trial objective")
+    if local.any():
+        ax.plot(good.loc[local, "trial"], good.loc[local, "objective"], "s", color="C2", label="refinement")
     if not good.empty:
         best = good.set_index("trial")["objective"].reindex(results["trial"]).cummin().ffill()
         ax.step(results["trial"], best, where="post", color="C1", label="best so far")

@@ -63,8 +63,9 @@ def open_study(calibration_dir: Path, params: list[Parameter], start: dict[str, 
 
 
 def searched(calibration_dir: Path) -> int:
-    """Trials of the search already recorded (the start point not counted)."""
-    return sum(1 for r in read_records(calibration_dir) if r["origin"] != "start")
+    """Trials of the search already recorded (given points included; the start point and the refinement's
+    solves not counted)."""
+    return sum(1 for r in read_records(calibration_dir) if r["origin"] in ("point", "search"))
 
 
 def search_trial(config: dict[str, Any], context: CalibrationContext, points: list[dict[str, float]]) -> None:

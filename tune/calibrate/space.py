@@ -49,6 +49,12 @@ class Parameter:
             return (math.log(value) - math.log(self.lower)) / (math.log(self.upper) - math.log(self.lower))
         return (value - self.lower) / self.width
 
+    def value(self, unit: float) -> float:
+        """The inverse of :meth:`unit`: the value at ``unit`` ∈ [0, 1] of the range (log scale for ``log``)."""
+        if self.log:
+            return math.exp(math.log(self.lower) + unit * (math.log(self.upper) - math.log(self.lower)))
+        return self.lower + unit * self.width
+
 
 def parse_parameter(name: str, spec: Any) -> Parameter:
     """``name: [lo, hi]``, ``name: {bounds: [lo, hi], log: true}`` or, for a covariance, ``name: {corr: [lo, hi]}``."""
@@ -127,6 +133,12 @@ def _own_value(p: Parameter, economy: Any) -> float:
 def unit_vector(candidate: dict[str, float], params: list[Parameter]) -> np.ndarray:
     """The candidate on the unit cube of the bounds."""
     return np.array([p.unit(float(candidate[p.name])) for p in params])
+
+
+def from_unit(u: np.ndarray, params: list[Parameter]) -> dict[str, float]:
+    """The candidate at the unit-cube point ``u`` (the inverse of :func:`unit_vector`), each value inside its
+    bounds."""
+    return {p.name: min(max(p.value(float(x)), p.lower), p.upper) for p, x in zip(params, u)}
 
 
 def nearest(candidate: dict[str, float], others: list[dict[str, float]], params: list[Parameter]) -> int | None:

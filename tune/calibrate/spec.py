@@ -47,6 +47,7 @@ RESUMABLE_OPTIONS = (
     "jacobian",
     "fd_step",
     "weak_identification",
+    "refine_evals",
 )
 
 
@@ -74,6 +75,11 @@ class CalibrationOptions:
     jacobian: bool = True  #: at the best point: the Jacobian by finite differences and standard errors
     fd_step: float = 0.05  #: finite-difference step as a share of each parameter's range
     weak_identification: float = 1.0  #: warn when the range of a parameter moves the moments by fewer s.e.
+    #: after the search: at most this many solves of the local least-squares refinement from the best trial
+    #: (DFO-LS, tune.calibrate.refine; 0: none)
+    refine_evals: int = 0
+    refine_radius: float = 0.1  #: its first trust radius, as a share of each parameter's range
+    refine_tol: float = 1e-3  #: its last trust radius: it stops when steps this small no longer help
     train_fn: str = "lotj.train.run:train"  #: module:function of the solve (``python -m lotj.train``'s)
     address: str = ""  #: HOST:PORT of a running Ray cluster (slurm/tune.sh sets it); "" starts a local one
     num_cpus: int = 0  #: CPUs of a local Ray (0: all)
@@ -161,6 +167,9 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> Calibratio
         (0 < o.fd_step < 0.5, "fd_step", o.fd_step, "must be in (0, 0.5)"),
         (":" in o.train_fn, "train_fn", o.train_fn, "must be module:function"),
         (o.failure_score > 0, "failure_score", o.failure_score, "must be > 0"),
+        (o.refine_evals >= 0, "refine_evals", o.refine_evals, "must be >= 0"),
+        (0 < o.refine_radius <= 0.5, "refine_radius", o.refine_radius, "must be in (0, 0.5]"),
+        (0 < o.refine_tol < o.refine_radius, "refine_tol", o.refine_tol, "must be in (0, refine_radius)"),
     ])  # fmt: skip
     return options
 
