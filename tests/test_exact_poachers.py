@@ -221,3 +221,29 @@ def test_worker_sources_pass_the_weights_of_an_exact_market(small):
             assert float(got[1].sum()) == pytest.approx(1.0, abs=1e-15)
         else:
             assert isinstance(got, FirmBatch) and got.batch_size == 8
+
+
+def test_reset_events_draw_each_worker_s_poacher_by_the_weights(small):
+    """The wage resets of the wage error estimate (lotj.accuracy.wage_error.reset_events) with weighted poachers:
+    all the weight on one poacher state gives the resets of that poacher alone."""
+    from lotj.accuracy.wage_error import reset_events
+
+    p, sol, curve = small
+    space = sol.space
+    wf, vf = table_worker_value_function(curve), sol.value_function()
+    states, w = _grid_states(space, curve)
+    rates = MeetingRates(sol.market.omega, sol.market.s_n, sol.market.s_e)
+    poachers = space.firm_batch(np.array([_state(space, c) for c in ([0, 0, 0], [0, 0, 1], [1, 1, 0])]))
+    for k in range(3):
+        weight = torch.zeros(3, dtype=torch.float64)
+        weight[k] = 1.0
+        gen = torch.Generator().manual_seed(k)
+        got = reset_events(wf, vf, p, states, w, rates, None, (poachers, weight), gen)
+        alone = reset_events(wf, vf, p, states, w, rates, None, poachers.index(torch.tensor([k])), gen)
+        assert got.count == alone.count > 0
+        assert torch.equal(got.cause, alone.cause) and torch.allclose(got.target, alone.target, rtol=0, atol=0)
+        assert torch.equal(got.states.h, alone.states.h)
+    # the three poachers set different resets: the weights choose among them
+    a = reset_events(wf, vf, p, states, w, rates, None, poachers.index(torch.tensor([0])), gen)
+    b = reset_events(wf, vf, p, states, w, rates, None, poachers.index(torch.tensor([2])), gen)
+    assert a.count != b.count or not torch.equal(a.target, b.target)
