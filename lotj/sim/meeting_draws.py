@@ -207,7 +207,8 @@ def exact_draws(snapshot: EconomySnapshot) -> DrawSet:
     if too_many > MAX_EXACT_DRAWS:
         raise ValueError(
             f"exact meeting sums: {too_many} distinct workers (more than {MAX_EXACT_DRAWS}); the economy is "
-            "not discrete enough for exact sums: set solver.exact_sums=false (Monte Carlo draws)"
+            "not discrete enough for exact sums: set solver.exact_sums=false (the V stage) or "
+            "wsolver.exact_sums=false (the W stage) for Monte Carlo draws"
         )
     no_firm = torch.full_like(firm_e, -1)
     return DrawSet(h_n, a_n, firms.index(firm_e), slot, no_firm, weight_n.to(dev), weight_e.to(dev), row_e=firm_e)
