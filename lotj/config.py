@@ -114,6 +114,9 @@ class WSolverConfig:
     m_n: int = 16  #: Monte Carlo draws from χ^N per batch
     m_e: int = 16  #: Monte Carlo draws from χ^E per batch
     m_pi: int = 16  #: Monte Carlo poachers from Π per batch
+    #: exact meeting sums on a discrete economy: every distinct worker of χ^N and χ^E and every distinct poacher
+    #: state of Π once, with its probability weight, instead of the m_n, m_e, m_pi draws (docs/wages.md)
+    exact_sums: bool = False
     n_states: int = 2048  #: firm states in the Ω training pool per refresh
     n_heldout: int = 256  #: held-out Ω states for the scale-free residual
     #: target of the estimated wage error (``w_convergence``): each cause group's mean |wage error| / median wage,

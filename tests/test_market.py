@@ -64,7 +64,7 @@ def test_w_batches_read_the_surplus_of_exact_draws_at_the_state_they_stand_for()
         v_path = dm.source.draws(0, 0, torch.Generator()).with_surplus(vf, P)
     torch.testing.assert_close(batch["delta_e"], v_path.delta_p, rtol=1e-12, atol=1e-12)
     assert float(batch["delta_e"].abs().max()) > 0
-    draws, _, _ = _draws_of(batch, "")
+    draws, *_ = _draws_of(batch, "")
     for w in (draws.weight_n, draws.weight_e):
         assert w is not None and float(w.sum()) == pytest.approx(1.0)
     torch.testing.assert_close(draws.weight_e, v_path.weight_e)

@@ -160,12 +160,13 @@ def reset_events(
     w: Tensor,
     rates: MeetingRates,
     unmatched: tuple[Tensor, Tensor] | None,
-    poachers: FirmBatch | None,
+    poachers: FirmBatch | tuple[FirmBatch, Tensor] | None,
     generator: torch.Generator,
 ) -> ResetEvents:
     """The wage resets at the firms ``s`` with wages ``w`` ``[F, n_max]`` (module docstring): each employed
     worker's renegotiation and its meeting with one of ``poachers`` (drawn per worker), and for each firm below
-    the cap a meeting with one of the ``unmatched`` workers ``(h, a)`` (drawn per firm)."""
+    the cap a meeting with one of the ``unmatched`` workers ``(h, a)`` (drawn per firm). ``poachers`` may be
+    ``(poachers, weight)`` (exact sums): then each worker's poacher is drawn by the weights."""
     f, n = s.h.shape
     dev, dt = s.h.device, s.h.dtype
     W = wf.values(s, w)
@@ -190,8 +191,16 @@ def reset_events(
     own = s.index(fr)
     ev, tg = renegotiation_outcome(W[real], u[real], delta[real])
     keep((ev != int(Reset.NONE)) & (ev != int(Reset.SEPARATE)), ev, own, sr, tg, p.lam)  # a separation sets no wage
+    poacher_weight = None
+    if isinstance(poachers, tuple):
+        poachers, poacher_weight = poachers
     if poachers is not None and poachers.batch_size and p.psi_e > 0:
-        pick = torch.randint(poachers.batch_size, (int(fr.numel()),), generator=generator).to(dev)
+        if poacher_weight is None:
+            pick = torch.randint(poachers.batch_size, (int(fr.numel()),), generator=generator).to(dev)
+        else:
+            pick = torch.multinomial(
+                poacher_weight.double().cpu(), int(fr.numel()), replacement=True, generator=generator
+            ).to(dev)
         d_p = poacher_hire_surplus(vf, p, s, poachers)[real]  # [R, M]
         d_p = d_p.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
         full = at_cap(p, poachers)[pick]

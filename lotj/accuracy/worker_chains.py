@@ -40,7 +40,8 @@ and the next event drawn with probability proportional to its rate among ``Λ̄ 
 (``ψ^E E_Π D_j`` averaged over the step's poachers), an arrival (the step's meeting draws), learning, the
 outside meeting that resets the wage (``ψ^E`` times the share of the step's poachers: the chain dies), or a
 fictitious self-jump (the rest). With fresh draws every step both the residual and the event probabilities
-are linear in the draws and the weights do not depend on them, so the estimate is unbiased. A chain stops
+are linear in the draws and the weights do not depend on them, so the estimate is unbiased. With exact sums
+(every distinct worker and poacher state with its probability weight) the step's expectations are exact. A chain stops
 when it dies or its weight falls below ``tail_weight``; the rest, ``|Σ_{k≥K} …| ≤ W_K sup|R| / (ρ + δ_f + δ_m +
 δ_r)``, is :attr:`WorkerChainResult.tail_bound` with the sup over the residuals the chain met.
 """
@@ -57,11 +58,19 @@ from lotj.accuracy.chains import DrawSource, _pick, apply_event
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.value import ValueFunction
-from lotj.economy.wages import Reset, meeting_outcome, renegotiation_outcome, w_residuals_from_terms, wage_v_terms
+from lotj.economy.wages import (
+    Reset,
+    meeting_outcome,
+    poacher_mean,
+    renegotiation_outcome,
+    w_residuals_from_terms,
+    wage_v_terms,
+)
 from lotj.economy.worker_value import WorkerValueFunction
 
-#: A source of poachers from Π: a fresh set per call (``None`` when ψ^E = 0).
-PoacherSource = Callable[[torch.Generator], FirmBatch | None]
+#: A source of poachers from Π: a fresh set per call (``None`` when ψ^E = 0), or ``(poachers, weight)`` with
+#: their probabilities under Π (exact sums, :func:`lotj.sim.meeting_draws.exact_poachers`).
+PoacherSource = Callable[[torch.Generator], FirmBatch | tuple[FirmBatch, Tensor] | None]
 
 __all__ = ["PoacherSource", "WorkerChainResult", "worker_chain_errors", "worker_step"]
 
@@ -100,11 +109,22 @@ def worker_step(
     rates: MeetingRates,
     draws,
     poachers: FirmBatch | None,
+    poacher_weight: Tensor | None = None,
 ) -> WorkerStep:
     """The W residual of the tracked workers and the rates of their chains' events (module docstring), from
-    one evaluation of the W residual (:func:`lotj.economy.wages.w_residuals_from_terms`)."""
+    one evaluation of the W residual (:func:`lotj.economy.wages.w_residuals_from_terms`). ``poacher_weight``:
+    the poachers' probabilities under Π (exact sums), None for Monte Carlo poachers."""
     meets = draws is not None and float(rates.omega) > 0.0
-    terms = wage_v_terms(vf, p, s, rates, draws if meets else None, poachers if p.psi_e > 0 else None)
+    psi = p.psi_e > 0
+    terms = wage_v_terms(
+        vf,
+        p,
+        s,
+        rates,
+        draws if meets else None,
+        poachers if psi else None,
+        poacher_weight=poacher_weight if psi else None,
+    )
     w = _wage_matrix(s, slot, wage)
     (res,), W = w_residuals_from_terms(wf, p, s, w, [terms])
     rows = torch.arange(s.batch_size, device=s.h.device)
@@ -117,7 +137,7 @@ def worker_step(
         event, _ = meeting_outcome(
             W_i.unsqueeze(-1), u_i.unsqueeze(-1), d_i.unsqueeze(-1), terms.delta_p[rows, slot], terms.no_offer
         )
-        kill_meeting = p.psi_e * (event != int(Reset.NONE)).to(dt).mean(-1)
+        kill_meeting = p.psi_e * poacher_mean((event != int(Reset.NONE)).to(dt), terms.poacher_weight)
     else:
         kill_meeting = torch.zeros_like(W_i)
     others = s.mask.clone()
@@ -188,12 +208,16 @@ def worker_chain_errors(
         if draws is not None:
             draws = draws.to(dev, dt)
         poachers = poacher_source(generator) if poacher_source is not None else None
+        poacher_weight = None
+        if isinstance(poachers, tuple):  # exact sums: every poacher state with its weight under Π
+            poachers, poacher_weight = poachers
+            poacher_weight = poacher_weight.to(dev, dt)
         if poachers is not None:
             poachers = poachers.to(dev)
             poachers = FirmBatch(
                 poachers.z.to(dt), poachers.q.to(dt), poachers.h.to(dt), poachers.a.to(dt), poachers.mask
             )
-        ev = worker_step(wf, vf, p, s, sl, wg, rates, draws, poachers)
+        ev = worker_step(wf, vf, p, s, sl, wg, rates, draws, poachers, poacher_weight)
         if steps == 0:
             value0, u0 = ev.value.clone(), ev.u.clone()
         wl = weight[live]

@@ -16,15 +16,17 @@ __all__ = ["cap_events", "tracked_points", "unmatched_workers", "worker_sources"
 
 
 def worker_sources(vf: Any, market: Any, m_n: int, m_e: int, m_pi: int):
-    """The meeting draws (with Δ from ``vf``) and Π poachers of a :class:`lotj.sim.market.Market`, fresh per step."""
+    """The meeting draws (with Δ from ``vf``) and Π poachers of a :class:`lotj.sim.market.Market`, fresh per step;
+    where the market makes exact sums, every distinct worker and poacher state with its weight (the poacher
+    source then returns ``(poachers, weight)``, :data:`lotj.accuracy.worker_chains.PoacherSource`)."""
     table = market.surplus_table(vf)
 
     def draws(g: torch.Generator):
         return market.draws(m_n, m_e, g).with_surplus_table(table)
 
-    def poachers(g: torch.Generator) -> FirmBatch:
-        s, _ = market.poachers(m_pi, g)
-        return s
+    def poachers(g: torch.Generator) -> FirmBatch | tuple[FirmBatch, torch.Tensor]:
+        ps = market.poachers(m_pi, g)
+        return ps.firms if ps.weight is None else (ps.firms, ps.weight)
 
     return draws, poachers
 

@@ -32,7 +32,9 @@ Settled details (MODEL.md section 10) applied here:
 
 Expectations are Monte Carlo means over draws shared by a batch: ``M_N`` draws from χ^N and ``M_E``
 draws from χ^E (with ``Δ(S_p, x_m)`` at their own firm), the :class:`lotj.economy.hjb.MeetingDraws` of
-the V residual, and ``M_Π`` poachers from Π. Everything that depends on V only is computed once per
+the V residual, and ``M_Π`` poachers from Π; or, on a discrete economy, exact sums: every distinct
+worker and poacher once with its probability weight (the draws' ``weight_n``, ``weight_e`` and the
+poachers' ``poacher_weight``; :func:`poacher_mean` is ``E_Π``). Everything that depends on V only is computed once per
 batch, without gradient (V is frozen), by :func:`wage_v_terms`; :func:`w_residual_from_terms` adds W.
 
 :func:`frozen_state_value` solves the equation with every neighbour difference set to zero: the exact W
@@ -161,6 +163,16 @@ def leave_indicator(delta_j: Tensor, hire_surplus_p: Tensor, poacher_full: Tenso
 # ------------------------------------------------------------------------------- the residual
 
 
+def poacher_mean(x: Tensor, weight: Tensor | None = None) -> Tensor:
+    """``E_Π`` over the last axis of ``x`` (``[..., M_Π]``, one entry per poacher; MODEL.md section 5, the terms
+    ``ψ^E E_Π D_j(S_p)`` and ``ψ^E E_Π P_i(S, S_p)``): the plain mean over Monte Carlo poachers (``weight``
+    None), else ``Σ_p weight_p x_p`` with ``weight`` ``[M_Π]`` the poachers' probabilities under Π (exact sums,
+    :func:`lotj.sim.meeting_draws.exact_poachers`; they sum to one)."""
+    if weight is None:
+        return x.mean(-1)
+    return (x * weight.to(x.dtype)).sum(-1)
+
+
 @dataclass
 class WageVTerms:
     """Everything the W residual of a batch needs from the frozen V (no W, no gradient).
@@ -172,7 +184,8 @@ class WageVTerms:
     :func:`lotj.economy.meetings.batch_meetings`, the V equation's meetings;
     ``delta_p``: ``[B, n_max, M_Π]`` ``Δ(S_p⊕x_i, x_i)``; ``no_offer``: ``[B, M_Π]``
     the poacher makes no offer (at the cap, or the worker's own firm: a void meeting);
-    ``s_learn``: the learning neighbour ``H(S)``.
+    ``s_learn``: the learning neighbour ``H(S)``; ``poacher_weight``: ``[M_Π]`` the poachers' probabilities
+    under Π (exact sums), None for equally weighted Monte Carlo poachers (:func:`poacher_mean`).
     """
 
     u: Tensor
@@ -184,6 +197,7 @@ class WageVTerms:
     delta_p: Tensor
     no_offer: Tensor
     s_learn: FirmBatch
+    poacher_weight: Tensor | None = None
 
 
 def at_cap(p: EconomyParams, s: FirmBatch) -> Tensor:
@@ -213,6 +227,7 @@ def wage_v_terms(
     poachers: FirmBatch | None,
     firm_id: Tensor | None = None,
     poacher_id: Tensor | None = None,
+    poacher_weight: Tensor | None = None,
 ) -> WageVTerms:
     """The V-side inputs of the W residual for the batch ``s`` (V is frozen: computed without gradient).
 
@@ -221,6 +236,8 @@ def wage_v_terms(
     and ``poacher_id`` ``[M_Π]`` (optional) identify firms of the simulated economy: a χ^E draw from the
     firm itself, or a poacher equal to the worker's own firm, is a void meeting (MODEL.md section 10):
     no offer is made, exactly as by a poacher at the cap (the V residual treats it the same way).
+    ``poacher_weight`` ``[M_Π]``: the poachers' probabilities under Π (exact sums; :func:`poacher_mean`), None
+    for Monte Carlo poachers.
     """
     b, n = s.h.shape
     dev, dt = s.h.device, s.h.dtype
@@ -249,13 +266,14 @@ def wage_v_terms(
             if own_firm is not None:
                 no_offer = no_offer | own_firm
             leave = leave_indicator(delta.unsqueeze(-1), delta_p, no_offer.unsqueeze(1))
-            leave_prob = leave.to(dt).mean(-1)
+            leave_prob = poacher_mean(leave.to(dt), poacher_weight)
         else:  # ψ^E = 0: the poaching terms have weight zero
             delta_p = s.h.new_zeros(b, n, 0)
             no_offer = torch.zeros(b, 0, dtype=torch.bool, device=dev)
             leave_prob = torch.zeros_like(delta)
+            poacher_weight = None
         s_learn = learned(p, s)
-    return WageVTerms(u, delta, h_new, a_new, hire_rate, leave_prob, delta_p, no_offer, s_learn)
+    return WageVTerms(u, delta, h_new, a_new, hire_rate, leave_prob, delta_p, no_offer, s_learn, poacher_weight)
 
 
 def frozen_state_value(
@@ -266,13 +284,15 @@ def frozen_state_value(
     delta_p: Tensor,
     no_offer: Tensor,
     iterations: int = 120,
+    poacher_weight: Tensor | None = None,
 ) -> Tensor:
     """The worker value when the firm's state changes only through the worker's own events (MODEL.md
     section 5 with every neighbour difference ``W_i(S') − W_i(S)`` set to zero): the root of
 
         ρ W = w + (δ_f + δ_m)(U − W) − δ_r W + λ Q(W) + ψ^E E_Π P(W, Δ_p),
 
-    the mean over the poachers of ``delta_p`` (``[..., M_Π]``, with ``no_offer`` broadcasting against it).
+    the mean over the poachers of ``delta_p`` (``[..., M_Π]``, with ``no_offer`` broadcasting against it),
+    weighted by ``poacher_weight`` when given (:func:`poacher_mean`).
     For a lone worker whose ``h`` never changes and whose firm never hires (``γ^E = 0``, ``ω = 0``) this is the
     exact W, a closed form piecewise linear in ``w``; in general it is the oracle-informed first guess of W
     (the option value of the outside offers, which moves a hire's wage far from ``b h``, is all in it).
@@ -286,7 +306,7 @@ def frozen_state_value(
         rhs = w + (p.delta_f + p.delta_m) * (u - W) - p.delta_r * W + p.lam * renegotiation_gain(W, u, delta)
         if delta_p.shape[-1] and p.psi_e > 0:
             gain = outside_meeting_gain(W.unsqueeze(-1), u.unsqueeze(-1), delta.unsqueeze(-1), delta_p, no_offer)
-            rhs = rhs + p.psi_e * gain.mean(-1)
+            rhs = rhs + p.psi_e * poacher_mean(gain, poacher_weight)
         return rhs - p.rho * W
 
     # g(U + A) < 0 < g(U − A) for A > (|w| + (ρ + δ_r) U)/r̄ (every target lies between U − A and U + A)
@@ -304,7 +324,9 @@ def frozen_state_value(
 def frozen_state_values_from_terms(p: EconomyParams, w: Tensor, terms: WageVTerms) -> Tensor:
     """:func:`frozen_state_value` of every worker of a batch from its V terms (:func:`wage_v_terms`),
     ``[B, n_max]`` (any finite value on padding)."""
-    return frozen_state_value(p, w, terms.u, terms.delta, terms.delta_p, terms.no_offer.unsqueeze(1))
+    return frozen_state_value(
+        p, w, terms.u, terms.delta, terms.delta_p, terms.no_offer.unsqueeze(1), poacher_weight=terms.poacher_weight
+    )
 
 
 def w_residuals_from_terms(
@@ -354,7 +376,7 @@ def w_residuals_from_terms(
             gain = outside_meeting_gain(
                 W.unsqueeze(-1), u.unsqueeze(-1), delta.unsqueeze(-1), ts.delta_p, ts.no_offer.unsqueeze(1)
             )
-            r = r + p.psi_e * gain.mean(-1)
+            r = r + p.psi_e * poacher_mean(gain, ts.poacher_weight)
         r = r - p.rho * W
         out.append(torch.where(mask, r, torch.zeros_like(r)))
     return out, W
@@ -383,10 +405,11 @@ def w_residual(
     poachers: FirmBatch | None,
     firm_id: Tensor | None = None,
     poacher_id: Tensor | None = None,
+    poacher_weight: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The W residual (MODEL.md section 5) with V frozen: ``(R, W)``, each ``[B, n_max]`` (0 on padding).
     Arguments as :func:`wage_v_terms` and :func:`w_residual_from_terms`."""
-    terms = wage_v_terms(vf, p, s, rates, draws, poachers, firm_id, poacher_id)
+    terms = wage_v_terms(vf, p, s, rates, draws, poachers, firm_id, poacher_id, poacher_weight)
     return w_residual_from_terms(wf, p, s, w, terms)
 
 

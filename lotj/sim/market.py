@@ -15,7 +15,7 @@ them:
   held-out firms (rows keep their identity across the simulator's refreshes, so held-out firms are
   never trained on), with an optional share of exploration states and, for the W equation, wages;
 - the **meeting draws** from χ^N and χ^E (:mod:`lotj.sim.meeting_draws`: i.i.d., stratified, or exact
-  sums), the poachers from Π, and the table of Δ(S_p, x_j) under a frozen V.
+  sums), the poachers from Π (Monte Carlo, or exact sums), and the table of Δ(S_p, x_j) under a frozen V.
 
 Random streams: :meth:`Market.stream` gives a CPU generator keyed by ``(seed, kind, epoch, refreshes)``;
 the epoch is an argument (the market knows nothing of a trainer), so the same key gives the same draws
@@ -54,7 +54,16 @@ from lotj.economy.surplus import surplus
 from lotj.economy.value import ValueFunction
 from lotj.economy.wages import draw_initial_wages
 from lotj.sim.distributions import EconomySnapshot
-from lotj.sim.meeting_draws import DrawSet, MarketOrder, exact_draws, market_order, sample_draws
+from lotj.sim.meeting_draws import (
+    DrawSet,
+    MarketOrder,
+    PoacherSet,
+    exact_draws,
+    exact_poachers,
+    market_order,
+    sample_draws,
+    sample_poachers,
+)
 from lotj.sim.omega import explore_states, sample_omega
 
 #: Stream ids of :meth:`Market.stream`.
@@ -134,6 +143,7 @@ class Market:
         self._split_n = -1
         self._provisional = False
         self._exact: DrawSet | None = None
+        self._exact_poachers: PoacherSet | None = None
         self._order: MarketOrder | None = None
         self._surplus: tuple[ValueFunction, Tensor] | None = None
 
@@ -162,7 +172,7 @@ class Market:
         self.history = [snapshot, *kept][: self.window]
         self.pooled = pooled_snapshot(self.history)
         self.rates = rates if rates is not None else self.pooled.meeting_rates(self.p)
-        self._exact, self._order, self._surplus = None, None, None  # built at their first use
+        self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None  # built at first use
         n = snapshot.n_firms
         if self.train_firms is None or self._split_n != n:
             self._split_n = n
@@ -255,10 +265,16 @@ class Market:
             self.pooled, m_n, m_e, generator, stratified=self.stratified, kappa=self.kappa, order=self._order
         )
 
-    def poachers(self, count: int, generator: torch.Generator) -> tuple[FirmBatch, Tensor]:
-        """``count`` poaching firms from Π ∝ (n + 1) χ of the pooled market, with their rows."""
+    def poachers(self, count: int, generator: torch.Generator) -> PoacherSet:
+        """``count`` poaching firms from Π ∝ (n + 1) χ of the pooled market, with their rows, or with
+        ``exact_sums`` every distinct firm state of the market once with its weight under Π
+        (:func:`lotj.sim.meeting_draws.exact_poachers`, computed once per refresh)."""
         assert self.pooled is not None, "Market.poachers before the first refresh"
-        return self.pooled.sample_poachers(count, generator)
+        if self.exact_sums:
+            if self._exact_poachers is None:
+                self._exact_poachers = exact_poachers(self.pooled)
+            return self._exact_poachers
+        return sample_poachers(self.pooled, count, generator)
 
     def surplus_table(self, vf: ValueFunction) -> Tensor:
         """Δ(S, x_i) of every worker of the pooled market's firms under ``vf`` (frozen: no gradients),

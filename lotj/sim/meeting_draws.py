@@ -207,7 +207,56 @@ def exact_draws(snapshot: EconomySnapshot) -> DrawSet:
     if too_many > MAX_EXACT_DRAWS:
         raise ValueError(
             f"exact meeting sums: {too_many} distinct workers (more than {MAX_EXACT_DRAWS}); the economy is "
-            "not discrete enough for exact sums: set solver.exact_sums=false (Monte Carlo draws)"
+            "not discrete enough for exact sums: set solver.exact_sums=false (the V stage) or "
+            "wsolver.exact_sums=false (the W stage) for Monte Carlo draws"
         )
     no_firm = torch.full_like(firm_e, -1)
     return DrawSet(h_n, a_n, firms.index(firm_e), slot, no_firm, weight_n.to(dev), weight_e.to(dev), row_e=firm_e)
+
+
+@dataclass
+class PoacherSet:
+    """The poachers of one batch from Π ∝ (n + 1) χ (MODEL.md section 4): ``firms`` ``[M_Π]``, ``firm_id`` their
+    firm identity in the simulated economy (−1 where one poacher stands for several firms, as exact sums do; a
+    poacher equal to the worker's own firm is a void meeting, MODEL.md section 10) and ``weight`` their
+    probability weights (:func:`exact_poachers`), None for equally weighted Monte Carlo draws."""
+
+    firms: FirmBatch
+    firm_id: Tensor
+    weight: Tensor | None = None
+
+
+def sample_poachers(snapshot: EconomySnapshot, count: int, generator: torch.Generator | None = None) -> PoacherSet:
+    """``count`` Monte Carlo poachers from Π of ``snapshot`` (:meth:`EconomySnapshot.sample_poachers`)."""
+    firms, idx = snapshot.sample_poachers(count, generator)
+    return PoacherSet(firms, idx)
+
+
+def exact_poachers(snapshot: EconomySnapshot) -> PoacherSet:
+    """The expectation over Π as an exact sum over the snapshot (MODEL.md section 4, Π ∝ (n + 1) χ): every
+    distinct firm state (firm type, its multiset of workers) once, weighted by ``Σ (n + 1)`` over the firms in
+    that state divided by ``Σ (n + 1)`` over all firms. Firms at the cap stay in the sum: they meet workers
+    and make no offer (MODEL.md section 10; the W residual's ``no_offer``).
+
+    As in :func:`exact_draws`, a state pools different firms, so the poachers carry no firm identity
+    (``firm_id = −1``): the void meeting with the worker's own firm (a share of order ``1/N_f``) is ignored.
+    Raises ``ValueError`` beyond :data:`MAX_EXACT_DRAWS` distinct firm states (use Monte Carlo draws)."""
+    firms = snapshot.firms
+    n = firms.batch_size
+    if n == 0:
+        raise ValueError("exact poacher sums: the market has no firms")
+    hc, ac = canonical_workers(firms)
+    rows = torch.cat([firms.z[:, None], firms.q[:, None], hc, ac], -1)
+    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
+    count = int(inverse.max()) + 1
+    if count > MAX_EXACT_DRAWS:
+        raise ValueError(
+            f"exact poacher sums: {count} distinct firm states (more than {MAX_EXACT_DRAWS}); the economy is not "
+            "discrete enough for exact sums: set wsolver.exact_sums=false (Monte Carlo poachers)"
+        )
+    first = torch.full((count,), n, dtype=torch.long, device=rows.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(n, device=rows.device), "amin")
+    pi = (firms.size() + 1).to(torch.float64)
+    weight = torch.zeros(count, dtype=torch.float64, device=pi.device).index_add_(0, inverse, pi)
+    weight = (weight / pi.sum()).to(firms.h.dtype)
+    return PoacherSet(firms.index(first), torch.full_like(first, -1), weight)

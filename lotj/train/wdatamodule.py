@@ -21,7 +21,8 @@ from the range, so that W is trained both where the simulation goes and around i
 Meeting draws for each batch: ``M_N`` workers from χ^N, ``M_E`` from χ^E with ``Δ(S_p, x)`` at their own
 firm (V frozen: the surplus of every employed worker is computed once per refresh), ``M_Π`` poachers
 from Π; all carry the index of their firm, so that meetings with the worker's own firm are void, and
-the draws' probability weights when the market makes exact sums (keys ``weight_n``, ``weight_e``).
+the draws' probability weights when the market makes exact sums (``wsolver.exact_sums``: every distinct
+worker and poacher state once; keys ``weight_n``, ``weight_e``, ``poacher_weight``).
 Held-out batches, and training batches with ``wsolver.unbiased``, carry a second independent draw set
 (keys ending in ``2``) for the unbiased squared residual ``R₁ R₂``; the held-out draws are fixed at
 each refresh, so that the held-out residual moves only with W.
@@ -148,7 +149,7 @@ class WDataModule(L.LightningDataModule):
         """One set of meeting draws, under keys ending in ``suffix``."""
         d = self.source.draws(self.cfg.m_n, self.cfg.m_e, gen)
         meet = d.with_surplus_table(self.delta_table)
-        poachers, poacher_id = self.source.poachers(self.cfg.m_pi, gen)
+        poachers = self.source.poachers(self.cfg.m_pi, gen)
         out: Batch = {
             "h_n": meet.h_n,
             "a_n": meet.a_n,
@@ -156,11 +157,13 @@ class WDataModule(L.LightningDataModule):
             "a_e": meet.a_e,
             "delta_e": meet.delta_p,
             "firm_e": meet.firm_e,
-            "poacher_id": poacher_id,
+            "poacher_id": poachers.firm_id,
         }
         if meet.weight_n is not None and meet.weight_e is not None:
             out["weight_n"], out["weight_e"] = meet.weight_n, meet.weight_e
-        _put_firms(out, poachers, "p_")
+        if poachers.weight is not None:
+            out["poacher_weight"] = poachers.weight
+        _put_firms(out, poachers.firms, "p_")
         return {k + suffix: v for k, v in out.items()}
 
     def _batch(self, s: FirmBatch, ids: Tensor, w: Tensor, rows: Tensor, gen: torch.Generator, pair: bool) -> Batch:

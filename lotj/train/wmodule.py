@@ -48,13 +48,13 @@ LOSS_WEIGHTS = ("batch", "state")
 LR_SCHEDULES = ("exponential", "cosine")
 
 
-def _draws_of(batch: Batch, suffix: str) -> tuple[MeetingDraws, FirmBatch, Tensor]:
+def _draws_of(batch: Batch, suffix: str) -> tuple[MeetingDraws, FirmBatch, Tensor, Tensor | None]:
     draws = MeetingDraws(
         *(batch[k + suffix] for k in ("h_n", "a_n", "h_e", "a_e", "delta_e", "firm_e")),
         weight_n=batch.get("weight_n" + suffix),
         weight_e=batch.get("weight_e" + suffix),
     )
-    return draws, batch_firms(batch, "p_", suffix), batch["poacher_id" + suffix]
+    return draws, batch_firms(batch, "p_", suffix), batch["poacher_id" + suffix], batch.get("poacher_weight" + suffix)
 
 
 def terms_of_batch(vf: ValueFunction, p: EconomyParams, batch: Batch) -> tuple[FirmBatch, list[WageVTerms]]:
@@ -66,8 +66,8 @@ def terms_of_batch(vf: ValueFunction, p: EconomyParams, batch: Batch) -> tuple[F
     suffixes = ["", "2"] if "h_n2" in batch else [""]
     term_sets = []
     for sfx in suffixes:
-        draws, poachers, poacher_id = _draws_of(batch, sfx)
-        term_sets.append(wage_v_terms(vf, p, s, rates, draws, poachers, batch["firm_id"], poacher_id))
+        draws, poachers, poacher_id, poacher_weight = _draws_of(batch, sfx)
+        term_sets.append(wage_v_terms(vf, p, s, rates, draws, poachers, batch["firm_id"], poacher_id, poacher_weight))
     return s, term_sets
 
 

@@ -187,7 +187,15 @@ def run_w_stage(
     if net.surplus_input:
         net.attach_value(v_function)
     tracker = track_wages(simulator, net, v_function)
-    dm = WDataModule(p, v_function, simulator.snapshot(), ws, rates=simulated_rates(simulator), seed=cfg.seed)
+    dm = WDataModule(
+        p,
+        v_function,
+        simulator.snapshot(),
+        ws,
+        rates=simulated_rates(simulator),
+        seed=cfg.seed,
+        exact_sums=ws.exact_sums,
+    )
     module = WModule.from_config(p, net, v_function, ws)
     refresh = WageRefreshCallback(simulator, tracker, dm, v_function, ws.refresh_years)
     stop = EarlyStopping(monitor="w/val_residual", mode="min", stopping_threshold=ws.residual_tol, patience=10**9)
