@@ -11,9 +11,9 @@ from lotj.sim.distributions import EconomySnapshot
 from lotj.train.vmodule import build_net
 
 
-def options_and_config(argv: list[str], defaults: dict[str, str]) -> tuple[dict[str, str], Config]:
-    """Split ``argv`` into the benchmark's own options (keys of ``defaults``) and config overrides
-    (``conf=smoke`` unless given), set torch's threads from ``threads`` and float64, and load the config."""
+def split_options(argv: list[str], defaults: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """``argv``'s ``key=value`` arguments whose key is one of ``defaults``' (the benchmark's own options, the
+    others at their defaults), and the rest (config overrides)."""
     opts = dict(defaults)
     rest = []
     for arg in argv:
@@ -22,6 +22,13 @@ def options_and_config(argv: list[str], defaults: dict[str, str]) -> tuple[dict[
             opts[key] = value
         else:
             rest.append(arg)
+    return opts, rest
+
+
+def options_and_config(argv: list[str], defaults: dict[str, str]) -> tuple[dict[str, str], Config]:
+    """Split ``argv`` into the benchmark's own options (keys of ``defaults``) and config overrides
+    (``conf=smoke`` unless given), set torch's threads from ``threads`` and float64, and load the config."""
+    opts, rest = split_options(argv, defaults)
     if not any(a.startswith("conf=") for a in rest):
         rest.append("conf=smoke")
     torch.set_num_threads(int(opts["threads"]))

@@ -23,6 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from _options import split_options
 from omegaconf import OmegaConf
 
 from lotj.config import Config, config_from_yaml, to_yaml
@@ -37,14 +38,7 @@ def _with_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 
 def main(argv: list[str]) -> None:
-    opts = {"run": "", "out": "", "threads": "1"}
-    rest = []
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key in opts:
-            opts[key] = value
-        else:
-            rest.append(arg)
+    opts, rest = split_options(argv, {"run": "", "out": "", "threads": "1"})
     if not opts["run"] or not opts["out"]:
         raise SystemExit("usage: python benchmarks/w_stage_rerun.py run=DIR out=DIR [wsolver.key=value ...]")
     torch.set_num_threads(int(opts["threads"]))
