@@ -152,12 +152,17 @@ def sample_draws(
 MAX_EXACT_DRAWS = 4096
 
 
-def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
-    """The first occurrence of each distinct row of ``rows`` ``[N, K]`` and its share of the rows."""
+def _unique_rows(rows: Tensor, mass: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The first occurrence of each distinct row of ``rows`` ``[N, K]`` and its share of the rows, or with
+    ``mass`` ``[N]`` its share of the rows' total mass (summed in float64)."""
     _, inverse, counts = torch.unique(rows, dim=0, return_inverse=True, return_counts=True)
     first = torch.full((counts.numel(),), rows.shape[0], dtype=torch.long, device=rows.device)
     first = first.scatter_reduce(0, inverse, torch.arange(rows.shape[0], device=rows.device), "amin")
-    return first, counts.to(rows.dtype) / rows.shape[0]
+    if mass is None:
+        return first, counts.to(rows.dtype) / rows.shape[0]
+    mass = mass.to(torch.float64)
+    share = torch.zeros(counts.numel(), dtype=torch.float64, device=mass.device).index_add_(0, inverse, mass)
+    return first, (share / mass.sum()).to(rows.dtype)
 
 
 def canonical_workers(s: FirmBatch) -> tuple[Tensor, Tensor]:
@@ -242,21 +247,14 @@ def exact_poachers(snapshot: EconomySnapshot) -> PoacherSet:
     (``firm_id = −1``): the void meeting with the worker's own firm (a share of order ``1/N_f``) is ignored.
     Raises ``ValueError`` beyond :data:`MAX_EXACT_DRAWS` distinct firm states (use Monte Carlo draws)."""
     firms = snapshot.firms
-    n = firms.batch_size
-    if n == 0:
+    if firms.batch_size == 0:
         raise ValueError("exact poacher sums: the market has no firms")
     hc, ac = canonical_workers(firms)
     rows = torch.cat([firms.z[:, None], firms.q[:, None], hc, ac], -1)
-    _, inverse = torch.unique(rows, dim=0, return_inverse=True)
-    count = int(inverse.max()) + 1
-    if count > MAX_EXACT_DRAWS:
+    first, weight = _unique_rows(rows, firms.size() + 1)
+    if first.numel() > MAX_EXACT_DRAWS:
         raise ValueError(
-            f"exact poacher sums: {count} distinct firm states (more than {MAX_EXACT_DRAWS}); the economy is not "
-            "discrete enough for exact sums: set wsolver.exact_sums=false (Monte Carlo poachers)"
+            f"exact poacher sums: {first.numel()} distinct firm states (more than {MAX_EXACT_DRAWS}); the economy "
+            "is not discrete enough for exact sums: set wsolver.exact_sums=false (Monte Carlo poachers)"
         )
-    first = torch.full((count,), n, dtype=torch.long, device=rows.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(n, device=rows.device), "amin")
-    pi = (firms.size() + 1).to(torch.float64)
-    weight = torch.zeros(count, dtype=torch.float64, device=pi.device).index_add_(0, inverse, pi)
-    weight = (weight / pi.sum()).to(firms.h.dtype)
-    return PoacherSet(firms.index(first), torch.full_like(first, -1), weight)
+    return PoacherSet(firms.index(first), torch.full_like(first, -1), weight.to(firms.h.dtype))
