@@ -42,7 +42,7 @@ from torch import Tensor
 
 from lotj.accuracy.chains import DrawSource
 from lotj.accuracy.estimate import Z95, error_figures
-from lotj.accuracy.worker_chains import PoacherSource, WorkerChainResult, worker_chain_errors
+from lotj.accuracy.worker_chains import PoacherSource, WorkerChainResult, poacher_parts, worker_chain_errors
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.surplus import surplus
@@ -191,9 +191,7 @@ def reset_events(
     own = s.index(fr)
     ev, tg = renegotiation_outcome(W[real], u[real], delta[real])
     keep((ev != int(Reset.NONE)) & (ev != int(Reset.SEPARATE)), ev, own, sr, tg, p.lam)  # a separation sets no wage
-    poacher_weight = None
-    if isinstance(poachers, tuple):
-        poachers, poacher_weight = poachers
+    poachers, poacher_weight = poacher_parts(poachers)
     if poachers is not None and poachers.batch_size and p.psi_e > 0:
         if poacher_weight is None:
             pick = torch.randint(poachers.batch_size, (int(fr.numel()),), generator=generator).to(dev)

@@ -72,7 +72,12 @@ from lotj.economy.worker_value import WorkerValueFunction
 #: their probabilities under Π (exact sums, :func:`lotj.sim.meeting_draws.exact_poachers`).
 PoacherSource = Callable[[torch.Generator], FirmBatch | tuple[FirmBatch, Tensor] | None]
 
-__all__ = ["PoacherSource", "WorkerChainResult", "worker_chain_errors", "worker_step"]
+__all__ = ["PoacherSource", "WorkerChainResult", "poacher_parts", "worker_chain_errors", "worker_step"]
+
+
+def poacher_parts(poachers: FirmBatch | tuple[FirmBatch, Tensor] | None) -> tuple[FirmBatch | None, Tensor | None]:
+    """A :data:`PoacherSource`'s set as ``(firms, weight)``: ``weight`` None for Monte Carlo poachers."""
+    return poachers if isinstance(poachers, tuple) else (poachers, None)
 
 
 @dataclass
@@ -207,10 +212,8 @@ def worker_chain_errors(
         draws = draw_source(generator) if draw_source is not None else None
         if draws is not None:
             draws = draws.to(dev, dt)
-        poachers = poacher_source(generator) if poacher_source is not None else None
-        poacher_weight = None
-        if isinstance(poachers, tuple):  # exact sums: every poacher state with its weight under Π
-            poachers, poacher_weight = poachers
+        poachers, poacher_weight = poacher_parts(poacher_source(generator) if poacher_source is not None else None)
+        if poacher_weight is not None:  # exact sums: every poacher state with its weight under Π
             poacher_weight = poacher_weight.to(dev, dt)
         if poachers is not None:
             poachers = poachers.to(dev)
