@@ -140,3 +140,27 @@ def test_certify_needs_both_the_bound_and_settled_statistics():
     assert certify({"v_error_upper": 8e-4}, 1e-3, settled=False) == "not converged"
     assert certify({"v_error_upper": 1.2e-3}, 1e-3, settled=True) == "not converged"
     assert certify({}, 1e-3, settled=True) == "not converged"
+
+
+def test_chains_stop_one_by_one_and_coupled_pairs_stay_aligned(small):
+    # states of very different event rates (small firms, whose weight falls fast per event, and the largest):
+    # each chain leaves the batch when its own weight is below tail_weight, so its truncation is W_K sup|R|/ρ
+    # with W_K < tail_weight. With `coupled`, chain i and i + B/2 share every uniform: pairs 0-3 start both
+    # chains at the same small firms and must take the same events, while pairs 4-7 pair a small firm with a
+    # large one, whose chains stop at different steps; a pair leaves only when both its chains have stopped,
+    # so the halves stay aligned
+    p, sol = small
+    sp = sol.space
+    v = sol.v + _planted(sol)
+    vf = TableValue(sp, v)
+    draws = exact_meeting_draws(sp, sol.market, v)
+    order = np.argsort(sp.size, kind="stable")
+    small_firms, large_firms = order[:8], order[-4:]
+    start = sp.firm_batch(np.concatenate([small_firms, small_firms[:4], large_firms]))
+    tail_weight = 0.05
+    res = chain_errors(vf, p, start, exact_rates(sol.market), lambda g: draws, torch.Generator().manual_seed(3),
+                       tail_weight=tail_weight, coupled=True)  # fmt: skip
+    np.testing.assert_array_equal(res.error[:4].numpy(), res.error[8:12].numpy())
+    np.testing.assert_array_equal(res.final.h[:4].numpy(), res.final.h[8:12].numpy())
+    sup_r = np.abs(exact_errors(sp, p, sol.market, v).residual).max()
+    assert float(res.tail_bound.max()) < tail_weight * sup_r / p.rho * (1 + 1e-9)

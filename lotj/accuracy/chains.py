@@ -39,9 +39,11 @@ with the next state drawn with probabilities ``r_k / (Λ̄ − δ_f)`` (death is
 factor, not sampled; the remainder is a fictitious self-jump). This is the closed-form integral of
 ``e^{−ρt}`` over each exponential holding time. Given one meeting draw set the event probabilities and
 the residual's meeting terms are averages over the draws, linear in them: a fresh draw set per step keeps
-the estimate unbiased (no Jensen bias from a random total rate). Chains stop when every weight is below
-``tail_weight``; the rest, ``|Σ_{k≥K} …| ≤ W_K · sup |R| / ρ``, is reported as :attr:`ChainResult.tail_bound`
-with the sup over the residuals the chain met.
+the estimate unbiased (no Jensen bias from a random total rate). Each chain stops once its weight is below
+``tail_weight`` and leaves the batch, so later steps evaluate V only for the chains still running (slow
+chains, of small firms with few events, need several times the average number of steps); the rest,
+``|Σ_{k≥K} …| ≤ W_K · sup |R| / ρ``, is reported as :attr:`ChainResult.tail_bound` with the sup over the
+residuals the chain met.
 """
 
 from __future__ import annotations
@@ -196,6 +198,12 @@ class ChainResult:
     final: FirmBatch | None = None  #: the chains' states when they stopped (a diagnostic)
 
 
+def _store(into: FirmBatch, rows: Tensor, states: FirmBatch) -> None:
+    """Write ``states`` into the rows ``rows`` of ``into`` (the chains that stopped)."""
+    for k in ("h", "a", "mask"):  # z and q are the firm's types: no event changes them
+        getattr(into, k)[rows] = getattr(states, k)
+
+
 @torch.no_grad()
 def chain_errors(
     vf: ValueFunction,
@@ -219,26 +227,28 @@ def chain_errors(
     :class:`ChainResult`. With ``coupled`` the batch is two halves whose chain ``i`` and ``i + B/2`` share
     their random numbers (the event is picked by inverse CDF from one uniform): common random numbers, so the
     difference of the two halves' estimates (a marginal error) has far less noise than either."""
-    s = start.clone()
-    b, n_max = s.h.shape
-    dev, dt = s.h.device, s.h.dtype
+    final = start.clone()
+    b = final.batch_size
+    dev, dt = final.h.device, final.h.dtype
     weight = torch.ones(b, dtype=dt, device=dev)
     error = torch.zeros(b, dtype=dt, device=dev)
     sup_r = torch.zeros(b, dtype=dt, device=dev)
-    value0: Tensor | None = None
+    value0 = vf.value(start) if b else torch.zeros(0, dtype=dt, device=dev)
+    run = torch.arange(b, device=dev)[weight >= tail_weight]  # the chains still running (coupled: whole pairs)
+    s = final.clone()
     moves = 0.0
     steps = 0
-    while steps < max_steps and bool((weight >= tail_weight).any()):
+    while steps < max_steps and run.numel() > 0:
         draws = draw_source(generator) if draw_source is not None else None
         if draws is not None:
             draws = draws.to(dev, dt)
         ev = event_rates(vf, p, s, rates, draws, marginal)
-        if value0 is None:
-            value0 = vf.value(start)
         source = -ev.residual - ev.cross
-        error += weight * source / (p.rho + ev.bound)
-        sup_r = torch.maximum(sup_r, source.abs())
-        weight = weight * (ev.bound - p.delta_f) / (p.rho + ev.bound)
+        w = weight[run]
+        error[run] += w * source / (p.rho + ev.bound)
+        sup_r[run] = torch.maximum(sup_r[run], source.abs())
+        w = w * (ev.bound - p.delta_f) / (p.rho + ev.bound)
+        weight[run] = w
         # next event: learning, a removal per slot, an addition per draw, or a self-jump
         alive = (ev.bound - p.delta_f).clamp_min(1e-300)
         real = torch.cat([ev.learn.unsqueeze(-1), ev.remove, ev.add], -1)
@@ -248,8 +258,13 @@ def chain_errors(
         s, moved = apply_event(p, s, pick, ev.add.shape[-1], draws)
         moves += float(moved.to(dt).sum()) / b
         steps += 1
-    assert value0 is not None or steps == 0
-    if value0 is None:
-        value0 = vf.value(start)
+        keep = w >= tail_weight
+        if coupled:  # a pair runs while either of its chains does, so the halves stay aligned
+            half = keep.numel() // 2
+            keep = (keep[:half] | keep[half:]).repeat(2)
+        if not bool(keep.all()):
+            _store(final, run[~keep], s.index(~keep))
+            run, s = run[keep], s.index(keep)
+    _store(final, run, s)
     tail = weight * sup_r / p.rho
-    return ChainResult(error, value0, tail, steps, moves, s)
+    return ChainResult(error, value0, tail, steps, moves, final)
