@@ -182,7 +182,7 @@ class AccuracyConfig:
     m_e: int = 32  #: fixed employed meeting draws (their marginal errors carry the cross-firm term)
     cross_iterations: int = 2  #: rounds of the cross-firm iteration (each contracts its share by ~0.3)
     cross_reps: int = 2  #: coupled chain pairs per employed draw and round (the marginal errors' noise)
-    tail_weight: float = 0.02  #: chains stop when every discount-and-survival weight is below this
+    tail_weight: float = 0.02  #: each chain stops once its discount-and-survival weight is below this
     #: also estimate during training once the held-out residual has not improved by 5% for this many epochs
     #: (and stop there if the certified rule holds); 0 (default): only at the end. Each estimate costs about
     #: as much as the final one (docs/accuracy.md, "Cost")
