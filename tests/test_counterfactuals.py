@@ -25,7 +25,7 @@ import pytest
 
 from lotj.config import config_from_yaml, load_config
 from lotj.counterfactuals.economies import BASELINE, Economy, economy_config, load_set, parse_set
-from lotj.counterfactuals.runner import ERROR_FILE, SetContext, run_dir, run_state, solve, to_solve
+from lotj.counterfactuals.runner import ERROR_FILE, SetContext, round_one_cpus, run_dir, run_state, solve, to_solve
 from lotj.counterfactuals.spec import SPEC_FILE, SetSpec, build_spec, load_spec, merge_options, parse_cli, save_spec
 from lotj.counterfactuals.table import DECOMPOSITION, FIGURES, MOMENTS, STATS, write_table
 from lotj.economy.params import EconomyParams
@@ -142,6 +142,24 @@ def test_cumulative_economies_nest_and_the_spec_round_trips(tmp_path):
     assert again.economies == economies and again.options.num_cpus == 1
     with pytest.raises(ConfigError, match="cannot change when a set resumes"):
         load_spec(tmp_path / SPEC_FILE, ["sweep.resources.gpu=1"])
+
+
+@pytest.mark.parametrize(
+    ("options", "seeds", "cpus", "expected"),
+    [
+        ([], 1, 2.0, 2),  # one baseline alone on a 2-core machine: both cores, as two torch threads
+        ([], 3, 8.0, 2),  # three seeds' baselines share 8 CPUs: 2 each (the rest stays free)
+        (["sweep.max_concurrent=2"], 3, 8.0, 4),  # two at a time: 4 each
+        ([], 3, 2.0, 0),  # fewer CPUs than solves: the resources' one CPU each
+        (["sweep.resources.cpu=4"], 1, 4.0, 0),  # the resources already give them all
+        (["sweep.resources.gpu=1"], 1, 16.0, 0),  # GPU solves keep their resources
+        (["sweep.address=auto"], 1, 64.0, 0),  # a cluster's nodes may differ: as set
+    ],
+)
+def test_the_baselines_share_out_a_local_machines_cpus(options, seeds, cpus, expected):
+    economies = [e for e in load_set("source") if e.name == BASELINE]
+    spec = SetSpec("smoke", "source", [], list(range(seeds)), economies, merge_options(None, options))
+    assert round_one_cpus(spec, seeds, cpus) == expected
 
 
 # ------------------------------------------------------------------ solves in-process (no Ray)
@@ -293,6 +311,10 @@ def test_a_tiny_set_runs_on_ray_and_a_failed_solve_is_reported(tmp_path):
     assert rounds == ["baseline", "counterfactuals"]
     trials = sorted(p.name for p in next((set_dir / "tune").glob("counterfactuals-*")).iterdir() if p.is_dir())
     assert trials == ["broken-seed0", "no_coworkers-seed0"]
+    # the baseline ran alone, on both CPUs; the counterfactuals on one each
+    threads = {e: config_from_yaml(run_dir(set_dir, e, 0) / "config.yaml").trainer.num_threads
+               for e in (BASELINE, "no_coworkers")}  # fmt: skip
+    assert threads == {BASELINE: 2, "no_coworkers": 1}
 
     # resume: nothing is left (a failed solve is retried only with sweep.retry_failed), no Ray starts
     again = subprocess.run(

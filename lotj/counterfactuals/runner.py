@@ -6,7 +6,9 @@ V, χ, W and wages re-solved, not the baseline's decisions re-simulated), in its
 epoch reporter, ``LightningEnvironment`` (a Slurm allocation is not the Trainer's), ``sweep.resources`` per
 trial, a local Ray or the cluster of ``sweep.address`` (``slurm/tune.sh``). Two rounds:
 
-1. the baseline of every seed, in parallel;
+1. the baseline of every seed, in parallel; on a local Ray without GPUs the round's solves share out the
+   machine's CPUs (:func:`round_one_cpus`: one seed's baseline alone gets them all, as torch threads), since
+   nothing else can run until a baseline is solved;
 2. every counterfactual of every seed whose baseline solved, in parallel, each with ``init_from`` the
    baseline's run directory of its seed (its V and W networks) and the same seed, so that the economy is
    drawn with the same random numbers where it allows (common random numbers, ``lotj.train.warm_start``).
@@ -67,6 +69,7 @@ class SetContext:
     economies: dict[str, dict[str, Any]]  #: name -> overrides
     set_dir: str  #: absolute, on storage every node sees
     trials: list[tuple[str, int]]  #: the round's (economy, seed) pairs; a trial's config holds its index
+    threads: int = 0  #: torch threads of each solve (``trainer.num_threads``) where the round widened them; 0: as set
 
 
 def solve(
@@ -87,6 +90,8 @@ def solve(
         year = baseline_panel_year(context.set_dir, seed)
         if year is not None:
             keys.append(f"sim.panel_from_year={year}")
+    if context.threads > 0:
+        keys.append(f"trainer.num_threads={context.threads}")
     if run_state(out) == "unfinished":
         keys.append(f"resume={out / 'checkpoints' / 'last.ckpt'}")
     elif economy != BASELINE:
@@ -157,8 +162,22 @@ def init_ray(spec: SetSpec) -> None:
     ray.init(num_cpus=o.num_cpus or None, num_gpus=None if o.num_gpus < 0 else o.num_gpus, include_dashboard=False)
 
 
-def run_round(spec: SetSpec, set_dir: Path, label: str, trials: list[tuple[str, int]]) -> None:
-    """Solve ``trials`` in parallel as one Tune experiment ``DIR/tune/LABEL-TIMESTAMP`` (Ray is running)."""
+def round_one_cpus(spec: SetSpec, n_trials: int, machine_cpus: float) -> int:
+    """CPUs (and torch threads) for each baseline solve of round one on a local Ray, or 0 to keep
+    ``sweep.resources.cpu``: the machine's CPUs shared evenly between the solves that run at once (at most
+    ``sweep.max_concurrent``), when that is more than the resources give. Not on a cluster (``sweep.address``),
+    whose nodes may differ, nor with GPUs, whose solves do not run on torch's CPU threads."""
+    o = spec.options
+    if o.address or o.resources.gpu > 0 or n_trials < 1:
+        return 0
+    at_once = min(n_trials, o.max_concurrent) if o.max_concurrent > 0 else n_trials
+    share = int(machine_cpus // at_once)
+    return share if share > o.resources.cpu else 0
+
+
+def run_round(spec: SetSpec, set_dir: Path, label: str, trials: list[tuple[str, int]], cpus: int = 0) -> None:
+    """Solve ``trials`` in parallel as one Tune experiment ``DIR/tune/LABEL-TIMESTAMP`` (Ray is running);
+    ``cpus > 0``: each solve reserves that many CPUs and runs as many torch threads (:func:`round_one_cpus`)."""
     from ray import tune as ray_tune
 
     if not trials:
@@ -170,9 +189,11 @@ def run_round(spec: SetSpec, set_dir: Path, label: str, trials: list[tuple[str, 
         economies={e.name: dict(e.overrides) for e in spec.economies},
         set_dir=str(set_dir),
         trials=list(trials),
+        threads=cpus,
     )
     trainable = ray_tune.with_resources(
-        ray_tune.with_parameters(run_economy, context=context), {"cpu": o.resources.cpu, "gpu": o.resources.gpu}
+        ray_tune.with_parameters(run_economy, context=context),
+        {"cpu": cpus if cpus > 0 else o.resources.cpu, "gpu": o.resources.gpu},
     )
     tuner = ray_tune.Tuner(
         trainable,
@@ -225,7 +246,8 @@ def run_set(spec: SetSpec, set_dir: Path) -> None:
         return
     init_ray(spec)
     try:
-        run_round(spec, set_dir, "baseline", round_one)
+        machine = float(ray.cluster_resources().get("CPU", 0.0))
+        run_round(spec, set_dir, "baseline", round_one, round_one_cpus(spec, len(round_one), machine))
         # Tune returns normally when stopped (SIGINT, or SIGUSR1 from slurm/tune.sh): a baseline left unfinished
         # means the set was interrupted, and the counterfactuals wait for resume=DIR
         left = [s for s in spec.seeds if run_state(run_dir(set_dir, BASELINE, s)) in ("pending", "unfinished")]
