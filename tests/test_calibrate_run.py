@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from tests.calibrate_train import FAILING_PSI_N
+from tune.calibrate.replicate import replicated_moments
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG_GUARD_S = 1800
@@ -60,6 +61,8 @@ options:
   max_concurrent: 2
   jacobian: false
   refine_evals: 2
+  weight_replications: 3
+  weight_burn_in_years: 1.0
   train_fn: tests.calibrate_train:train_failing_at_marked_psi_n
   points:
     - {{psi_n: -0.1, b: 0.15}}      # refused by the config checks: a negative meeting rate
@@ -120,7 +123,17 @@ def test_trials_failures_and_the_results_table(calibration):
     # the objective is g'Wg with the weights of weights.json, for every finished trial
     weights = json.loads((out / "weights.json").read_text())
     w, d = np.array(weights["weights"]), np.array(weights["data"])
-    assert weights["n_blocks"] == 2 and np.all(np.array(weights["sd"]) > 0)
+    assert weights["source"] == "replications" and weights["n_rows"] == 3 and np.all(np.array(weights["sd"]) > 0)
+    # three independent panels of the start economy: no two alike, and the same three when drawn again
+    rows = np.array(weights["rows"], dtype=float)
+    assert np.all(np.isfinite(rows)) and len({tuple(r) for r in rows}) == 3
+    keys = weights["keys"]
+    again = replicated_moments(table.loc[table["origin"] == "start", "run_dir"].iloc[0], keys, 3, 1.0, quiet=True)
+    np.testing.assert_array_equal(again, rows)
+    # the weights are the inverse sample variances of the rows, where not floored
+    var = rows.var(0, ddof=1)
+    free = ~np.array(weights["floored"])
+    np.testing.assert_allclose(np.diag(w)[free], 1.0 / var[free], rtol=1e-9)
     for _, row in table[table["status"] == "ok"].iterrows():
         g = np.array([row[f"m.{k}"] for k in weights["keys"]]) - d
         assert row["objective"] == pytest.approx(g @ w @ g, rel=1e-9)

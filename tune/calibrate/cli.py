@@ -45,6 +45,7 @@ from tune.calibrate.objective import (
     weighting_matrix,
 )
 from tune.calibrate.records import best_record, write_results
+from tune.calibrate.replicate import replicated_moments
 from tune.calibrate.report import best_table, trace_figure, write_best_table
 from tune.calibrate.search import init_ray, run_search, searched
 from tune.calibrate.space import clipped, start_point
@@ -163,35 +164,43 @@ def adopt_run(start: dict[str, float], ctx: CalibrationContext, run: Path) -> di
 
 
 def estimate_weights(spec: CalibrationSpec, folder: Path, start: dict[str, Any]) -> dict[str, Any]:
-    """The weighting matrix from the start run's panel (``tune.calibrate.objective``); ``weights.json``."""
+    """The weighting matrix from the solved start economy (``tune.calibrate.objective``); ``weights.json``."""
     path = folder / WEIGHTS_FILE
     if path.is_file():
         return json.loads(path.read_text())
+    o = spec.options
     keys = list(spec.targets)
     data = np.array([spec.targets[k] for k in keys])
     model = np.array([float(start["moments"][k]) for k in keys])
-    panel = pd.read_parquet(Path(start["run_dir"]) / "panel.parquet")
-    cfg = base_config(spec)
-    theta = (start["economy"].get("theta_plus", cfg.economy.theta_plus),
-             start["economy"].get("theta_minus", cfg.economy.theta_minus))  # fmt: skip
-    blocks = block_moments(panel, keys, spec.options.weight_block_years, theta)
-    if len(blocks) < 2:
-        warnings.warn(
-            f"the start run's panel has {len(blocks)} block(s) of {spec.options.weight_block_years} years: "
-            "no variance estimate, every moment gets the floor (simulate a longer panel: sim.panel_years)",
-            stacklevel=2,
-        )
-    cov = moment_covariance(blocks)
-    variances = floored_variances(cov, data, model, spec.options.weight_floor)
-    w = weighting_matrix(cov, variances, spec.options.weighting)
+    run = Path(start["run_dir"])
+    if o.weight_source == "replications":
+        print(f"tune.calibrate: the moments' covariance from {o.weight_replications} panels of the start economy")
+        rows = replicated_moments(run, keys, o.weight_replications, o.weight_burn_in_years)
+        cov = moment_covariance(rows, batch_means=False)
+    else:
+        cfg = base_config(spec)
+        theta = (start["economy"].get("theta_plus", cfg.economy.theta_plus),
+                 start["economy"].get("theta_minus", cfg.economy.theta_minus))  # fmt: skip
+        rows = block_moments(pd.read_parquet(run / "panel.parquet"), keys, o.weight_block_years, theta)
+        if len(rows) < 2:
+            warnings.warn(
+                f"the start run's panel has {len(rows)} block(s) of {o.weight_block_years} years: "
+                "no variance estimate, every moment gets the floor (simulate a longer panel: sim.panel_years)",
+                stacklevel=2,
+            )
+        cov = moment_covariance(rows)
+    variances = floored_variances(cov, data, model, o.weight_floor)
+    w = weighting_matrix(cov, variances, o.weighting)
     out = {
         "keys": keys,
         "data": data.tolist(),
         "start_model": model.tolist(),
         "sd": np.sqrt(variances).tolist(),
         "floored": (np.nan_to_num(np.diag(cov), nan=0.0) < variances).tolist(),
-        "n_blocks": len(blocks),
-        "weighting": spec.options.weighting,
+        "source": o.weight_source,
+        "n_rows": len(rows),
+        "rows": np.where(np.isfinite(rows), rows, None).tolist(),
+        "weighting": o.weighting,
         "weights": w.tolist(),
         "omega": moment_errors(cov, variances).tolist(),
     }

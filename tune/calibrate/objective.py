@@ -8,13 +8,18 @@ at the start point, from the solved economy's simulated panel:
 - ``optimal``: ``W = Ω⁻¹`` with Ω the moments' covariance, regularised halfway towards its diagonal
   (``(Ω + diag Ω) / 2``): with few blocks the raw covariance is singular.
 
-The variances are batch means over the panel's years: the panel is cut into disjoint blocks of
-``weight_block_years`` consecutive years, each measured on its own (``lotj.measure.measure``), and the
-covariance of the block moments divided by the number of blocks stands for that of the whole panel's.
-This is a cheaper stand-in for re-simulating the solved economy with fresh draws; years of one path are
-positively correlated, so it is a lower bound of the variance (docs/calibration.md). Each standard
-deviation is floored at ``weight_floor × max(|data|, |model|, 1e-3)``: a moment that does not vary between
-blocks (a median firm size of 1) would otherwise get an infinite weight.
+The covariance comes from the solved start economy (``calibrate.weight_source``):
+
+- ``replications`` (default): the covariance of the moments of ``weight_replications`` independent panels,
+  each simulated on from the start run's solved networks with its own random stream
+  (``tune.calibrate.replicate``);
+- ``blocks``: batch means over the start run's own panel, cut into disjoint blocks of ``weight_block_years``
+  consecutive years, each measured on its own (``lotj.measure.measure``); the covariance of the block
+  moments divided by the number of blocks stands for that of the whole panel's. It costs no simulation,
+  but years of one path are positively correlated, so it understates the variance (docs/calibration.md).
+
+Each standard deviation is floored at ``weight_floor × max(|data|, |model|, 1e-3)``: a moment that does not
+vary (a median firm size of 1) would otherwise get an infinite weight.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ class Objective:
 
     def gap(self, moments: dict) -> np.ndarray:
         """``g = m − d``; NaN where a moment is null or non-finite."""
-        model = np.array([_number(moments.get(k)) for k in self.keys])
+        model = np.array([as_number(moments.get(k)) for k in self.keys])
         return model - np.array(self.data)
 
     def missing(self, moments: dict) -> list[str]:
@@ -57,7 +62,8 @@ class Objective:
         return {k: float(w_k * g_k**2) for k, w_k, g_k in zip(self.keys, w, g)}
 
 
-def _number(value) -> float:
+def as_number(value) -> float:
+    """A moment as a float: NaN for a null, a flag or a non-finite value."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return math.nan
     return float(value) if math.isfinite(value) else math.nan
@@ -77,22 +83,24 @@ def block_moments(panel: pd.DataFrame, keys: list[str], block_years: int, theta:
     rows = []
     for block in year_blocks(panel, block_years):
         m = measure(block.reset_index(drop=True), *theta, analyses=False, progress=False).moments
-        rows.append([_number(m.get(k)) for k in keys])
+        rows.append([as_number(m.get(k)) for k in keys])
     return np.array(rows, dtype=float).reshape(-1, len(keys))
 
 
-def moment_covariance(blocks: np.ndarray) -> np.ndarray:
-    """Covariance of the whole panel's moments from its blocks' (batch means): ``cov(blocks) / n_blocks``.
+def moment_covariance(blocks: np.ndarray, batch_means: bool = True) -> np.ndarray:
+    """Covariance of the whole panel's moments from the rows of ``blocks``: with ``batch_means``, rows are
+    blocks of one panel and the covariance is ``cov(blocks) / n_blocks``; without, rows are whole panels
+    (replications) and it is their sample covariance.
 
-    Pairwise-complete: a block with a null moment leaves out only the pairs it lacks. NaN where fewer
-    than two blocks have the moment."""
+    Pairwise-complete: a row with a null moment leaves out only the pairs it lacks. NaN where fewer
+    than two rows have the moment."""
     k = blocks.shape[1]
     out = np.full((k, k), math.nan)
     for i in range(k):
         for j in range(i, k):
             ok = np.isfinite(blocks[:, i]) & np.isfinite(blocks[:, j])
             if ok.sum() >= 2:
-                c = np.cov(blocks[ok, i], blocks[ok, j], ddof=1)[0, 1] / ok.sum()
+                c = np.cov(blocks[ok, i], blocks[ok, j], ddof=1)[0, 1] / (ok.sum() if batch_means else 1)
                 out[i, j] = out[j, i] = c
     return out
 
@@ -116,7 +124,7 @@ def weighting_matrix(cov: np.ndarray, variances: np.ndarray, kind: str) -> np.nd
 
 
 def moment_errors(cov: np.ndarray, variances: np.ndarray) -> np.ndarray:
-    """The moments' covariance Ω used for standard errors: the block covariance with the floored variances."""
+    """The moments' covariance Ω used for standard errors: the estimated covariance with the floored variances."""
     omega = np.nan_to_num(cov, nan=0.0)
     np.fill_diagonal(omega, variances)
     return omega

@@ -61,7 +61,12 @@ class CalibrationOptions:
     resources: Resources = field(default_factory=Resources)  #: of one trial
     seed: int = 0  #: the sampler's seed (the solves share the config's own ``seed``: common random numbers)
     weighting: str = "diagonal"  #: diagonal (inverse variances) | optimal (inverse covariance, regularised)
-    weight_block_years: int = 2  #: years per block of the start run's panel for the moments' variances
+    #: the moments' covariance: replications (independent panels of the solved start economy) | blocks (batch
+    #: means over the start run's own panel; no simulation, understates persistent moments' variances)
+    weight_source: str = "replications"
+    weight_replications: int = 10  #: independent panels for weight_source=replications
+    weight_burn_in_years: float = 5.0  #: years each replication simulates (wages tracked) before its panel
+    weight_block_years: int = 2  #: years per block of the start run's panel (weight_source=blocks)
     weight_floor: float = 0.01  #: a moment's standard deviation is at least this share of max(|data|, |model|)
     data_median_wage: float | None = None  #: the data's median wage in the units of wage_level_targets
     data_size_ratio: float = 1.0  #: data sample size / simulated panel size (standard errors, docs/calibration.md)
@@ -160,6 +165,10 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> Calibratio
         (o.max_concurrent >= 1, "max_concurrent", o.max_concurrent, "must be >= 1"),
         (o.resources.cpu > 0 or o.resources.gpu > 0, "resources", asdict(o.resources), "a trial needs a CPU or GPU"),
         (o.weighting in ("diagonal", "optimal"), "weighting", o.weighting, "allowed ['diagonal', 'optimal']"),
+        (o.weight_source in ("replications", "blocks"), "weight_source", o.weight_source,
+         "allowed ['replications', 'blocks']"),
+        (o.weight_replications >= 2, "weight_replications", o.weight_replications, "must be >= 2 (a covariance)"),
+        (o.weight_burn_in_years >= 0, "weight_burn_in_years", o.weight_burn_in_years, "must be >= 0"),
         (o.weight_block_years >= 2, "weight_block_years", o.weight_block_years, "must be >= 2 (a rank change)"),
         (o.weight_floor > 0, "weight_floor", o.weight_floor, "must be > 0"),
         (o.data_median_wage is None or o.data_median_wage > 0, "data_median_wage", o.data_median_wage, "must be > 0"),
