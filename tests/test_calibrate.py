@@ -214,3 +214,41 @@ def test_jacobian_and_standard_errors_of_linear_moments_by_hand():
     # a data set four times the simulated panel: (1 + 4) Ω/4 instead of (1 + 1) Ω
     quarter = inference.standard_errors(ab, w, omega, 4.0)
     assert np.allclose(quarter, expected * math.sqrt(5 / 4 / 2))
+
+
+def test_startup_trials_decide_when_the_sampler_starts_modelling():
+    """With ``startup_trials`` trials seen, TPE models them; before, it draws uniformly from the box.
+
+    Four parameters on [0, 1]; the start point (all 0.2) scores 0 and three far points score high. The next six
+    proposals, each told its mean distance to the start: with 4 startup trials TPE already models what it saw
+    and proposes nearer the start; with the default 10 these are still uniform draws (mean distance 0.34 in
+    expectation). Over eight sampler seeds (48 proposals) the two means are about five standard errors apart;
+    with 11 startup trials the proposals are the default's draw for draw."""
+    import optuna
+
+    from tune.calibrate.search import distributions, make_sampler
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    params = [Parameter(f"x{i}", 0.0, 1.0) for i in range(4)]
+    dists = distributions(params)
+    seen = [({p.name: 0.2 for p in params}, 0.0)] + [({p.name: v for p in params}, 5.0) for v in (0.7, 0.85, 0.95)]
+
+    def proposals(dotlist: list[str]) -> np.ndarray:
+        options = merge_options({}, dotlist)
+        study = optuna.create_study(sampler=make_sampler(options, seen[0][0]), direction="minimize")
+        for values, score in seen:
+            study.add_trial(optuna.trial.create_trial(params=values, distributions=dists, value=score))
+        out = []
+        for _ in range(6):
+            trial = study.ask(dists)
+            out.append([trial.params[p.name] for p in params])
+            study.tell(trial, float(np.mean(np.abs(np.array(out[-1]) - 0.2))))
+        return np.array(out)
+
+    with pytest.raises(ConfigError, match="startup_trials"):
+        merge_options({}, ["startup_trials=-1"])
+    seeds = range(8)
+    modelled = np.mean([np.abs(proposals(["startup_trials=4", f"seed={s}"]) - 0.2).mean() for s in seeds])
+    uniform = np.mean([np.abs(proposals([f"seed={s}"]) - 0.2).mean() for s in seeds])
+    assert modelled < 0.3 < uniform, (modelled, uniform)
+    assert np.array_equal(proposals(["startup_trials=11"]), proposals([]))

@@ -37,9 +37,10 @@ def distributions(params: list[Parameter]) -> dict[str, Any]:
 def make_sampler(options: CalibrationOptions, start: dict[str, float]) -> Any:
     import optuna
 
+    startup = {} if options.startup_trials is None else {"n_startup_trials": options.startup_trials}
     if options.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(x0=dict(start), seed=options.seed)
-    return optuna.samplers.TPESampler(seed=options.seed, multivariate=True, constant_liar=True)
+        return optuna.samplers.CmaEsSampler(x0=dict(start), seed=options.seed, **startup)
+    return optuna.samplers.TPESampler(seed=options.seed, multivariate=True, constant_liar=True, **startup)
 
 
 def storage_url(calibration_dir: Path) -> str:

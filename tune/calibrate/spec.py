@@ -59,6 +59,9 @@ class CalibrationOptions:
     num_trials: int = 32  #: trials of the search, the start point and given points not counted
     max_concurrent: int = 2  #: trials solving at once
     resources: Resources = field(default_factory=Resources)  #: of one trial
+    #: the sampler's random trials before it models the ones it has seen (Optuna's n_startup_trials, the
+    #: start point and given points counted; null: the sampler's default, 10 for TPE and 1 for CMA-ES)
+    startup_trials: int | None = None
     seed: int = 0  #: the sampler's seed (the solves share the config's own ``seed``: common random numbers)
     weighting: str = "diagonal"  #: diagonal (inverse variances) | optimal (inverse covariance, regularised)
     #: the moments' covariance: replications (independent panels of the solved start economy) | blocks (batch
@@ -162,6 +165,7 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> Calibratio
     check((ok, f"calibrate.{key}", value, what) for ok, key, value, what in [
         (o.sampler in ("tpe", "cmaes"), "sampler", o.sampler, "allowed ['tpe', 'cmaes']"),
         (o.num_trials >= 0, "num_trials", o.num_trials, "must be >= 0"),
+        (o.startup_trials is None or o.startup_trials >= 0, "startup_trials", o.startup_trials, "must be >= 0"),
         (o.max_concurrent >= 1, "max_concurrent", o.max_concurrent, "must be >= 1"),
         (o.resources.cpu > 0 or o.resources.gpu > 0, "resources", asdict(o.resources), "a trial needs a CPU or GPU"),
         (o.weighting in ("diagonal", "optimal"), "weighting", o.weighting, "allowed ['diagonal', 'optimal']"),
