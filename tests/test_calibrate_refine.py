@@ -139,3 +139,41 @@ def test_bad_budgets_are_refused():
         refine(START, [START], PARAMS, OBJECTIVE, Solver(), max_evals=0, progress=None)
     with pytest.raises(ValueError, match="tol"):
         refine(START, [START], PARAMS, OBJECTIVE, Solver(), max_evals=5, tol=0.2, radius=0.1, progress=None)
+
+
+def test_fewer_first_directions_step_sooner():
+    """Six parameters, eight moments linear on the unit cube, six solves from a start at 0.8 (optimum 0.4).
+
+    With a full first model DFO-LS spends all six solves on coordinate steps around the start and none is
+    better than the start; with ``directions=3`` it takes Gauss-Newton steps after three and adds directions as
+    it goes, and ends below a hundredth of the start's objective. Its evaluation at the start is the start's
+    record, not a solve."""
+    params = [Parameter(f"p{i}", 0.0, 1.0) for i in range(6)]
+    keys = [f"m{i}" for i in range(8)]
+    jac = np.random.default_rng(0).normal(0.0, 1.0, (8, 6))
+    objective = Objective(keys, [0.0] * 8, np.eye(8).tolist())
+
+    def rec(key: str, c: dict[str, float], origin: str) -> dict:
+        moments = dict(zip(keys, jac @ (unit_vector(c, params) - 0.4)))
+        q = objective.value(moments)
+        return {"key": key, "origin": origin, "params": c, "status": "ok", "moments": moments, "objective": q,
+                "score": q}  # fmt: skip
+
+    start = rec("start", from_unit(np.full(6, 0.8), params), "start")
+    solves: list[str] = []
+
+    def solve(c: dict[str, float], key: str) -> dict:
+        solves.append(key)
+        return rec(key, c, "refine")
+
+    def best_after(directions: int | None) -> float:
+        solves.clear()
+        result = refine(start, [start], params, objective, solve, max_evals=6, radius=0.25,
+                        directions=directions, progress=None)  # fmt: skip
+        assert result.evaluations == result.solved == len(solves) == 6 and "start" not in solves
+        return result.best_objective
+
+    full, fewer = best_after(None), best_after(3)
+    assert full == start["objective"] and fewer < 1e-2 * start["objective"], (full, fewer)
+    with pytest.raises(ValueError, match="directions"):
+        refine(start, [start], params, objective, lambda c, key: rec(key, c, "refine"), max_evals=8, directions=7)

@@ -310,6 +310,7 @@ def refine_phase(spec: CalibrationSpec, folder: Path, ctx: CalibrationContext) -
         result = refine(
             start, search, spec.parameters, ctx.objective, solve, max_evals=o.refine_evals,
             radius=o.refine_radius, tol=o.refine_tol, failure_score=o.failure_score, seed=o.seed, recorded=recorded,
+            directions=None if o.refine_directions is None else min(o.refine_directions, len(spec.parameters)),
         )  # fmt: skip
     finally:
         if ray.is_initialized():

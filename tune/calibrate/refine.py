@@ -92,6 +92,7 @@ def refine(
     tol: float = 1e-3,
     failure_score: float = 1.0e6,
     seed: int = 0,
+    directions: int | None = None,
     recorded: dict[str, dict[str, Any]] | None = None,
     progress: Callable[[str], None] | None = print,
 ) -> RefineResult:
@@ -100,6 +101,9 @@ def refine(
     ``records``: the finished trials so far (DFO-LS's first model uses those inside its trust region);
     ``evaluate(candidate, key)``: solves a candidate and returns its record; ``max_evals``: new
     evaluations at most; ``radius``, ``tol``: DFO-LS's first and last trust radii on the unit cube;
+    ``directions``: the directions of its first model (DFO-LS's ``growing.ndirs_initial``; None: all ``P``):
+    with fewer, it takes its first Gauss–Newton step after that many solves instead of ``P``, and adds the
+    missing directions as it goes;
     ``recorded``: records of earlier refinement evaluations by key (read back instead of solved)."""
     import dfols
 
@@ -107,6 +111,8 @@ def refine(
         raise ValueError(f"refine: max_evals = {max_evals}: must be >= 1")
     if not 0 < tol < radius <= 0.5:
         raise ValueError(f"refine: need 0 < tol < radius <= 0.5, got tol={tol}, radius={radius}")
+    if directions is not None and not 1 <= directions <= len(params):
+        raise ValueError(f"refine: directions = {directions}: must be in [1, {len(params)}] (the parameters)")
     recorded = dict(recorded or {})
     seen: list[dict[str, Any]] = []
     solved = 0
@@ -120,19 +126,27 @@ def refine(
             record = evaluate(from_unit(u, params), key)
             recorded[key] = record
             solved += 1
-        seen.append(record)
         r = record_residuals(record, objective, failure_score)
+        if record is start:  # DFO-LS's evaluation at its start point: the start trial's own record
+            return r
+        seen.append(record)
         if progress is not None:
             q = float(r @ r)
             progress(f"tune.calibrate refine {len(seen)}/{max_evals}: {record['status']} objective {q:.6g} ({key})")
         return r
 
-    database = dfols.EvaluationDatabase()
     start_u = unit_vector(start["params"], params)
-    database.append(start_u, record_residuals(start, objective, failure_score), make_starting_eval=True)
-    for r in records:
-        if r["key"] != start["key"] and r["status"] in FINISHED:
-            database.append(unit_vector(r["params"], params), record_residuals(r, objective, failure_score))
+    if directions is None:  # the first model from the finished trials inside the first trust region
+        x0 = dfols.EvaluationDatabase()
+        x0.append(start_u, record_residuals(start, objective, failure_score), make_starting_eval=True)
+        for r in records:
+            if r["key"] != start["key"] and r["status"] in FINISHED:
+                x0.append(unit_vector(r["params"], params), record_residuals(r, objective, failure_score))
+        budget = max_evals
+    else:  # DFO-LS grows its first model only from a bare start: its evaluation there is the start's record
+        x0 = np.clip(start_u, 0.0, 1.0)
+        recorded.setdefault(candidate_key(x0), start)
+        budget = max_evals + 1
     n = len(params)
     lower, upper = np.zeros(n), np.ones(n)
     state = np.random.get_state()  # DFO-LS draws from numpy's global generator (restarts, new directions)
@@ -141,8 +155,9 @@ def refine(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # "maxfun <= npt": a small budget is the user's choice
             soln = dfols.solve(
-                objfun, database, bounds=(lower, upper), rhobeg=radius, rhoend=tol, maxfun=max_evals,
+                objfun, x0, bounds=(lower, upper), rhobeg=radius, rhoend=tol, maxfun=budget,
                 objfun_has_noise=True, do_logging=False,
+                user_params=None if directions is None else {"growing.ndirs_initial": directions},
             )  # fmt: skip
     finally:
         np.random.set_state(state)

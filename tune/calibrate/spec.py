@@ -86,6 +86,8 @@ class CalibrationOptions:
     #: after the search: at most this many solves of the local least-squares refinement from the best trial
     #: (DFO-LS, tune.calibrate.refine; 0: none)
     refine_evals: int = 0
+    #: the directions of its first model (null: one per parameter); with fewer it steps after fewer solves
+    refine_directions: int | None = None
     refine_radius: float = 0.1  #: its first trust radius, as a share of each parameter's range
     refine_tol: float = 1e-3  #: its last trust radius: it stops when steps this small no longer help
     train_fn: str = "lotj.train.run:train"  #: module:function of the solve (``python -m lotj.train``'s)
@@ -181,6 +183,8 @@ def merge_options(base: dict[str, Any] | None, dotlist: list[str]) -> Calibratio
         (":" in o.train_fn, "train_fn", o.train_fn, "must be module:function"),
         (o.failure_score > 0, "failure_score", o.failure_score, "must be > 0"),
         (o.refine_evals >= 0, "refine_evals", o.refine_evals, "must be >= 0"),
+        (o.refine_directions is None or o.refine_directions >= 1, "refine_directions", o.refine_directions,
+         "must be >= 1"),
         (0 < o.refine_radius <= 0.5, "refine_radius", o.refine_radius, "must be in (0, 0.5]"),
         (0 < o.refine_tol < o.refine_radius, "refine_tol", o.refine_tol, "must be in (0, refine_radius)"),
     ])  # fmt: skip
