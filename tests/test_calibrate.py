@@ -23,7 +23,15 @@ from lotj.measure.targets import TARGETS
 from tune.calibrate import inference
 from tune.calibrate.evaluate import CalibrationContext, candidate_config, evaluate, warm_start
 from tune.calibrate.objective import Objective, floored_variances, moment_covariance, weighting_matrix
-from tune.calibrate.space import COVARIANCES, Parameter, economy_values, nearest, parse_parameter, start_point
+from tune.calibrate.space import (
+    COVARIANCES,
+    Parameter,
+    at_bounds,
+    economy_values,
+    nearest,
+    parse_parameter,
+    start_point,
+)
 from tune.calibrate.spec import load_target_file, merge_options
 
 SOURCE = load_target_file("source", [])
@@ -252,3 +260,15 @@ def test_startup_trials_decide_when_the_sampler_starts_modelling():
     uniform = np.mean([np.abs(proposals([f"seed={s}"]) - 0.2).mean() for s in seeds])
     assert modelled < 0.3 < uniform, (modelled, uniform)
     assert np.array_equal(proposals(["startup_trials=11"]), proposals([]))
+
+
+def test_a_best_point_at_a_bound_is_flagged():
+    params = [Parameter("delta_m", 0.05, 0.3), Parameter("sd_log_a", 0.002, 0.03, log=True), Parameter("b", 0.0, 1.0)]
+    # delta_m 0.0502 is 0.08% of its range above the lower bound; sd_log_a 0.0297 is within 1% of the upper
+    # bound on the log scale (log(0.03/0.0297)/log(15) = 0.37%); b 0.02 is 2% inside: not flagged
+    lines = at_bounds({"delta_m": 0.0502, "sd_log_a": 0.0297, "b": 0.02}, params)
+    assert len(lines) == 2
+    assert lines[0].startswith("delta_m = 0.0502 is at its lower bound 0.05")
+    assert lines[1].startswith("sd_log_a = 0.0297 is at its upper bound 0.03")
+    assert at_bounds({"delta_m": 0.0502, "sd_log_a": 0.0297, "b": 0.02}, params, share=0.0005) == []
+    assert len(at_bounds({"delta_m": 0.3, "sd_log_a": 0.002, "b": 0.5}, params)) == 2

@@ -48,7 +48,7 @@ from tune.calibrate.records import best_record, write_results
 from tune.calibrate.replicate import replicated_moments
 from tune.calibrate.report import best_table, trace_figure, write_best_table
 from tune.calibrate.search import init_ray, run_search, searched
-from tune.calibrate.space import clipped, start_point
+from tune.calibrate.space import at_bounds, clipped, start_point
 from tune.calibrate.spec import (
     CalibrationSpec,
     CliArgs,
@@ -360,6 +360,10 @@ def report(spec: CalibrationSpec, folder: Path, table: pd.DataFrame, best: dict[
         return 1
     note = "".join(f"{k}: left out: {why}\n" for k, why in spec.left_out.items())
     note += "".join(f"{line}\n" for line in weak or [])
+    cornered = at_bounds(best["params"], spec.parameters)
+    for line in cornered:
+        warnings.warn(line, stacklevel=2)
+    note += "".join(f"{line}\n" for line in cornered)
     write_best_table(folder, best_table(best, spec.parameters, spec.targets, se), note)
     print((folder / "best_table.md").read_text())
     print(f"best trial {best['key']}: objective {best['objective']:.6g} (start point {start['objective']:.6g})")

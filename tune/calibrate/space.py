@@ -148,3 +148,19 @@ def nearest(candidate: dict[str, float], others: list[dict[str, float]], params:
     x = unit_vector(candidate, params)
     distances = [float(np.linalg.norm(unit_vector(o, params) - x)) for o in others]
     return int(np.argmin(distances))
+
+
+def at_bounds(candidate: dict[str, float], params: list[Parameter], share: float = 0.01) -> list[str]:
+    """A line for each parameter of ``candidate`` within ``share`` of its range (on the searched scale, log for
+    a log parameter) of a bound: there the targets pull it beyond the box, the best point is a corner of the
+    bounds rather than a minimum, and the bound is worth widening where the economics allow."""
+    lines = []
+    for p in params:
+        u = p.unit(float(candidate[p.name]))
+        side = "lower" if u <= share else "upper" if u >= 1.0 - share else ""
+        if side:
+            bound = p.lower if side == "lower" else p.upper
+            lines.append(f"{p.name} = {candidate[p.name]:.6g} is at its {side} bound {bound:g} (within "
+                         f"{share:.0%} of its range): the targets pull it beyond; widen the bound if the "
+                         "economics allow")  # fmt: skip
+    return lines
