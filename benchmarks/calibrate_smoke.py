@@ -1,15 +1,20 @@
 """The calibration on the smoke economy: how far 32 trials bring the objective below the source's parameters.
 
-    python benchmarks/calibrate_smoke.py [--trials 32] [--concurrent 2] [--out runs/bench] [key=value ...]
+    python benchmarks/calibrate_smoke.py [--trials 32] [--refine 0] [--concurrent 2] [--out runs/bench] [key=value ...]
 
-Runs ``python -m tune.calibrate conf=smoke calibrate=source calibrate.num_trials=N`` (TPE, the Jacobian
-off) from the source's parameters (the smoke preset's economy) and prints
+Runs ``python -m tune.calibrate conf=smoke calibrate=source`` (TPE, the Jacobian off) from the source's
+parameters (the smoke preset's economy) with ``N = --trials`` solves after the start point: ``N − R`` trials of
+the search and ``R = --refine`` of the local refinement from its best trial (``calibrate.refine_evals``), and
+prints
 
 - the objective ``g'Wg`` at the source's parameters (the start point, solved by lotj like every trial) and
   the best after N trials, their ratio (target: at least 2), and the wall time of the whole calibration;
 - the saving from warm starts: the best warm-started trial solved again cold (``python -m lotj.train``, same config
   and seed, no ``init_from``), with the held-out V residual of each solve after every epoch, the epoch at
-  which the warm solve reaches the cold solve's final residual, and both objectives.
+  which the warm solve reaches the cold solve's final residual, and both objectives;
+- ``ratio_cold``: the start point's objective over that cold solve's, both points solved alike (cold, same
+  epochs and seed). Where it is far below ``ratio``, the best trial's objective owes much to its solve (its
+  warm start, the path of its networks) rather than to its parameters.
 
 ``key=value`` arguments are config overrides for every solve (``solver.max_epochs=10`` for a shorter run).
 The figures go to ``OUT/NAME/benchmark.json`` as well.
@@ -49,18 +54,24 @@ def residual_by_epoch(run_dir: Path) -> list[float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=32)
+    parser.add_argument("--trials", type=int, default=32, help="solves after the start point, refinement included")
+    parser.add_argument("--refine", type=int, default=0, help="of which, solves of the local refinement")
     parser.add_argument("--concurrent", type=int, default=2)
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--name", default="calibrate_smoke")
     args, overrides = parser.parse_known_args()
+    if not 0 <= args.refine < args.trials:
+        parser.error(f"--refine {args.refine}: must be in [0, --trials)")
+    search = args.trials - args.refine
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = (Path(args.out) / args.name).resolve()
     cmd = [sys.executable, "-m", "tune.calibrate", "conf=smoke", "calibrate=source", *overrides]
-    cmd += [f"calibrate.num_trials={args.trials}", f"calibrate.max_concurrent={args.concurrent}"]
+    cmd += [f"calibrate.num_trials={search}", f"calibrate.refine_evals={args.refine}"]
+    cmd += [f"calibrate.max_concurrent={args.concurrent}"]
     cmd += ["calibrate.jacobian=false", f"calibrate.out_dir={out.parent}", f"calibrate.name={out.name}"]
     if (out / "calibration.yaml").is_file():
-        cmd = [sys.executable, "-m", "tune.calibrate", f"resume={out}", f"calibrate.num_trials={args.trials}"]
+        cmd = [sys.executable, "-m", "tune.calibrate", f"resume={out}", f"calibrate.num_trials={search}",
+               f"calibrate.refine_evals={args.refine}"]  # fmt: skip
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env)
     wall = time.perf_counter() - start
@@ -72,6 +83,8 @@ def main() -> int:
     source = table.loc[table["origin"] == "start", "objective"].iloc[0]
     figures: dict = {
         "trials": int((table["origin"] != "start").sum()),
+        "search_trials": int(table["origin"].isin(["search", "point"]).sum()),
+        "refine_solves": int((table["origin"] == "refine").sum()),
         "statuses": table["status"].value_counts().to_dict(),
         "objective_source": float(source),
         "objective_best": float(best["objective"]),
@@ -103,6 +116,8 @@ def main() -> int:
             "objective_warm": float(row["objective"]),
             "objective_cold": objective.value(cold_moments) if cold_moments else None,
         }
+        if cold_moments:  # the start point is a cold solve too: the ratio with both solved alike
+            figures["ratio_cold"] = float(source / figures["warm_start"]["objective_cold"])
     (out / "benchmark.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
     return 0
