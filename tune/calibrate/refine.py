@@ -12,7 +12,9 @@ and a stop when the steps are at the noise level).
 - Coordinates: the unit cube of the bounds (log scale for a log parameter, ``Parameter.unit``), so that a
   trust radius means the same share of every range and the bounds are DFO-LS's box.
 - Start: the best finished trial of the search. DFO-LS's first model is built from the finished trials
-  already recorded (an evaluation database): those inside the first trust region cost no new solve.
+  already recorded (an evaluation database): those inside the first trust region cost no new solve. With
+  ``directions`` (DFO-LS's reduced initialisation, which it offers from a bare start only) the first model
+  has that many directions and grows as it goes; DFO-LS's evaluation at the start reads the start's record.
 - Each evaluation is a trial like any other (``tune.calibrate.evaluate``, origin ``refine``), warm-started
   from the start trial's networks so that neighbouring candidates differ by their parameters, not by
   their starts (as for the Jacobian). A failed or refused candidate returns a residual of norm
