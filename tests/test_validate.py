@@ -280,7 +280,10 @@ def test_validation_meets_the_targets(conf, tmp_path):
     meet theirs. The W network does not yet meet its own on exact_small (W about 5e-2 from the exact W,
     wages 10-30% of the median off; docs/validation.md): those misses mark the test xfail, named, until
     they are met, when it passes."""
-    report = run_validation(load_config([f"conf={conf}", f"out_dir={tmp_path}"]))
+    try:
+        report = run_validation(load_config([f"conf={conf}", f"out_dir={tmp_path}"]))
+    except validate.ValidationFailed:  # raised after the report is written: read it and sort the misses
+        report = json.loads((tmp_path / "validation.json").read_text())
     w_labels = ("W ", "wage", "negative-wage")
     w_missed = [m for m in report["missed"] if m.startswith(w_labels) or " wages, " in m]
     assert [m for m in report["missed"] if m not in w_missed] == []
