@@ -140,6 +140,12 @@ class WSolverConfig:
     chain_states: int = 1024
     chain_steps: int = 600
     chain_lr: float = 3e-4
+    #: chain-target fit loss: batch (``mean((W − y)²)/mean(y²)``) | state (each worker's ``(W − y)/max{|y|, U}``,
+    #: the relative error the validation measures)
+    chain_loss: str = "batch"
+    chain_reps: int = 1  #: independent pairs of chains averaged into each chain target (noise down as 1/√reps)
+    #: share of exploration states (``solver.explore``'s law) in the training pool and the chain-target sets
+    explore: float = 0.0
 
 
 @dataclass
@@ -363,8 +369,9 @@ def _validate_w(cfg: Config) -> None:
     )
     _require_finite_positive("wsolver", ws, ("lr", "tol", "residual_tol"))
     _require_lr_decay("wsolver", ws.lr_decay)
-    if not 0 <= ws.wage_mix <= 1:
-        raise ConfigError(f"wsolver.wage_mix = {ws.wage_mix}: must be in [0, 1]")
+    for name in ("wage_mix", "explore"):
+        if not 0 <= getattr(ws, name) <= 1:
+            raise ConfigError(f"wsolver.{name} = {getattr(ws, name)}: must be in [0, 1]")
     for name in ("wage_margin", "refresh_years", "burn_in_years", "weight_decay", "grad_clip"):
         v = getattr(ws, name)
         if not (math.isfinite(v) and v >= 0):
@@ -373,15 +380,17 @@ def _validate_w(cfg: Config) -> None:
         ("loss_weight", ("batch", "state")),
         ("lr_schedule", ("exponential", "cosine")),
         ("wage_range", ("flow", "surplus", "mixed")),
+        ("chain_loss", ("batch", "state")),
     ):
         if getattr(ws, name) not in allowed:
             raise ConfigError(f"wsolver.{name} = {getattr(ws, name)!r}: allowed {list(allowed)}")
     if not 0 < ws.lr_min <= 1:
         raise ConfigError(f"wsolver.lr_min = {ws.lr_min}: must be in (0, 1] (a share of wsolver.lr)")
-    if ws.chain_rounds < 0 or ws.chain_states < 1 or ws.chain_steps < 0 or not ws.chain_lr > 0:
+    if ws.chain_rounds < 0 or ws.chain_states < 1 or ws.chain_steps < 0 or not ws.chain_lr > 0 or ws.chain_reps < 1:
         raise ConfigError(
             f"wsolver.chain_rounds = {ws.chain_rounds}, chain_states = {ws.chain_states}, chain_steps = "
-            f"{ws.chain_steps}, chain_lr = {ws.chain_lr}: need rounds >= 0, states >= 1, steps >= 0, lr > 0"
+            f"{ws.chain_steps}, chain_lr = {ws.chain_lr}, chain_reps = {ws.chain_reps}: need rounds >= 0, "
+            "states >= 1, steps >= 0, lr > 0, reps >= 1"
         )
     if ws.warm_start_steps < 0:
         raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")

@@ -85,6 +85,26 @@ def test_refresh_uses_simulated_wages(economy):
     assert (from_sim[rows] == orig[rows]).all()
 
 
+def test_explore_puts_exploration_states_in_the_training_pool_only(economy):
+    """``wsolver.explore``: that share of the training pool are exploration states (firm −1: all sizes, no
+    simulated firm), which carry wages from the initial range even where the others keep simulated ones; the
+    held-out pool stays on the simulated firms."""
+    snap, vf = economy
+    dm = WDataModule(P, vf, snap, _cfg(wage_mix=1.0, explore=0.25), seed=2)
+    sim_w = torch.where(snap.firms.mask, 7.25 + torch.arange(P.n_max).float(), torch.nan)
+    dm.refresh(snap, sim_w)
+    ids, s, w = dm.train_ids, dm.train_states, dm.train_wages
+    explored = ids == -1
+    assert int(explored.sum()) == round(0.25 * len(ids))
+    assert set(s.mask[explored].sum(-1).tolist()) == set(range(P.n_max + 1))  # every size 0..n_max
+    assert not torch.isin(w[explored][s.mask[explored]], sim_w[snap.firms.mask]).any()
+    kept = snap.firms.mask[ids[~explored]] & s.mask[~explored]
+    assert (w[~explored][kept] == sim_w[ids[~explored]][kept]).float().mean() > 0.9  # wage_mix = 1
+    assert (dm.val_ids >= 0).all()
+    with pytest.raises(ValueError, match="explore"):
+        load_config(["conf=smoke", "wsolver.explore=1.5"])
+
+
 def test_training_lowers_the_heldout_residual(economy):
     snap, vf = economy
     cfg = _cfg()

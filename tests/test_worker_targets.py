@@ -12,7 +12,7 @@ import torch
 
 from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
 from lotj.accuracy.wage_validation import systematic_poachers
-from lotj.accuracy.worker_targets import WorkerPoints, fit_worker_targets, worker_targets
+from lotj.accuracy.worker_targets import WorkerPoints, _target_scale, fit_worker_targets, worker_targets
 from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.worker_value import SetFunctionWorkerValue
@@ -80,13 +80,47 @@ def test_the_targets_of_a_planted_error_are_the_exact_w(small):
     assert np.abs(mean - exact).mean() < 0.2 * np.abs(planted).mean()
 
 
-def test_fitting_the_targets_removes_a_planted_error(small):
+def test_more_chain_pairs_average_the_targets_noise_down(small):
+    """``reps`` pairs of chains a target: the spread of the targets over independent sets falls as 1/√reps."""
+    p, sol, ew, pts = small
+    rates, draws, poachers = _sources(sol)
+    copies = 8
+    many = WorkerPoints(FirmBatch.cat([pts.states] * copies), pts.slot.repeat(copies), pts.wages.repeat(copies, 1))
+    wf, vf = PlantedW(p, ew, 1.0), TableValue(sol.space, sol.v)
+    spread = {}
+    for reps in (1, 4):
+        gen = torch.Generator().manual_seed(10 + reps)
+        y = worker_targets(wf, vf, p, many, rates, draws, poachers, gen, reps=reps).view(copies, -1).numpy()
+        spread[reps] = np.sqrt(y.var(0, ddof=1).mean())  # pooled over the points: ~70 degrees of freedom
+    assert 0.3 < spread[4] / spread[1] < 0.75, spread  # 1/√4 = 0.5
+    with pytest.raises(ValueError, match="reps"):
+        worker_targets(wf, vf, p, pts, rates, draws, poachers, torch.Generator(), reps=0)
+
+
+def test_the_state_scale_is_each_workers_own_value_or_u():
+    p = load_config(["conf=exact_small"]).economy
+    h = torch.tensor([[0.7, 1.4], [1.0, 1.0], [1.4, 0.7]], dtype=torch.float64)
+    states = FirmBatch(torch.ones(3), torch.ones(3), h, torch.ones_like(h), torch.ones_like(h, dtype=torch.bool))
+    pts = WorkerPoints(states, torch.tensor([1, 0, 0]), torch.zeros_like(h))
+    y = torch.tensor([-50.0, 0.1, 30.0], dtype=torch.float64)
+    u = p.unemployment_coef * torch.tensor([1.4, 1.0, 1.4], dtype=torch.float64)  # the tracked workers' U(h)
+    assert 1.0 < float(u[1]) < 30.0  # the middle worker is scaled by U, the others by |y|
+    torch.testing.assert_close(_target_scale(p, pts, y), torch.maximum(y.abs(), u), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loss", ["batch", "state"])
+def test_fitting_the_targets_removes_a_planted_error(small, loss):
     p, sol, ew, pts = small
     rates, draws, poachers = _sources(sol)
     wf = PlantedW(p, ew, 1.0)
     out = fit_worker_targets(
         wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator().manual_seed(1),
-        rounds=2, steps=150, lr=0.05, batch_size=64,
+        rounds=2, steps=150, lr=0.05, batch_size=64, loss=loss,
     )  # fmt: skip
     assert abs(float(wf.theta)) < 0.25, float(wf.theta)
     assert out["w_chain_rounds"] == 2 and out["w_chain_target_seconds"] > 0
+    with pytest.raises(ValueError, match="loss"):
+        fit_worker_targets(
+            wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator(),
+            rounds=1, steps=1, lr=0.05, loss="per-worker",
+        )  # fmt: skip

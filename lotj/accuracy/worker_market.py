@@ -61,14 +61,17 @@ def tracked_points(
     wage_margin: float,
     device: torch.device,
     dtype: torch.dtype,
+    explore: float = 0.0,
 ) -> Callable[[torch.Generator], WorkerPoints]:
-    """A source of tracked workers: ``count`` training Ω states of the market, every worker with a wage from the
-    training range (:meth:`lotj.sim.market.Market.wage_states`), one occupied seat of each non-empty state drawn
-    uniformly among its workers."""
+    """A source of tracked workers: ``count`` training Ω states of the market (a share ``explore`` of them
+    exploration states), every worker with a wage from the training range
+    (:meth:`lotj.sim.market.Market.wage_states`), one occupied seat of each non-empty state drawn uniformly among
+    its workers."""
 
     def points(gen: torch.Generator) -> WorkerPoints:
         s, _, w = market.wage_states(
             count, market.train_firms, gen, vf, None, wage_range=wage_range, wage_margin=wage_margin, wage_mix=0.0,
+            explore=explore,
         )  # fmt: skip
         keep = s.mask.any(-1).nonzero().squeeze(-1)
         s, w = s.index(keep), w[keep]

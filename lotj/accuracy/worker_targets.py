@@ -64,12 +64,30 @@ def worker_targets(
     generator: torch.Generator,
     *,
     tail_weight: float = 1e-2,
+    reps: int = 1,
 ) -> Tensor:
-    """``y = W_net − (ê₁ + ê₂)/2`` at the tracked workers (module docstring)."""
+    """``y = W_net − ē`` at the tracked workers, ``ē`` the mean of ``2·reps`` independent chain estimates of
+    ``e_W`` (module docstring)."""
+    if reps < 1:
+        raise ValueError(f"reps = {reps}: must be >= 1")
+    if reps > 1:
+        pts_r = WorkerPoints(
+            FirmBatch.cat([pts.states] * reps), pts.slot.repeat(reps), pts.wages.repeat(reps, 1)
+        )  # fmt: skip
+    else:
+        pts_r = pts
     est = estimate_w_error(
-        wf, vf, p, pts.states, pts.slot, pts.own_wage, rates, draws, poachers, generator, tail_weight=tail_weight
+        wf, vf, p, pts_r.states, pts_r.slot, pts_r.own_wage, rates, draws, poachers, generator, tail_weight=tail_weight
     )
-    return _w_of(wf, pts) - 0.5 * (est.error1 + est.error2)
+    err = 0.5 * (est.error1 + est.error2)
+    return _w_of(wf, pts) - err.view(reps, -1).mean(0)
+
+
+def _target_scale(p: EconomyParams, pts: WorkerPoints, y: Tensor) -> Tensor:
+    """Each target's own scale ``max{|y|, U(h_i)}``, ``[B]`` (the scale of the W validation's relative error)."""
+    rows = torch.arange(pts.slot.numel(), device=pts.slot.device)
+    u = p.unemployment_coef * pts.states.h[rows, pts.slot].clamp_min(1e-30)
+    return torch.maximum(y.abs(), u)
 
 
 def fit_worker_targets(
@@ -87,26 +105,34 @@ def fit_worker_targets(
     lr: float,
     batch_size: int = 256,
     tail_weight: float = 1e-2,
+    reps: int = 1,
+    loss: str = "batch",
     after_round: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
-    """``rounds`` times: targets at a fresh set of tracked workers ``points(generator)``, then ``steps`` Adam steps
-    on ``mean((W − y)²) / mean(y²)`` over batches of that set. Returns the rounds, the seconds spent on targets
-    and on fitting, and the last fit's loss. ``after_round(k)`` is called after each round (a progress report)."""
+    """``rounds`` times: targets at a fresh set of tracked workers ``points(generator)`` (``reps`` pairs of chains
+    each), then ``steps`` Adam steps over batches of that set on ``mean((W − y)²) / mean(y²)`` (``loss =
+    "batch"``) or on ``mean(((W − y)/max{|y|, U})²)`` (``"state"``: every worker's relative error alike, so that
+    the small values are fitted as tightly as the large). Returns the rounds, the seconds spent on targets and on
+    fitting, and the last fit's loss. ``after_round(k)`` is called after each round (a progress report)."""
+    if loss not in ("batch", "state"):
+        raise ValueError(f"loss = {loss!r}: allowed 'batch', 'state'")
     params = [q for q in wf.parameters() if q.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     t_targets = t_fit = 0.0
-    loss = torch.tensor(float("nan"))
+    fit = torch.tensor(float("nan"))
     for k in range(rounds):
         t0 = time.perf_counter()
         pts = points(generator)
-        y = worker_targets(wf, vf, p, pts, rates, draws, poachers, generator, tail_weight=tail_weight)
+        y = worker_targets(wf, vf, p, pts, rates, draws, poachers, generator, tail_weight=tail_weight, reps=reps)
+        scale = _target_scale(p, pts, y) if loss == "state" else None
         t1 = time.perf_counter()
         for _ in range(steps):
             idx = torch.randint(y.numel(), (batch_size,), generator=generator).to(y.device)
             yb = y[idx]
-            loss = (_w_of(wf, pts.index(idx)) - yb).pow(2).mean() / yb.pow(2).mean()
+            gap = _w_of(wf, pts.index(idx)) - yb
+            fit = gap.pow(2).mean() / yb.pow(2).mean() if scale is None else (gap / scale[idx]).pow(2).mean()
             opt.zero_grad()
-            loss.backward()
+            fit.backward()
             opt.step()
         t_fit += time.perf_counter() - t1
         t_targets += t1 - t0
@@ -116,5 +142,5 @@ def fit_worker_targets(
         "w_chain_rounds": float(rounds),
         "w_chain_target_seconds": t_targets,
         "w_chain_fit_seconds": t_fit,
-        "w_chain_loss": float(loss.detach()),
+        "w_chain_loss": float(fit.detach()),
     }

@@ -228,14 +228,16 @@ class Market:
         wage_range: str,
         wage_margin: float,
         wage_mix: float,
+        explore: float = 0.0,
     ) -> tuple[FirmBatch, Tensor, Tensor]:
-        """``count`` Ω states with a wage for every worker (the W equation's states, docs/wages.md).
+        """``count`` Ω states with a wage for every worker (the W equation's states, docs/wages.md); a share
+        ``explore`` of them exploration states (:meth:`omega_states`).
 
         Wages are drawn from the initial range (:func:`lotj.economy.wages.draw_initial_wages`: ``flow``,
         ``surplus`` — also the wages of the bargaining set [U, U + Δ] under ``vf`` — or ``mixed``, half of
         each); with ``wages`` ``[N_f, n_max]`` (the simulated wages of the newest snapshot, slot-aligned), a
         share ``wage_mix`` of the states keep their original workers' simulated wages instead."""
-        s, firm_id = self.omega_states(count, firms, generator)
+        s, firm_id = self.omega_states(count, firms, generator, explore)
         delta = None
         if wage_range in ("surplus", "mixed"):  # cover the bargaining set
             with torch.no_grad():
@@ -244,8 +246,9 @@ class Market:
         w = draw_initial_wages(self.p, s, wage_margin, generator, delta, flow_share)
         if wages is not None:
             assert self.snapshot is not None
-            orig = self.snapshot.firms.mask[firm_id]
-            sim_w = wages.to(device=w.device, dtype=w.dtype)[firm_id.to(w.device)]
+            real = firm_id.clamp_min(0)  # exploration states (firm −1) carry no simulated wages
+            orig = self.snapshot.firms.mask[real] & (firm_id >= 0).unsqueeze(-1).to(self.snapshot.firms.mask.device)
+            sim_w = wages.to(device=w.device, dtype=w.dtype)[real.to(w.device)]
             use = (torch.rand(count, generator=generator, dtype=torch.float64) < wage_mix).to(w.device)
             keep = use.unsqueeze(-1) & orig & s.mask & torch.isfinite(sim_w)
             w = torch.where(keep, sim_w, w)

@@ -2,11 +2,12 @@
 :mod:`lotj.accuracy.worker_targets`).
 
 After the W stage's training on its residual, ``wsolver.chain_rounds`` times: ``wsolver.chain_states`` tracked
-workers (one occupied seat of each of that many training Ω states of the stage's market, every worker with a
-wage drawn from the stage's training range, ``wsolver.wage_range``), their chain targets under the network as it
-stands, and ``wsolver.chain_steps`` Adam steps (``wsolver.chain_lr``) on the scale-free squared distance to
-them. Meeting draws, poachers and chain truncation follow ``accuracy.m_n``, ``m_e``, ``m_pi`` and
-``tail_weight``. Plain torch: no Trainer runs here.
+workers (one occupied seat of each of that many training Ω states of the stage's market, a share
+``wsolver.explore`` of them exploration states, every worker with a wage drawn from the stage's training range,
+``wsolver.wage_range``), their chain targets under the network as it stands (``wsolver.chain_reps`` pairs of
+chains each), and ``wsolver.chain_steps`` Adam steps (``wsolver.chain_lr``) on the squared distance to them,
+scale-free over the set or worker by worker (``wsolver.chain_loss``). Meeting draws, poachers and chain
+truncation follow ``accuracy.m_n``, ``m_e``, ``m_pi`` and ``tail_weight``. Plain torch: no Trainer runs here.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
             wage_margin=ws.wage_margin,
             device=ref.device,
             dtype=ref.dtype,
+            explore=ws.explore,
         ),  # fmt: skip
         market.rates,
         draws,
@@ -51,6 +53,8 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
         steps=ws.chain_steps,
         lr=ws.chain_lr,
         tail_weight=acc.tail_weight,
+        reps=ws.chain_reps,
+        loss=ws.chain_loss,
     )
     net.train(was_training)
     return out

@@ -131,19 +131,22 @@ class WDataModule(L.LightningDataModule):
         market = self.source
         market.refresh(snapshot, rates)
         self.train_states, self.train_ids, self.train_wages = self._pool(
-            self.cfg.n_states, market.train_firms, wages, gen
+            self.cfg.n_states, market.train_firms, wages, gen, self.cfg.explore
         )
         self.val_states, self.val_ids, self.val_wages = self._pool(self.cfg.n_heldout, market.heldout_firms, wages, gen)
         # fixed draws for the held-out residual, so that it moves only with W
         self.val_batches = self._batches_of(self.val_states, self.val_ids, self.val_wages, gen)
 
     def _pool(
-        self, count: int, firms: Tensor, wages: Tensor | None, gen: torch.Generator
+        self, count: int, firms: Tensor, wages: Tensor | None, gen: torch.Generator, explore: float = 0.0
     ) -> tuple[FirmBatch, Tensor, Tensor]:
+        """``count`` states of Ω on ``firms`` with wages, a share ``explore`` of them exploration states (training
+        pool only: the held-out residual stays on the simulated economy's states)."""
         c = self.cfg
         return self.source.wage_states(
-            count, firms, gen, self.vf, wages, wage_range=c.wage_range, wage_margin=c.wage_margin, wage_mix=c.wage_mix
-        )
+            count, firms, gen, self.vf, wages, wage_range=c.wage_range, wage_margin=c.wage_margin,
+            wage_mix=c.wage_mix, explore=explore,
+        )  # fmt: skip
 
     def _draws(self, gen: torch.Generator, suffix: str = "") -> Batch:
         """One set of meeting draws, under keys ending in ``suffix``."""
