@@ -277,9 +277,8 @@ def test_reduced_training_run_meets_the_targets_the_untrained_network_misses(tmp
 @pytest.mark.parametrize("conf", ["exact_small", "exact_learning"])
 def test_validation_meets_the_targets(conf, tmp_path):
     """The targets, with training: python -m pytest -m slow tests/test_validate.py. V and the statistics must
-    meet theirs. The W network does not yet meet its own on exact_small (W about 5e-2 from the exact W,
-    wages 10-30% of the median off; docs/validation.md): those misses mark the test xfail, named, until
-    they are met, when it passes."""
+    meet theirs. The W network does not yet meet all of its own on exact_small (docs/validation.md, "W and
+    the wages"): those misses mark the test xfail, named, until they are met, when it passes."""
     try:
         report = run_validation(load_config([f"conf={conf}", f"out_dir={tmp_path}"]))
     except validate.ValidationFailed:  # raised after the report is written: read it and sort the misses
