@@ -26,6 +26,7 @@ from lotj.accuracy.wage_error import estimate_w_error
 from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams, MeetingRates
 from lotj.economy.value import ValueFunction
+from lotj.economy.wages import worker_residual_scale
 
 __all__ = ["WorkerPoints", "fit_worker_targets", "worker_targets"]
 
@@ -84,10 +85,10 @@ def worker_targets(
 
 
 def _target_scale(p: EconomyParams, pts: WorkerPoints, y: Tensor) -> Tensor:
-    """Each target's own scale ``max{|y|, U(h_i)}``, ``[B]`` (the scale of the W validation's relative error)."""
+    """Each target's own scale ``max{|y|, U(h_i)}``, ``[B]`` (the scale of the W validation's relative error:
+    :func:`lotj.economy.wages.worker_residual_scale` without its ρ)."""
     rows = torch.arange(pts.slot.numel(), device=pts.slot.device)
-    u = p.unemployment_coef * pts.states.h[rows, pts.slot].clamp_min(1e-30)
-    return torch.maximum(y.abs(), u)
+    return worker_residual_scale(p, pts.states.h[rows, pts.slot], y) / p.rho
 
 
 def fit_worker_targets(
