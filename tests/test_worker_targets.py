@@ -68,7 +68,7 @@ def test_the_targets_of_a_planted_error_are_the_exact_w(small):
     p, sol, ew, pts = small
     rates, draws, poachers = _sources(sol)
     reps = 20
-    many = WorkerPoints(FirmBatch.cat([pts.states] * reps), pts.slot.repeat(reps), pts.wages.repeat(reps, 1))
+    many = pts.repeat(reps)
     wf = PlantedW(p, ew, 1.0)
     gen = torch.Generator().manual_seed(0)
     y = worker_targets(wf, TableValue(sol.space, sol.v), p, many, rates, draws, poachers, gen).view(reps, -1).numpy()
@@ -85,7 +85,7 @@ def test_more_chain_pairs_average_the_targets_noise_down(small):
     p, sol, ew, pts = small
     rates, draws, poachers = _sources(sol)
     copies = 8
-    many = WorkerPoints(FirmBatch.cat([pts.states] * copies), pts.slot.repeat(copies), pts.wages.repeat(copies, 1))
+    many = pts.repeat(copies)
     wf, vf = PlantedW(p, ew, 1.0), TableValue(sol.space, sol.v)
     spread = {}
     for reps in (1, 4):

@@ -47,6 +47,10 @@ class WorkerPoints:
     def index(self, idx: Tensor) -> WorkerPoints:
         return WorkerPoints(self.states.index(idx), self.slot[idx], self.wages[idx])
 
+    def repeat(self, reps: int) -> WorkerPoints:
+        """The same workers ``reps`` times over, copy after copy."""
+        return WorkerPoints(FirmBatch.cat([self.states] * reps), self.slot.repeat(reps), self.wages.repeat(reps, 1))
+
 
 def _w_of(wf, pts: WorkerPoints) -> Tensor:
     rows = torch.arange(pts.slot.numel(), device=pts.slot.device)
@@ -71,12 +75,7 @@ def worker_targets(
     ``e_W`` (module docstring)."""
     if reps < 1:
         raise ValueError(f"reps = {reps}: must be >= 1")
-    if reps > 1:
-        pts_r = WorkerPoints(
-            FirmBatch.cat([pts.states] * reps), pts.slot.repeat(reps), pts.wages.repeat(reps, 1)
-        )  # fmt: skip
-    else:
-        pts_r = pts
+    pts_r = pts.repeat(reps) if reps > 1 else pts
     est = estimate_w_error(
         wf, vf, p, pts_r.states, pts_r.slot, pts_r.own_wage, rates, draws, poachers, generator, tail_weight=tail_weight
     )
