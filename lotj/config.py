@@ -144,6 +144,8 @@ class WSolverConfig:
     #: the relative error the validation measures)
     chain_loss: str = "batch"
     chain_reps: int = 1  #: independent pairs of chains averaged into each chain target (noise down as 1/√reps)
+    #: each set's fit pools the targets of the last this many sets (0: every set so far; 1: the newest alone)
+    chain_memory: int = 1
     #: share of exploration states (``solver.explore``'s law) in the training pool and the chain-target sets
     explore: float = 0.0
 
@@ -392,6 +394,8 @@ def _validate_w(cfg: Config) -> None:
             f"{ws.chain_steps}, chain_lr = {ws.chain_lr}, chain_reps = {ws.chain_reps}: need rounds >= 0, "
             "states >= 1, steps >= 0, lr > 0, reps >= 1"
         )
+    if ws.chain_memory < 0:
+        raise ConfigError(f"wsolver.chain_memory = {ws.chain_memory}: must be >= 0 (0: every set so far)")
     if ws.warm_start_steps < 0:
         raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")
 

@@ -108,19 +108,46 @@ def test_the_state_scale_is_each_workers_own_value_or_u():
     torch.testing.assert_close(_target_scale(p, pts, y), torch.maximum(y.abs(), u), rtol=1e-14, atol=0)
 
 
-@pytest.mark.parametrize("loss", ["batch", "state"])
-def test_fitting_the_targets_removes_a_planted_error(small, loss):
+@pytest.mark.parametrize(("loss", "memory"), [("batch", 1), ("state", 1), ("state", 0)])
+def test_fitting_the_targets_removes_a_planted_error(small, loss, memory):
+    """Each round tracks a different half of the workers; with ``memory=0`` the last fit pools both rounds'
+    targets, the first drawn under the planted network, the second under the network the first fit left: both
+    estimate the exact W, so a mismatch of targets and workers in the pool would leave the error in place."""
     p, sol, ew, pts = small
     rates, draws, poachers = _sources(sol)
     wf = PlantedW(p, ew, 1.0)
+    half = pts.slot.numel() // 2
+
+    def points(g: torch.Generator) -> WorkerPoints:
+        return pts.index(torch.randperm(pts.slot.numel(), generator=g)[:half])
+
     out = fit_worker_targets(
-        wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator().manual_seed(1),
-        rounds=2, steps=150, lr=0.05, batch_size=64, loss=loss,
+        wf, TableValue(sol.space, sol.v), p, points, rates, draws, poachers, torch.Generator().manual_seed(1),
+        rounds=2, steps=150, lr=0.05, batch_size=64, loss=loss, memory=memory,
     )  # fmt: skip
     assert abs(float(wf.theta)) < 0.25, float(wf.theta)
     assert out["w_chain_rounds"] == 2 and out["w_chain_target_seconds"] > 0
+    assert out["w_chain_pool"] == (2 if memory == 0 else 1) * half
     with pytest.raises(ValueError, match="loss"):
         fit_worker_targets(
             wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator(),
             rounds=1, steps=1, lr=0.05, loss="per-worker",
         )  # fmt: skip
+    with pytest.raises(ValueError, match="memory"):
+        fit_worker_targets(
+            wf, TableValue(sol.space, sol.v), p, lambda g: pts, rates, draws, poachers, torch.Generator(),
+            rounds=1, steps=1, lr=0.05, memory=-1,
+        )  # fmt: skip
+
+
+def test_the_pool_keeps_the_last_memory_sets(small):
+    """Three rounds of one worker set each: the last fit pools 1, 2 or all 3 sets as ``memory`` says."""
+    p, sol, ew, pts = small
+    rates, draws, poachers = _sources(sol)
+    one = pts.index(torch.arange(4))
+    for memory, pooled in ((1, 1), (2, 2), (0, 3), (5, 3)):
+        out = fit_worker_targets(
+            PlantedW(p, ew, 1.0), TableValue(sol.space, sol.v), p, lambda g: one, rates, draws, poachers,
+            torch.Generator().manual_seed(2), rounds=3, steps=0, lr=0.05, memory=memory,
+        )  # fmt: skip
+        assert out["w_chain_pool"] == pooled * 4, (memory, out)

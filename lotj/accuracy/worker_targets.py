@@ -47,6 +47,17 @@ class WorkerPoints:
     def index(self, idx: Tensor) -> WorkerPoints:
         return WorkerPoints(self.states.index(idx), self.slot[idx], self.wages[idx])
 
+    @staticmethod
+    def cat(parts: list[WorkerPoints]) -> WorkerPoints:
+        """The workers of ``parts``, one after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        return WorkerPoints(
+            FirmBatch.cat([q.states for q in parts]),
+            torch.cat([q.slot for q in parts]),
+            torch.cat([q.wages for q in parts]),
+        )
+
     def repeat(self, reps: int) -> WorkerPoints:
         """The same workers ``reps`` times over, copy after copy."""
         return WorkerPoints(FirmBatch.cat([self.states] * reps), self.slot.repeat(reps), self.wages.repeat(reps, 1))
@@ -107,24 +118,39 @@ def fit_worker_targets(
     tail_weight: float = 1e-2,
     reps: int = 1,
     loss: str = "batch",
+    memory: int = 1,
     after_round: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """``rounds`` times: targets at a fresh set of tracked workers ``points(generator)`` (``reps`` pairs of chains
     each), then ``steps`` Adam steps over batches of that set on ``mean((W − y)²) / mean(y²)`` (``loss =
     "batch"``) or on ``mean(((W − y)/max{|y|, U})²)`` (``"state"``: every worker's relative error alike, so that
     the small values are fitted as tightly as the large). Returns the rounds, the seconds spent on targets and on
-    fitting, and the last fit's loss. ``after_round(k)`` is called after each round (a progress report)."""
+    fitting, the last fit's loss and how many targets it pooled. ``after_round(k)`` is called after each round (a
+    progress report).
+
+    ``memory``: the fit pools the targets of the last ``memory`` sets (0: every set so far). A target estimates
+    the W of V's decisions and W_net's regimes whatever the network that drew it (``W_net − ê`` with
+    ``E[ê] = W_net − W``), so an older set is as good a target as the newest wherever the regimes agree, and
+    pooling K sets gives the fit K times the points with independent noise."""
     if loss not in ("batch", "state"):
         raise ValueError(f"loss = {loss!r}: allowed 'batch', 'state'")
+    if memory < 0:
+        raise ValueError(f"memory = {memory}: must be >= 0 (0: every set so far)")
+    kept: list[tuple[WorkerPoints, Tensor, Tensor]] = []  # (workers, targets, scales) of the pooled sets
     params = [q for q in wf.parameters() if q.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     t_targets = t_fit = 0.0
-    fit = torch.tensor(float("nan"))
+    fit, y = torch.tensor(float("nan")), torch.empty(0)
     for k in range(rounds):
         t0 = time.perf_counter()
-        pts = points(generator)
-        y = worker_targets(wf, vf, p, pts, rates, draws, poachers, generator, tail_weight=tail_weight, reps=reps)
-        scale = _target_scale(p, pts, y) if loss == "state" else None
+        new = points(generator)
+        y_new = worker_targets(wf, vf, p, new, rates, draws, poachers, generator, tail_weight=tail_weight, reps=reps)
+        kept.append((new, y_new, _target_scale(p, new, y_new)))
+        if memory > 0:
+            kept = kept[-memory:]
+        pool_pts, pool_y, pool_scale = zip(*kept, strict=True)
+        pts, y = WorkerPoints.cat(list(pool_pts)), torch.cat(pool_y)
+        scale = torch.cat(pool_scale) if loss == "state" else None
         t1 = time.perf_counter()
         for _ in range(steps):
             idx = torch.randint(y.numel(), (batch_size,), generator=generator).to(y.device)
@@ -143,4 +169,5 @@ def fit_worker_targets(
         "w_chain_target_seconds": t_targets,
         "w_chain_fit_seconds": t_fit,
         "w_chain_loss": float(fit.detach()),
+        "w_chain_pool": float(y.numel()) if rounds else 0.0,
     }

@@ -6,7 +6,8 @@ workers (one occupied seat of each of that many training Ω states of the stage'
 ``wsolver.explore`` of them exploration states, every worker with a wage drawn from the stage's training range,
 ``wsolver.wage_range``), their chain targets under the network as it stands (``wsolver.chain_reps`` pairs of
 chains each), and ``wsolver.chain_steps`` Adam steps (``wsolver.chain_lr``) on the squared distance to them,
-scale-free over the set or worker by worker (``wsolver.chain_loss``). Meeting draws, poachers and chain
+scale-free over the set or worker by worker (``wsolver.chain_loss``), the fit pooling the targets of the last
+``wsolver.chain_memory`` sets. Meeting draws, poachers and chain
 truncation follow ``accuracy.m_n``, ``m_e``, ``m_pi`` and ``tail_weight``. Plain torch: no Trainer runs here.
 """
 
@@ -25,7 +26,7 @@ __all__ = ["refine_w"]
 
 def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
     """Fit ``net`` to ``wsolver.chain_rounds`` sets of chain targets on ``market`` (module docstring); returns
-    ``w_chain_rounds``, ``w_chain_target_seconds``, ``w_chain_fit_seconds``, ``w_chain_loss``."""
+    ``w_chain_rounds``, ``w_chain_target_seconds``, ``w_chain_fit_seconds``, ``w_chain_loss``, ``w_chain_pool``."""
     ws, acc = cfg.wsolver, cfg.accuracy
     ref = next(net.parameters())
     draws, poachers = worker_sources(vf, market, acc.m_n, acc.m_e, acc.m_pi)
@@ -55,6 +56,7 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
         tail_weight=acc.tail_weight,
         reps=ws.chain_reps,
         loss=ws.chain_loss,
+        memory=ws.chain_memory,
     )
     net.train(was_training)
     return out
