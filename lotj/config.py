@@ -85,8 +85,6 @@ class SolverConfig:
     #: frozen network (an n-step target, n ≈ ln(1/chain_horizon)·Λ̄/ρ events); 0: accuracy.tail_weight, the
     #: whole chain
     chain_horizon: float = 0.0
-    #: the loss fits the targets of the last this many sets together (0: every set so far; 1: the newest alone)
-    chain_memory: int = 1
 
 
 @dataclass
@@ -334,8 +332,6 @@ def validate(cfg: Config) -> Config:
             f"chain_weight = {s.chain_weight}: need chain_states >= 0, chain_start >= 1, chain_every >= 1, "
             "chain_weight >= 0"
         )
-    if s.chain_memory < 0:
-        raise ConfigError(f"solver.chain_memory = {s.chain_memory}: must be >= 0 (0: every set so far)")
     if not 0 <= s.chain_horizon < 1:
         raise ConfigError(
             f"solver.chain_horizon = {s.chain_horizon}: need 0 <= chain_horizon < 1 (the weight at which a set's "

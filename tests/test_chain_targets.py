@@ -121,42 +121,11 @@ def test_the_set_survives_a_checkpoint(tmp_path):
     s = _states()
     v = torch.arange(1.0, 5.0, dtype=torch.float64)
     cb.current, cb.rounds, cb.seconds = ChainTargetSet(s, v + 1, v, 0.1 * v, 2.5), 3, 7.5
-    cb.kept = [ChainTargetSet(s, v + 2, v, 0.1 * v, 2.0), cb.current]
     back = ChainTargets(cfg, datamodule=None)
     back.load_state_dict(cb.state_dict())
     assert back.rounds == 3 and back.seconds == 7.5
     assert torch.equal(back.current.target, v + 1) and torch.equal(back.current.states.h, s.h)
-    assert [torch.equal(c.target, t) for c, t in zip(back.kept, (v + 2, v + 1), strict=True)] == [True, True]
     assert back.summary()["chain_mean_error"] == pytest.approx(cb.summary()["chain_mean_error"])
-    assert back.summary()["chain_pool"] == 8
-    # a checkpoint written before pooled sets kept one set under "set"
-    old = {"rounds": 1, "seconds": 2.5, "set": cb.state_dict()["sets"][1]}
-    back.load_state_dict(old)
-    assert len(back.kept) == 1 and torch.equal(back.current.target, v + 1)
-
-
-@pytest.mark.parametrize(("memory", "pooled"), [(1, [3]), (2, [2, 3]), (0, [1, 2, 3])])
-def test_the_loss_pools_the_last_memory_sets(tmp_path, monkeypatch, memory, pooled):
-    """Three sets, the k-th with targets k·V: the loss's set holds the last ``memory`` of them, in order."""
-    rounds = iter(range(1, 4))
-
-    def fake(vf, p, market, firms, count, gen, **kw):
-        k = float(next(rounds))
-        s = _states()
-        v = torch.ones(4, dtype=torch.float64)
-        return ChainTargetSet(s, k * v, v, 0 * v, 1.0)
-
-    monkeypatch.setattr("lotj.train.chain_targets.chain_targets", fake)
-    every = ("solver.chain_start=1", "solver.chain_every=1")
-    cfg, vm = _module(tmp_path, "solver.chain_states=4", *every, f"solver.chain_memory={memory}")
-    cb = ChainTargets(cfg, datamodule=SimpleNamespace(source=None, train_firms=None))
-    vm.log_dict = lambda *a, **k: None
-    for epoch in range(3):
-        cb.on_train_epoch_end(SimpleNamespace(current_epoch=epoch), vm)
-    expected = torch.cat([k * torch.ones(4, dtype=torch.float64) for k in pooled])
-    assert torch.equal(vm.chain_set.target, expected)
-    assert vm.chain_set.states.batch_size == 4 * len(pooled) and cb.summary()["chain_pool"] == 4 * len(pooled)
-    assert float(cb.current.target[0]) == 3.0  # the newest set, whose error chain/mean_error reports
 
 
 @pytest.mark.parametrize(
@@ -168,7 +137,6 @@ def test_the_loss_pools_the_last_memory_sets(tmp_path, monkeypatch, memory, pool
         "solver.chain_weight=-1",
         "solver.chain_horizon=1",
         "solver.chain_horizon=-0.1",
-        "solver.chain_memory=-1",
     ],
 )
 def test_bad_chain_settings_are_refused(bad):

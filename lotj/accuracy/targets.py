@@ -51,19 +51,6 @@ class ChainTargetSet:
         (biased upward by the noise; :mod:`lotj.accuracy.estimate` has the unbiased figures)."""
         return float(((self.value - self.target) / self.value.abs().clamp_min(1e-300)).abs().mean())
 
-    @staticmethod
-    def cat(sets: list[ChainTargetSet]) -> ChainTargetSet:
-        """The states and targets of ``sets``, one after the other (their seconds summed)."""
-        if len(sets) == 1:
-            return sets[0]
-        return ChainTargetSet(
-            FirmBatch.cat([c.states for c in sets]),
-            torch.cat([c.target for c in sets]),
-            torch.cat([c.value for c in sets]),
-            torch.cat([c.noise for c in sets]),
-            sum(c.seconds for c in sets),
-        )
-
     def to(self, device: torch.device | str, dtype: torch.dtype) -> ChainTargetSet:
         return ChainTargetSet(
             self.states.to(device, dtype),

@@ -5,8 +5,7 @@ Every ``solver.chain_every`` epochs from epoch ``solver.chain_start`` on (and af
 refreshed for that epoch), it estimates what V should be at ``solver.chain_states`` training Ω states of the
 current market, under the network's current decisions, and hands the set to the :class:`VModule`, whose loss
 then adds ``solver.chain_weight`` times the scale-free squared distance to those targets
-(:meth:`lotj.train.vmodule.VModule.training_step`), pooled with the last ``solver.chain_memory − 1`` sets before it
-(0: every set so far). The set stays until the next round, so the network is
+(:meth:`lotj.train.vmodule.VModule.training_step`). The set stays until the next round, so the network is
 fitted to targets of a frozen copy of itself (fitted value iteration with a target network, the targets
 looking the whole chain ahead). Logged: ``chain/mean_error`` (mean ``|V − y|/V`` at the new set: an error
 estimate of the network there, upward-biased by the noise), ``chain/noise`` and ``chain/seconds``.
@@ -50,15 +49,14 @@ class ChainTargets(pl.Callback):
     def __init__(self, cfg: Config, datamodule: Any):
         self.cfg = cfg
         self.dm = datamodule
-        self.current: ChainTargetSet | None = None  # the newest set
-        self.kept: list[ChainTargetSet] = []  # the sets the loss fits (``solver.chain_memory``), newest last
+        self.current: ChainTargetSet | None = None
         self.rounds = 0
         self.seconds = 0.0
 
     def _install(self, pl_module: pl.LightningModule) -> None:
-        if self.kept:
+        if self.current is not None:
             net = pl_module.value_function()
-            pl_module.chain_set = ChainTargetSet.cat(self.kept).to(net.log_c.device, net.log_c.dtype)
+            pl_module.chain_set = self.current.to(net.log_c.device, net.log_c.dtype)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install(pl_module)  # a resumed run keeps its targets
@@ -84,8 +82,6 @@ class ChainTargets(pl.Callback):
         )
         pl_module.train(was_training)
         self.current = new
-        memory = self.cfg.solver.chain_memory
-        self.kept = [*self.kept, new][-memory:] if memory > 0 else [*self.kept, new]
         self.rounds += 1
         self.seconds += new.seconds
         self._install(pl_module)
@@ -100,28 +96,23 @@ class ChainTargets(pl.Callback):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        def saved(c: ChainTargetSet) -> dict[str, Any]:
+        out: dict[str, Any] = {"rounds": self.rounds, "seconds": self.seconds, "set": None}
+        if self.current is not None:
+            c = self.current
             st = c.states
-            return {
+            out["set"] = {
                 "z": st.z, "q": st.q, "h": st.h, "a": st.a, "mask": st.mask,
                 "target": c.target, "value": c.value, "noise": c.noise, "seconds": c.seconds,
             }  # fmt: skip
-
-        return {"rounds": self.rounds, "seconds": self.seconds, "sets": [saved(c) for c in self.kept]}
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rounds = int(state_dict["rounds"])
         self.seconds = float(state_dict["seconds"])
-        sets = state_dict.get("sets")
-        if sets is None:  # a checkpoint from before pooled sets: the one set it kept
-            sets = [] if state_dict.get("set") is None else [state_dict["set"]]
-        self.kept = [
-            ChainTargetSet(
-                FirmBatch(c["z"], c["q"], c["h"], c["a"], c["mask"]), c["target"], c["value"], c["noise"], c["seconds"]
-            )
-            for c in sets
-        ]
-        self.current = self.kept[-1] if self.kept else None
+        c = state_dict.get("set")
+        if c is not None:
+            states = FirmBatch(c["z"], c["q"], c["h"], c["a"], c["mask"])
+            self.current = ChainTargetSet(states, c["target"], c["value"], c["noise"], float(c["seconds"]))
 
     def summary(self) -> dict[str, Any]:
         """``chain_rounds``, ``chain_seconds`` and the last set's ``chain_mean_error`` for ``summary.json``."""
@@ -129,5 +120,4 @@ class ChainTargets(pl.Callback):
             "chain_rounds": self.rounds,
             "chain_seconds": self.seconds,
             "chain_mean_error": self.current.mean_error if self.current is not None else None,
-            "chain_pool": sum(c.target.numel() for c in self.kept),
         }
