@@ -146,8 +146,6 @@ class WSolverConfig:
     chain_reps: int = 1  #: independent pairs of chains averaged into each chain target (noise down as 1/√reps)
     #: each set's fit pools the targets of the last this many sets (0: every set so far; 1: the newest alone)
     chain_memory: int = 1
-    #: the W left is the parameter average of the fits of the last this many sets (1: the last fit's)
-    chain_average: int = 1
     #: share of exploration states (``solver.explore``'s law) in the training pool and the chain-target sets
     explore: float = 0.0
 
@@ -398,8 +396,6 @@ def _validate_w(cfg: Config) -> None:
         )
     if ws.chain_memory < 0:
         raise ConfigError(f"wsolver.chain_memory = {ws.chain_memory}: must be >= 0 (0: every set so far)")
-    if ws.chain_average < 1:
-        raise ConfigError(f"wsolver.chain_average = {ws.chain_average}: must be >= 1 (1: the last fit's network)")
     if ws.warm_start_steps < 0:
         raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")
 

@@ -151,24 +151,3 @@ def test_the_pool_keeps_the_last_memory_sets(small):
             torch.Generator().manual_seed(2), rounds=3, steps=0, lr=0.05, memory=memory,
         )  # fmt: skip
         assert out["w_chain_pool"] == pooled * 4, (memory, out)
-
-
-def test_the_network_left_averages_the_last_fits(small):
-    """``average=2``: the W left has the mean of the parameters the last two rounds' fits ended at."""
-    p, sol, ew, pts = small
-    rates, draws, poachers = _sources(sol)
-    one = pts.index(torch.arange(6))
-    wf = PlantedW(p, ew, 1.0)
-    ends = []
-    fit_worker_targets(
-        wf, TableValue(sol.space, sol.v), p, lambda g: one, rates, draws, poachers, torch.Generator().manual_seed(3),
-        rounds=3, steps=5, lr=0.05, batch_size=6, loss="state", average=2,
-        after_round=lambda k: ends.append(float(wf.theta)),
-    )  # fmt: skip
-    assert len(set(ends)) == 3  # every round's fit moved theta
-    assert float(wf.theta) == pytest.approx(0.5 * (ends[1] + ends[2]), rel=1e-12)
-    with pytest.raises(ValueError, match="average"):
-        fit_worker_targets(
-            wf, TableValue(sol.space, sol.v), p, lambda g: one, rates, draws, poachers, torch.Generator(),
-            rounds=1, steps=1, lr=0.05, average=0,
-        )  # fmt: skip

@@ -119,7 +119,6 @@ def fit_worker_targets(
     reps: int = 1,
     loss: str = "batch",
     memory: int = 1,
-    average: int = 1,
     after_round: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """``rounds`` times: targets at a fresh set of tracked workers ``points(generator)`` (``reps`` pairs of chains
@@ -132,22 +131,14 @@ def fit_worker_targets(
     ``memory``: the fit pools the targets of the last ``memory`` sets (0: every set so far). A target estimates
     the W of V's decisions and W_net's regimes whatever the network that drew it (``W_net − ê`` with
     ``E[ê] = W_net − W``), so an older set is as good a target as the newest wherever the regimes agree, and
-    pooling K sets gives the fit K times the points with independent noise.
-
-    ``average``: the network left is the mean of the parameters the fits of the last ``average`` rounds ended
-    at (stochastic weight averaging over rounds; 1: the last fit's), which averages out the part of each fit
-    that follows its own targets' noise. The chains of every round run under the last fit's network."""
+    pooling K sets gives the fit K times the points with independent noise."""
     if loss not in ("batch", "state"):
         raise ValueError(f"loss = {loss!r}: allowed 'batch', 'state'")
     if memory < 0:
         raise ValueError(f"memory = {memory}: must be >= 0 (0: every set so far)")
-    if average < 1:
-        raise ValueError(f"average = {average}: must be >= 1 (1: the last fit's network)")
     kept: list[tuple[WorkerPoints, Tensor, Tensor]] = []  # (workers, targets, scales) of the pooled sets
     params = [q for q in wf.parameters() if q.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
-    averaged = [torch.zeros_like(q) for q in params]  # the sum of the last ``average`` rounds' parameters
-    n_averaged = 0
     t_targets = t_fit = 0.0
     fit, y = torch.tensor(float("nan")), torch.empty(0)
     for k in range(rounds):
@@ -169,19 +160,10 @@ def fit_worker_targets(
             opt.zero_grad()
             fit.backward()
             opt.step()
-        if k >= rounds - average:
-            with torch.no_grad():
-                for acc, q in zip(averaged, params, strict=True):
-                    acc += q
-            n_averaged += 1
         t_fit += time.perf_counter() - t1
         t_targets += t1 - t0
         if after_round is not None:
             after_round(k)
-    if n_averaged > 1:
-        with torch.no_grad():
-            for acc, q in zip(averaged, params, strict=True):
-                q.copy_(acc / n_averaged)
     return {
         "w_chain_rounds": float(rounds),
         "w_chain_target_seconds": t_targets,

@@ -7,8 +7,7 @@ workers (one occupied seat of each of that many training Ω states of the stage'
 ``wsolver.wage_range``), their chain targets under the network as it stands (``wsolver.chain_reps`` pairs of
 chains each), and ``wsolver.chain_steps`` Adam steps (``wsolver.chain_lr``) on the squared distance to them,
 scale-free over the set or worker by worker (``wsolver.chain_loss``), the fit pooling the targets of the last
-``wsolver.chain_memory`` sets; the network left is the parameter average of the last ``wsolver.chain_average``
-fits. Meeting draws, poachers and chain
+``wsolver.chain_memory`` sets. Meeting draws, poachers and chain
 truncation follow ``accuracy.m_n``, ``m_e``, ``m_pi`` and ``tail_weight``. Plain torch: no Trainer runs here.
 """
 
@@ -58,7 +57,6 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
         reps=ws.chain_reps,
         loss=ws.chain_loss,
         memory=ws.chain_memory,
-        average=ws.chain_average,
     )
     net.train(was_training)
     return out
