@@ -169,5 +169,5 @@ def fit_worker_targets(
         "w_chain_target_seconds": t_targets,
         "w_chain_fit_seconds": t_fit,
         "w_chain_loss": float(fit.detach()),
-        "w_chain_pool": float(y.numel()) if rounds else 0.0,
+        "w_chain_pool": float(y.numel()),
     }
