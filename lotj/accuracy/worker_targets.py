@@ -60,7 +60,7 @@ class WorkerPoints:
 
     def repeat(self, reps: int) -> WorkerPoints:
         """The same workers ``reps`` times over, copy after copy."""
-        return WorkerPoints(FirmBatch.cat([self.states] * reps), self.slot.repeat(reps), self.wages.repeat(reps, 1))
+        return WorkerPoints.cat([self] * reps)
 
 
 def _w_of(wf, pts: WorkerPoints) -> Tensor:
