@@ -148,6 +148,9 @@ class WSolverConfig:
     chain_memory: int = 1
     #: share of exploration states (``solver.explore``'s law) in the training pool and the chain-target sets
     explore: float = 0.0
+    #: years simulated under the frozen V at the start of the stage, one cross-section a year, on which the
+    #: stage's meeting sums, poachers and rates are pinned (0: the newest cross-section, refreshed each epoch)
+    settle_years: int = 0
 
 
 @dataclass
@@ -396,6 +399,8 @@ def _validate_w(cfg: Config) -> None:
         )
     if ws.chain_memory < 0:
         raise ConfigError(f"wsolver.chain_memory = {ws.chain_memory}: must be >= 0 (0: every set so far)")
+    if ws.settle_years < 0:
+        raise ConfigError(f"wsolver.settle_years = {ws.settle_years}: must be >= 0 (0: the newest cross-section)")
     if ws.warm_start_steps < 0:
         raise ConfigError(f"wsolver.warm_start_steps = {ws.warm_start_steps}: must be >= 0")
 

@@ -5,6 +5,9 @@
   draws' probability weights into the W residual's :class:`MeetingDraws`.
 - The market's pooled window: the rates are those of the pooled cross-sections, and the oldest
   leaves once the window is full.
+- A pinned market (the W stage's ``wsolver.settle_years``) keeps its meeting terms on the pinned
+  cross-sections while Ω's states follow the newest snapshot, also through a checkpoint.
+- With exact sums the surplus table holds Δ at every row the exact draws read, the V path's Δ there.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ import torch
 
 from lotj.config import WSolverConfig
 from lotj.economy.firms import FirmBatch
-from lotj.economy.params import EconomyParams
+from lotj.economy.params import EconomyParams, MeetingRates
+from lotj.economy.surplus import surplus
 from lotj.economy.value import SetFunctionValue
 from lotj.sim.distributions import EconomySnapshot
 from lotj.sim.market import Market, pooled_snapshot
+from lotj.sim.meeting_draws import exact_draws, exact_poachers
 from lotj.train.wdatamodule import WDataModule
 from lotj.train.wmodule import _draws_of
 
@@ -82,3 +87,50 @@ def test_the_market_pools_its_window_and_forgets_the_oldest():
     market.refresh(new)
     assert market.history == [new, mid] and market.pooled.n_firms == 80
     assert market.rates == pooled_snapshot([new, mid]).meeting_rates(P)
+
+
+def test_a_pinned_market_keeps_its_meeting_terms_while_the_states_move():
+    market = Market(P, seed=0, heldout_fraction=0.2, exact_sums=True)
+    a, b, c, d = (discrete_snapshot(s, 40) for s in (7, 8, 9, 10))
+    market.pin([a, b])
+    market.refresh(c, rates=MeetingRates(0.1, 0.2, 0.8))  # the rates of a refresh are ignored once pinned
+    pooled = pooled_snapshot([a, b])
+    assert market.snapshot is c and market.pooled.n_firms == 80
+    employed = int(a.firms.mask.sum() + b.firms.mask.sum())
+    unmatched = a.unmatched_h.numel() + b.unmatched_h.numel()
+    assert market.rates.s_n == pytest.approx(unmatched / (unmatched + employed * P.psi_e / P.psi_n))
+    assert market.rates == pooled.meeting_rates(P)
+    draws, poachers = market.draws(0, 0, torch.Generator()), market.poachers(0, torch.Generator())
+    torch.testing.assert_close(draws.weight_e, exact_draws(pooled).weight_e)
+    torch.testing.assert_close(poachers.weight, exact_poachers(pooled).weight)
+    market.refresh(d)  # the states move on, the meeting terms stay (not even rebuilt)
+    assert market.snapshot is d and market.draws(0, 0, torch.Generator()) is draws
+    assert market.rates == pooled.meeting_rates(P)
+    # through a checkpoint
+    again = Market(P, seed=0, heldout_fraction=0.2, exact_sums=True)
+    again.load_state_dict(market.state_dict())
+    assert again.pooled.n_firms == 80 and again.rates == market.rates
+    torch.testing.assert_close(again.snapshot.firms.h, d.firms.h)
+    torch.testing.assert_close(again.draws(0, 0, torch.Generator()).weight_e, draws.weight_e)
+    with pytest.raises(ValueError, match="at least one"):
+        market.pin([])
+    frozen = Market(P, seed=0, heldout_fraction=0.2)
+    frozen.settle([a, b])
+    with pytest.raises(RuntimeError, match="frozen"):
+        frozen.pin([c])
+
+
+def test_the_exact_surplus_table_holds_the_surplus_at_every_row_the_exact_draws_read():
+    vf = SetFunctionValue(v_test)
+    snaps = [discrete_snapshot(s, 50) for s in (11, 12, 13)]
+    market = Market(P, seed=0, heldout_fraction=0.2, exact_sums=True)
+    market.pin(snaps)
+    table = market.surplus_table(vf)
+    full = surplus(vf, P, market.pooled.firms)
+    rows = market.draws(0, 0, torch.Generator()).row_e
+    assert rows.numel() < market.pooled.n_firms  # the distinct states are fewer than the pooled rows
+    torch.testing.assert_close(table[rows], full[rows], rtol=1e-12, atol=1e-12)
+    # a Monte Carlo market reads any row: its table is complete
+    mc = Market(P, seed=0, heldout_fraction=0.2)
+    mc.pin(snaps)
+    torch.testing.assert_close(mc.surplus_table(vf), full, rtol=1e-12, atol=1e-12)

@@ -239,3 +239,28 @@ def test_w_stage_chain_targets_run_and_move_w(tmp_path, economy):
     assert any(not torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="chain_rounds"):
         load_config([*base, "wsolver.chain_rounds=-1"])
+
+
+def test_settled_meetings_pin_the_w_market_while_its_states_follow_the_simulation(economy):
+    """``wsolver.settle_years``: one cross-section a year under the frozen V; the W batches' meeting draws and
+    rates come from those cross-sections pooled, through every later refresh, while Ω's states move on."""
+    from lotj.economy.params import MeetingRates
+    from lotj.sim.market import pooled_snapshot
+    from lotj.sim.simulator import Simulator
+    from lotj.train.wstage import settle_meetings
+
+    snap, vf = economy
+    sim = Simulator(P, snap.n_firms, 0.05, seed=2, snapshot=snap)
+    assert settle_meetings(sim, vf, 0) == []
+    meetings = settle_meetings(sim, vf, 2)
+    assert len(meetings) == 2 and sim.year == 2
+    dm = WDataModule(P, vf, sim.snapshot(), _cfg(), seed=1, meetings=meetings)
+    pooled = pooled_snapshot(meetings)
+    assert dm.source.pooled.n_firms == 2 * snap.n_firms and dm.rates == pooled.meeting_rates(P)
+    sim.advance(vf, 0.5)
+    newest = sim.snapshot()
+    dm.refresh(newest, rates=MeetingRates(0.5, 0.5, 0.5))
+    assert dm.snapshot is newest and dm.rates == pooled.meeting_rates(P)
+    # the employed draws come from the pooled rows: those of the second cross-section too
+    rows = torch.cat([dm.source.draws(4, 64, torch.Generator().manual_seed(k)).row_e for k in range(4)])
+    assert int(rows.max()) >= snap.n_firms

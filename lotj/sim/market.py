@@ -8,7 +8,8 @@ them:
   come. One cross-section of a finite simulated economy carries sampling noise in e and hence in s^N,
   which V inherits; pooling cross-sections a year or more apart averages it down, at the cost of a lag
   of about half the window while the economy moves. :meth:`Market.settle` freezes the market on a
-  long final window (docs/solver.md, "the final market");
+  long final window (docs/solver.md, "the final market"); :meth:`Market.pin` keeps the meeting terms on
+  such a window while Ω's states still follow the newest cross-section (the W stage, whose V is frozen);
 - the **meeting rates** ω, s^N, s^E of the pooled market (:meth:`EconomySnapshot.meeting_rates`), or
   the rates a caller measured along the simulation (the W stage passes the simulator's);
 - the **Ω states** (:mod:`lotj.sim.omega`) on a fixed split of the firm rows into training and
@@ -96,6 +97,14 @@ def _firms_state(s: FirmBatch) -> dict[str, Tensor]:
     return {k: getattr(s, k) for k in _FIRM_KEYS}
 
 
+def _snapshot_state(s: EconomySnapshot) -> dict:
+    return {"firms": _firms_state(s.firms), "unmatched": (s.unmatched_h, s.unmatched_a)}
+
+
+def _snapshot_from(state: dict) -> EconomySnapshot:
+    return EconomySnapshot(FirmBatch(*(state["firms"][k] for k in _FIRM_KEYS)), *state["unmatched"])
+
+
 class Market:
     """The pooled cross-sections, meeting rates, Ω states and meeting draws of one solve (module docstring).
 
@@ -140,6 +149,8 @@ class Market:
         self.refreshes = 0
         #: whether :meth:`settle` froze the market (later :meth:`refresh` calls are refused)
         self.settled = False
+        #: the cross-sections :meth:`pin` fixed the meeting terms on (None: the last ``window`` snapshots)
+        self.pinned: list[EconomySnapshot] | None = None
         self._split_n = -1
         self._provisional = False
         self._exact: DrawSet | None = None
@@ -170,9 +181,10 @@ class Market:
         kept = [] if self._provisional else self.history
         self._provisional = False
         self.history = [snapshot, *kept][: self.window]
-        self.pooled = pooled_snapshot(self.history)
-        self.rates = rates if rates is not None else self.pooled.meeting_rates(self.p)
-        self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None  # built at first use
+        if self.pinned is None:  # pinned meeting terms stay (:meth:`pin`)
+            self.pooled = pooled_snapshot(self.history)
+            self.rates = rates if rates is not None else self.pooled.meeting_rates(self.p)
+            self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None  # at first use
         n = snapshot.n_firms
         if self.train_firms is None or self._split_n != n:
             self._split_n = n
@@ -191,6 +203,24 @@ class Market:
         for snap in snapshots:
             self.refresh(snap)
         self.settled = True
+
+    def pin(self, snapshots: list[EconomySnapshot]) -> None:
+        """Fix the meeting terms (the draws from χ^N and χ^E, the poachers from Π, the rates, the surplus table)
+        on ``snapshots`` pooled, e.g. one cross-section a year of a long simulation under a frozen V; later
+        :meth:`refresh` calls move only the newest snapshot, where Ω's states come from, and ignore their
+        ``rates``. Under a frozen V the simulated economy is stationary, so every cross-section is a draw of
+        the same market and pooling many averages its sampling noise down (the W stage:
+        ``wsolver.settle_years``)."""
+        if not snapshots:
+            raise ValueError("pin needs at least one snapshot")
+        if self.settled:
+            raise RuntimeError("the market is frozen (Market.settle): nothing to pin")
+        if self.device is not None:
+            snapshots = [s.to(self.device) for s in snapshots]
+        self.pinned = list(snapshots)
+        self.pooled = pooled_snapshot(self.pinned)
+        self.rates = self.pooled.meeting_rates(self.p)
+        self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None
 
     # ------------------------------------------------------------------ random streams
     def stream(self, kind: int, epoch: int) -> torch.Generator:
@@ -281,11 +311,20 @@ class Market:
 
     def surplus_table(self, vf: ValueFunction) -> Tensor:
         """Δ(S, x_i) of every worker of the pooled market's firms under ``vf`` (frozen: no gradients),
-        ``[N_f, n_max]``; computed once per refresh and value function."""
+        ``[N_f, n_max]``; computed once per refresh and value function. With ``exact_sums`` only the rows the
+        exact draws read (:meth:`draws`: one firm per distinct state) are computed, the others are NaN: a pool
+        of many cross-sections has millions of rows and a few hundred distinct states."""
         assert self.pooled is not None, "Market.surplus_table before the first refresh"
         if self._surplus is None or self._surplus[0] is not vf:
+            firms = self.pooled.firms
             with torch.no_grad():
-                self._surplus = (vf, surplus(vf, self.p, self.pooled.firms))
+                if self.exact_sums:
+                    rows = torch.unique(self.draws(0, 0, torch.Generator()).row_e)
+                    table = torch.full(firms.mask.shape, float("nan"), dtype=firms.h.dtype, device=firms.h.device)
+                    table[rows] = surplus(vf, self.p, firms.index(rows)).to(table.dtype)
+                else:
+                    table = surplus(vf, self.p, firms)
+            self._surplus = (vf, table)
         return self._surplus[1]
 
     # ------------------------------------------------------------------ checkpoint state
@@ -296,14 +335,13 @@ class Market:
             "firms": _firms_state(snap.firms),
             "unmatched_h": snap.unmatched_h,
             "unmatched_a": snap.unmatched_a,
-            "history": [
-                {"firms": _firms_state(h.firms), "unmatched": (h.unmatched_h, h.unmatched_a)} for h in self.history[1:]
-            ],
+            "history": [_snapshot_state(h) for h in self.history[1:]],
             "train_firms": self.train_firms,
             "heldout_firms": self.heldout_firms,
             "refreshes": self.refreshes,
             "window": self.window,
             "settled": self.settled,
+            "pinned": None if self.pinned is None else [_snapshot_state(h) for h in self.pinned],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -313,10 +351,10 @@ class Market:
         self._provisional = False
         self.window = int(state.get("window", self.window))
         self.settled = False
-        self.history = [
-            EconomySnapshot(FirmBatch(*(h["firms"][k] for k in _FIRM_KEYS)), *h["unmatched"])
-            for h in reversed(state.get("history", []))
-        ]
+        self.history = [_snapshot_from(h) for h in reversed(state.get("history", []))]
+        self.pinned, pinned = None, state.get("pinned")
+        if pinned:
+            self.pin([_snapshot_from(h) for h in pinned])
         self.refresh(EconomySnapshot(firms, state["unmatched_h"], state["unmatched_a"]))
         self.refreshes = int(state["refreshes"])
         self.settled = bool(state.get("settled", False))

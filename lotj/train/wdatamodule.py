@@ -1,7 +1,9 @@
 """The training data of the W stage: a thin Lightning adapter over the market (docs/wages.md).
 
 The market (:class:`lotj.sim.market.Market`, one snapshot, the simulator's meeting rates) draws the states,
-their wages and the meeting draws; this module packs them into batches.
+their wages and the meeting draws; this module packs them into batches. With ``meetings`` (the cross-sections
+of ``wsolver.settle_years``) the meeting draws, poachers and rates come from those cross-sections pooled,
+fixed for the stage (:meth:`lotj.sim.market.Market.pin`), while the states still come from the newest snapshot.
 
 A batch is ``batch_size`` firm states from Ω (:func:`lotj.sim.omega.sample_omega`: χ and its one-event
 neighbours) with a wage for every worker; the W residual covers every worker of every state. Drawing
@@ -98,16 +100,20 @@ class WDataModule(L.LightningDataModule):
         seed: int = 0,
         heldout_share: float = 0.2,
         exact_sums: bool = False,
+        meetings: list[EconomySnapshot] | None = None,
     ):
         super().__init__()
         if cfg.wage_range not in WAGE_RANGES:
             raise ConfigError(f"wsolver.wage_range = {cfg.wage_range!r}: must be one of {', '.join(WAGE_RANGES)}")
         self.p, self.vf, self.cfg, self.seed = p, vf, cfg, int(seed)
-        #: the market the batches come from: the newest snapshot only, where the simulator keeps it (beside
-        #: the frozen V), the firm split seeded by ``seed``; Monte Carlo draws, or exact sums (``exact_sums``)
+        #: the market the batches come from: the newest snapshot only (or the pinned ``meetings`` for the meeting
+        #: terms), where the simulator keeps it (beside the frozen V), the firm split seeded by ``seed``; Monte
+        #: Carlo draws, or exact sums (``exact_sums``)
         self.source = Market(
             p, seed=self.seed, heldout_fraction=heldout_share, split_seed=self.seed, device=None, exact_sums=exact_sums
         )
+        if meetings:  # the meeting terms pinned on these cross-sections (wsolver.settle_years), the states still move
+            self.source.pin(meetings)
         self.refreshes = 0
         self.refresh(snapshot, wages, rates)
 

@@ -117,6 +117,18 @@ class WageRefreshCallback(Callback):
         pl_module.log("w/not_converged_share", counts["not_converged"] / inv)
 
 
+def settle_meetings(simulator: Simulator, vf: ValueFunction, years: int) -> list[EconomySnapshot]:
+    """``years`` cross-sections, one a year, of the economy simulated on under the frozen ``vf`` (with wages):
+    the market the W stage's meeting terms are pinned on (``wsolver.settle_years``; empty for 0). V does not
+    change during the stage, so the economy is stationary and each year is a draw of the same χ, χ^N, χ^E: the
+    pool's sampling noise falls with its firm-years, as the V stage's final market's does (docs/wages.md)."""
+    snapshots = []
+    for _ in range(int(years)):
+        simulator.advance(vf, 1.0)
+        snapshots.append(simulator.snapshot())
+    return snapshots
+
+
 def wage_summary(panel: pd.DataFrame, tracker: WageTracker) -> dict[str, float | None]:
     """Summary keys of the wages (MODEL.md section 5): over the employed worker-years of ``panel``, the wage
     mean and quartiles and the mean markdown ``W/J`` (finite values); over the resets the tracker counted,
@@ -187,6 +199,9 @@ def run_w_stage(
     if net.surplus_input:
         net.attach_value(v_function)
     tracker = track_wages(simulator, net, v_function)
+    settle_start = time.perf_counter()
+    meetings = settle_meetings(simulator, v_function, ws.settle_years)
+    settle_seconds = time.perf_counter() - settle_start
     dm = WDataModule(
         p,
         v_function,
@@ -195,6 +210,7 @@ def run_w_stage(
         rates=simulated_rates(simulator),
         seed=cfg.seed,
         exact_sums=ws.exact_sums,
+        meetings=meetings,
     )
     module = WModule.from_config(p, net, v_function, ws)
     refresh = WageRefreshCallback(simulator, tracker, dm, v_function, ws.refresh_years)
@@ -235,7 +251,7 @@ def run_w_stage(
         simulator.advance(v_function, ws.burn_in_years)
     tracker.reset_counts()
     panel = simulator.simulate_panel(v_function, cfg.sim.panel_years, cfg.sim.panel_from_year)
-    sim_seconds = refresh.simulation_seconds + time.perf_counter() - sim_start
+    sim_seconds = refresh.simulation_seconds + settle_seconds + time.perf_counter() - sim_start
 
     summary: dict[str, Any] = {
         "w_residual": residual,
