@@ -181,8 +181,6 @@ class SimConfig:
     #: current V and train those epochs on the market pooled over one cross-section a year, frozen (0: off)
     settle_years: int = 0
     settle_epochs: int = 0  #: epochs trained on the final market (see settle_years)
-    #: times the final market is simulated, settle_epochs apart, each under the V trained on the previous one
-    settle_rounds: int = 1
 
 
 @dataclass
@@ -350,12 +348,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"sim.settle_years = {m.settle_years}, sim.settle_epochs = {m.settle_epochs}: must be >= 0")
     if (m.settle_years > 0) != (m.settle_epochs > 0):
         raise ConfigError("sim.settle_years and sim.settle_epochs: set both (> 0) for a final market, or neither")
-    if m.settle_rounds < 1:
-        raise ConfigError(f"sim.settle_rounds = {m.settle_rounds}: must be >= 1")
-    if m.settle_rounds * m.settle_epochs >= cfg.solver.max_epochs:
+    if m.settle_epochs >= cfg.solver.max_epochs:
         raise ConfigError(
-            f"sim.settle_rounds x sim.settle_epochs = {m.settle_rounds} x {m.settle_epochs}: must be below "
-            f"solver.max_epochs = {cfg.solver.max_epochs}"
+            f"sim.settle_epochs = {m.settle_epochs}: must be below solver.max_epochs = {cfg.solver.max_epochs}"
         )
     if cfg.logging.logger not in _LOGGERS:
         raise ConfigError(f"logging.logger = {cfg.logging.logger!r}: allowed {list(_LOGGERS)}")

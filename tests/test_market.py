@@ -134,16 +134,3 @@ def test_the_exact_surplus_table_holds_the_surplus_at_every_row_the_exact_draws_
     mc = Market(P, seed=0, heldout_fraction=0.2)
     mc.pin(snaps)
     torch.testing.assert_close(mc.surplus_table(vf), full, rtol=1e-12, atol=1e-12)
-
-
-def test_settling_again_replaces_the_final_market():
-    market = Market(P, seed=0, heldout_fraction=0.2)
-    a, b, c = (discrete_snapshot(s, 40) for s in (14, 15, 16))
-    market.refresh(a)
-    market.settle([a, b])
-    assert market.settled and market.pooled.n_firms == 80
-    market.settle([c])  # a later round (sim.settle_rounds): only the new cross-sections
-    assert market.settled and market.history == [c] and market.pooled.n_firms == 40
-    assert market.rates == c.meeting_rates(P)
-    with pytest.raises(RuntimeError, match="frozen"):
-        market.refresh(a)

@@ -65,7 +65,6 @@ class StandInData(pl.LightningDataModule):
 
     def settle(self, snapshots: list[EconomySnapshot]) -> None:
         self.settled_on = list(snapshots)
-        self.settle_calls = getattr(self, "settle_calls", 0) + 1
 
     def train_dataloader(self):
         return DataLoader(TensorDataset(torch.ones(4, dtype=torch.float64)), batch_size=2)
@@ -144,17 +143,6 @@ def test_the_final_market_is_simulated_once_before_the_last_epochs(tmp_path):
     assert len(data.settled_on) == 3
     assert cb.simulator.clock == pytest.approx(2.0 + 2 * 1.0 + 3.0)
     assert len(cb.tracker.history) == 3  # two refreshes and the final market
-
-
-def test_the_final_market_is_simulated_again_in_each_settle_round(tmp_path):
-    """sim.settle_rounds = 2 with 2 epochs each of 7: epochs 1 and 2 refresh one year each, the ends of epochs
-    3 and 5 simulate 2 years each and freeze them (the second replaces the first), the others simulate nothing."""
-    over = {"sim.tol": 1e-9, "solver.max_epochs": 7, "sim.settle_years": 2, "sim.settle_epochs": 2}
-    cb, data, _ = fit(config(**over, **{"sim.settle_rounds": 2}), 7, tmp_path)
-    assert cb.settled and cb.settle_round == 2 and data.settle_calls == 2
-    assert len(data.snapshots) == 1 + 2 and len(data.settled_on) == 2
-    assert cb.simulator.clock == pytest.approx(2.0 + 2 * 1.0 + 2 * 2.0)
-    assert len(cb.tracker.history) == 4  # two refreshes and two final markets
 
 
 def test_the_run_stops_when_converged(tmp_path):

@@ -196,12 +196,9 @@ class Market:
         """Freeze the market on ``snapshots`` (oldest first, e.g. one cross-section a year of a long
         simulation under the final V): the market pools all of them, Ω's states come from the newest,
         and no :meth:`refresh` follows. The sampling noise of one simulated window moves V; a long final
-        window under a V that no longer changes removes most of it. Settling a settled market replaces its
-        cross-sections (a later round of ``sim.settle_rounds``)."""
+        window under a V that no longer changes removes most of it."""
         if not snapshots:
             raise ValueError("settle needs at least one snapshot")
-        if self.settled:  # a later round of the final market replaces the frozen one
-            self.settled, self.history = False, []
         self.window = max(self.window, len(snapshots))
         for snap in snapshots:
             self.refresh(snap)

@@ -10,11 +10,8 @@
 - **final market** (``sim.settle_years`` and ``sim.settle_epochs`` > 0): at the end of epoch
   ``solver.max_epochs − sim.settle_epochs − 1`` it simulates ``sim.settle_years`` years under the current
   V and freezes the DataModule's market on one cross-section a year (``datamodule.settle``); the last
-  ``sim.settle_epochs`` epochs train on it without further simulation. With ``sim.settle_rounds`` = k the
-  final market is simulated k times, ``sim.settle_epochs`` epochs apart, each time under the V trained on
-  the previous one (the first at the end of epoch ``solver.max_epochs − k·sim.settle_epochs − 1``): the
-  market of the last round comes from a V that was itself trained on a frozen market. A run that stops
-  earlier (the tolerance) never settles.
+  ``sim.settle_epochs`` epochs train on it without further simulation. A run that stops earlier (the
+  tolerance) never settles.
 - **checkpoints**: the simulator's tensors, generator states and clock, and the tracker, are the
   callback's ``state_dict`` in the Lightning checkpoint; a run resumed from ``last.ckpt`` continues
   the same path. Checkpoints must be written at train-epoch end (Lightning's default when validation
@@ -98,8 +95,6 @@ class SimulatorCallback(Callback):
         self._datamodule_restored = False
         #: whether the final market was simulated (the remaining epochs simulate nothing)
         self.settled = False
-        #: rounds of the final market simulated so far (``sim.settle_rounds``)
-        self.settle_round = 0
 
     # ---------------------------------------------------------------- helpers
     def _value_function(self, pl_module: pl.LightningModule):
@@ -130,19 +125,14 @@ class SimulatorCallback(Callback):
             stats = self._advance(pl_module, 1.0)
             snapshots.append(self.simulator.snapshot())
         self.datamodule.settle(snapshots)
-        self.settle_round += 1
-        self.settled = self.settle_round >= int(self.cfg.sim.settle_rounds)
+        self.settled = True
         return stats
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.settled:
             return
         sim = self.cfg.sim
-        done = trainer.current_epoch + 1  # epochs trained so far
-        first = self.cfg.solver.max_epochs - sim.settle_rounds * sim.settle_epochs  # the first round's epoch
-        if sim.settle_epochs > 0 and done >= first:
-            if self.settle_round > 0 and done < first + self.settle_round * sim.settle_epochs:
-                return  # within a round: the market stays frozen
+        if sim.settle_epochs > 0 and trainer.current_epoch + 1 >= self.cfg.solver.max_epochs - sim.settle_epochs:
             stats = self._settle(pl_module)
         else:
             stats = self._advance(pl_module, sim.years_per_epoch)
@@ -168,7 +158,6 @@ class SimulatorCallback(Callback):
             "burned_in": self.burned_in,
             "simulation_seconds": self.simulation_seconds,
             "settled": self.settled,
-            "settle_round": self.settle_round,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -177,7 +166,6 @@ class SimulatorCallback(Callback):
         self.burned_in = bool(state_dict["burned_in"])
         self.simulation_seconds = float(state_dict["simulation_seconds"])
         self.settled = bool(state_dict.get("settled", False))
-        self.settle_round = int(state_dict.get("settle_round", int(self.settled)))
         self._restored = True
 
     def on_load_checkpoint(
