@@ -118,10 +118,12 @@ class WageRefreshCallback(Callback):
 
 
 def settle_meetings(simulator: Simulator, vf: ValueFunction, years: int) -> list[EconomySnapshot]:
-    """``years`` cross-sections, one a year, of the economy simulated on under the frozen ``vf`` (with wages):
-    the market the W stage's meeting terms are pinned on (``wsolver.settle_years``; empty for 0). V does not
-    change during the stage, so the economy is stationary and each year is a draw of the same χ, χ^N, χ^E: the
-    pool's sampling noise falls with its firm-years, as the V stage's final market's does (docs/wages.md)."""
+    """``years`` cross-sections, one a year, of the economy simulated on under the frozen ``vf`` (before wages
+    are tracked): the market the W stage's meeting terms are pinned on (``wsolver.settle_years``; empty for 0).
+    V does not change during the stage, so the economy is stationary and each year is a draw of the same χ,
+    χ^N, χ^E: the pool's sampling noise falls with its firm-years, as the V stage's final market's does
+    (docs/wages.md). Wages are tracked only from the end of these years: under the untrained W they would be
+    set by a random network for years, and the training states carry simulated wages."""
     snapshots = []
     for _ in range(int(years)):
         simulator.advance(vf, 1.0)
@@ -198,10 +200,10 @@ def run_w_stage(
     to_simulator(simulator.device, v_function, net)  # V, W and the population on one device
     if net.surplus_input:
         net.attach_value(v_function)
-    tracker = track_wages(simulator, net, v_function)
-    settle_start = time.perf_counter()
+    settle_start = time.perf_counter()  # before wages are tracked: an untrained W would set them for years
     meetings = settle_meetings(simulator, v_function, ws.settle_years)
     settle_seconds = time.perf_counter() - settle_start
+    tracker = track_wages(simulator, net, v_function)
     dm = WDataModule(
         p,
         v_function,
