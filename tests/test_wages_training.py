@@ -247,12 +247,11 @@ def test_settled_meetings_pin_the_w_market_while_its_states_follow_the_simulatio
     from lotj.economy.params import MeetingRates
     from lotj.sim.market import pooled_snapshot
     from lotj.sim.simulator import Simulator
-    from lotj.train.wstage import settle_meetings
 
     snap, vf = economy
     sim = Simulator(P, snap.n_firms, 0.05, seed=2, snapshot=snap)
-    assert settle_meetings(sim, vf, 0) == []
-    meetings = settle_meetings(sim, vf, 2)
+    assert sim.yearly_snapshots(vf, 0) == []
+    meetings = sim.yearly_snapshots(vf, 2)
     assert len(meetings) == 2 and sim.year == 2
     dm = WDataModule(P, vf, sim.snapshot(), _cfg(), seed=1, meetings=meetings)
     pooled = pooled_snapshot(meetings)

@@ -250,6 +250,15 @@ class Simulator:
         self.last_statistics = self.statistics()
         return self.last_statistics
 
+    def yearly_snapshots(self, vf: ValueFunction, years: int) -> list[EconomySnapshot]:
+        """Simulate ``years`` years under V and return the economy at the end of each (a final market to
+        pool: ``sim.settle_years``, ``wsolver.settle_years``); :attr:`last_statistics` is the last year's."""
+        out = []
+        for _ in range(int(years)):
+            self.advance(vf, 1.0)
+            out.append(self.snapshot())
+        return out
+
     def run_steps(self, vf: ValueFunction, steps: int) -> None:
         """Simulate ``steps`` steps, accumulating into the current statistics window. V is evaluated where
         ``vf`` lives (the device and dtype of its parameters; the simulator's own for a plain set function)."""

@@ -120,13 +120,12 @@ class SimulatorCallback(Callback):
 
     def _settle(self, pl_module: pl.LightningModule):
         """The final market: ``sim.settle_years`` years, one cross-section a year, frozen in the DataModule."""
-        snapshots, stats = [], None
-        for _ in range(int(self.cfg.sim.settle_years)):
-            stats = self._advance(pl_module, 1.0)
-            snapshots.append(self.simulator.snapshot())
+        start = time.perf_counter()
+        snapshots = self.simulator.yearly_snapshots(self._value_function(pl_module), self.cfg.sim.settle_years)
+        self.simulation_seconds += time.perf_counter() - start
         self.datamodule.settle(snapshots)
         self.settled = True
-        return stats
+        return self.simulator.last_statistics
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.settled:

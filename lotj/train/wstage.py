@@ -117,20 +117,6 @@ class WageRefreshCallback(Callback):
         pl_module.log("w/not_converged_share", counts["not_converged"] / inv)
 
 
-def settle_meetings(simulator: Simulator, vf: ValueFunction, years: int) -> list[EconomySnapshot]:
-    """``years`` cross-sections, one a year, of the economy simulated on under the frozen ``vf`` (before wages
-    are tracked): the market the W stage's meeting terms are pinned on (``wsolver.settle_years``; empty for 0).
-    V does not change during the stage, so the economy is stationary and each year is a draw of the same χ,
-    χ^N, χ^E: the pool's sampling noise falls with its firm-years, as the V stage's final market's does
-    (docs/wages.md). Wages are tracked only from the end of these years: under the untrained W they would be
-    set by a random network for years, and the training states carry simulated wages."""
-    snapshots = []
-    for _ in range(int(years)):
-        simulator.advance(vf, 1.0)
-        snapshots.append(simulator.snapshot())
-    return snapshots
-
-
 def wage_summary(panel: pd.DataFrame, tracker: WageTracker) -> dict[str, float | None]:
     """Summary keys of the wages (MODEL.md section 5): over the employed worker-years of ``panel``, the wage
     mean and quartiles and the mean markdown ``W/J`` (finite values); over the resets the tracker counted,
@@ -200,8 +186,12 @@ def run_w_stage(
     to_simulator(simulator.device, v_function, net)  # V, W and the population on one device
     if net.surplus_input:
         net.attach_value(v_function)
-    settle_start = time.perf_counter()  # before wages are tracked: an untrained W would set them for years
-    meetings = settle_meetings(simulator, v_function, ws.settle_years)
+    # wsolver.settle_years: the market the stage's meeting terms are pinned on. V is frozen, so the economy is
+    # stationary and each year is a draw of the same χ, χ^N, χ^E (docs/wages.md). Simulated before wages are
+    # tracked: under the untrained W they would be set by a random network for years, and the training states
+    # carry simulated wages
+    settle_start = time.perf_counter()
+    meetings = simulator.yearly_snapshots(v_function, ws.settle_years)
     settle_seconds = time.perf_counter() - settle_start
     tracker = track_wages(simulator, net, v_function)
     dm = WDataModule(
