@@ -182,9 +182,7 @@ class Market:
         self._provisional = False
         self.history = [snapshot, *kept][: self.window]
         if self.pinned is None:  # pinned meeting terms stay (:meth:`pin`)
-            self.pooled = pooled_snapshot(self.history)
-            self.rates = rates if rates is not None else self.pooled.meeting_rates(self.p)
-            self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None  # at first use
+            self._pool(self.history, rates)
         n = snapshot.n_firms
         if self.train_firms is None or self._split_n != n:
             self._split_n = n
@@ -218,8 +216,13 @@ class Market:
         if self.device is not None:
             snapshots = [s.to(self.device) for s in snapshots]
         self.pinned = list(snapshots)
-        self.pooled = pooled_snapshot(self.pinned)
-        self.rates = self.pooled.meeting_rates(self.p)
+        self._pool(self.pinned, None)
+
+    def _pool(self, snapshots: list[EconomySnapshot], rates: MeetingRates | None) -> None:
+        """The meeting terms from ``snapshots`` pooled: the rates ``rates`` or the pool's own; the exact sums,
+        the sort order and the surplus table are rebuilt at first use."""
+        self.pooled = pooled_snapshot(snapshots)
+        self.rates = rates if rates is not None else self.pooled.meeting_rates(self.p)
         self._exact, self._exact_poachers, self._order, self._surplus = None, None, None, None
 
     # ------------------------------------------------------------------ random streams
