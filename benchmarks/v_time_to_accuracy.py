@@ -26,7 +26,12 @@ The options:
   them, else ``solver.chain_states=512`` from half-way through training every sixth of it;
 - ``nstep``: the residual and n-step chain targets, ``solver.chain_horizon=0.5`` (chains stopped at weight
   one half, the frozen network beyond): sets of 512 states from a third of the way through training, every
-  fifteenth of it, each about a sixth of a whole-chain set's cost.
+  fifteenth of it, each about a sixth of a whole-chain set's cost;
+- ``correction``: the residual alone for the preset's epochs, then the correction stage (``solver.correction_start``,
+  docs/solver.md) for half as many again: the network frozen and a second one, scaled by
+  ``solver.correction_scale``, trained on the residual of the sum;
+- ``longer``: the residual alone for as many epochs as ``correction`` in all (its schedule stretched over them),
+  the baseline for what the second network adds.
 
 Overrides after the options apply to every option (``solver.max_epochs=20``). Prints one line per copy and
 writes ``curve.csv`` (option, epoch, wall_s, figures) and ``curve.png`` (error against wall time, log scale)
@@ -51,7 +56,7 @@ import pandas as pd
 
 from lotj.config import Config, load_config
 
-OPTIONS = ("residual", "chain", "nstep")
+OPTIONS = ("residual", "chain", "nstep", "correction", "longer")
 
 
 def option_config(cfg: Config, option: str, out: Path) -> Config:
@@ -68,6 +73,10 @@ def option_config(cfg: Config, option: str, out: Path) -> Config:
         n = s.max_epochs
         start, every = max(1, n // 3), max(1, n // 15)
         solver = replace(s, chain_states=512, chain_horizon=0.5, chain_start=start, chain_every=every)
+    elif option == "correction":
+        solver = replace(s, chain_states=0, correction_start=s.max_epochs, max_epochs=s.max_epochs + s.max_epochs // 2)
+    elif option == "longer":
+        solver = replace(s, chain_states=0, max_epochs=s.max_epochs + s.max_epochs // 2)
     else:
         raise SystemExit(f"unknown option {option!r}: choose from {', '.join(OPTIONS)}")
     return replace(

@@ -85,6 +85,13 @@ class SolverConfig:
     #: frozen network (an n-step target, n ≈ ln(1/chain_horizon)·Λ̄/ρ events); 0: accuracy.tail_weight, the
     #: whole chain
     chain_horizon: float = 0.0
+    #: the correction stage (docs/solver.md, "The correction stage"): from this epoch on (0-based; 0: off) the
+    #: network is frozen and a second network of the same architecture, its output scaled by
+    #: ``correction_scale``, trains on the residual of the sum, with the learning rate restarted at
+    #: ``correction_lr`` (0: ``lr``) and the schedule run again over the remaining epochs
+    correction_start: int = 0
+    correction_scale: float = 1e-2  #: ε: the relative size of V one unit of the second network's head moves
+    correction_lr: float = 0.0
 
 
 @dataclass
@@ -332,6 +339,16 @@ def validate(cfg: Config) -> Config:
             f"solver.chain_states = {s.chain_states}, chain_start = {s.chain_start}, chain_every = {s.chain_every}, "
             f"chain_weight = {s.chain_weight}: need chain_states >= 0, chain_start >= 1, chain_every >= 1, "
             "chain_weight >= 0"
+        )
+    if s.correction_start < 0 or (0 < s.max_epochs <= s.correction_start):
+        raise ConfigError(
+            f"solver.correction_start = {s.correction_start}: need 0 (off) or an epoch before solver.max_epochs = "
+            f"{s.max_epochs}, so that the second network trains for at least one epoch"
+        )
+    if not s.correction_scale > 0 or s.correction_lr < 0:
+        raise ConfigError(
+            f"solver.correction_scale = {s.correction_scale}, correction_lr = {s.correction_lr}: need "
+            "correction_scale > 0 and correction_lr >= 0 (0: solver.lr)"
         )
     if not 0 <= s.chain_horizon < 1:
         raise ConfigError(

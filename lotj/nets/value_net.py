@@ -99,8 +99,12 @@ class ValueNet(nn.Module):
         activation: str = "silu",
         franchise: float = 1.0,
         type_width: int = 32,
+        correction_only: bool = False,
     ):
         super().__init__()
+        #: output only the learned part ``[F k + c z g + (F + c z) ρ(...) + z Σ j] / r``, without the separable
+        #: guess: zero at initialisation, the second network of :class:`lotj.nets.CorrectedValueNet`
+        self.correction_only = bool(correction_only)
         self.eta = float(p.eta)
         self.u_coef = float(p.unemployment_coef)
         self.r = float(p.outflow_rate)
@@ -171,6 +175,9 @@ class ValueNet(nn.Module):
         feats = torch.cat([zq, (n / self.n_max).unsqueeze(-1), log_fz.unsqueeze(-1), mean_phi], -1)
         correction = self.head(feats).squeeze(-1)
         franchise = torch.exp(self.log_c) * z
+        if self.correction_only:
+            learned = flow * kg[..., 0] + franchise * kg[..., 1] + (flow + franchise) * correction + z * sum_j
+            return learned / self.r
         typed = flow * (1.0 + kg[..., 0]) + franchise * (1.0 + kg[..., 1])
         return self.u_coef * sum_h + (typed + (flow + franchise) * correction + z * sum_j) / self.r
 

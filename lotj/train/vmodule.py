@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
@@ -36,7 +37,7 @@ from lotj.config import Config
 from lotj.economy.hjb import VResidual, make_draws, v_residual
 from lotj.economy.params import EconomyParams
 from lotj.economy.value import ValueFunction
-from lotj.nets import ValueNet
+from lotj.nets import CorrectedValueNet, ValueNet
 from lotj.train.datamodule import Batch, unpack
 
 
@@ -64,11 +65,34 @@ def config_dict(cfg: Config) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def build_net(cfg: Config, franchise: float) -> ValueNet:
+def build_net(cfg: Config, franchise: float) -> ValueNet | CorrectedValueNet:
+    """The V network of ``cfg.net``; with ``solver.correction_start > 0`` the pair of the correction stage
+    (:class:`lotj.nets.CorrectedValueNet`), its second network at zero."""
     n = cfg.net
-    return ValueNet(
-        cfg.economy, n.embed_dim, n.phi_width, n.phi_depth, n.rho_width, n.rho_depth, n.activation, franchise
-    )
+    args = (cfg.economy, n.embed_dim, n.phi_width, n.phi_depth, n.rho_width, n.rho_depth, n.activation, franchise)
+    base = ValueNet(*args)
+    if cfg.solver.correction_start <= 0:
+        return base
+    return CorrectedValueNet(base, ValueNet(*args, correction_only=True), cfg.solver.correction_scale)
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """The learning-rate factor of one stage of a run with a correction stage: ``lr_decay`` per epoch
+    (``cosine=False``) or a cosine from 1 to ``lr_min`` per step, over ``[start, end)`` (epochs or steps); 1
+    before the stage, its last value after it."""
+
+    start: int
+    end: int
+    cosine: bool
+    lr_decay: float
+    lr_min: float
+
+    def __call__(self, t: int) -> float:
+        k = min(max(t - self.start, 0), max(self.end - self.start, 1))
+        if not self.cosine:
+            return self.lr_decay**k
+        return self.lr_min + (1.0 - self.lr_min) * 0.5 * (1.0 + math.cos(math.pi * k / max(self.end - self.start, 1)))
 
 
 class VModule(L.LightningModule):
@@ -155,6 +179,12 @@ class VModule(L.LightningModule):
         if grads and not torch.isfinite(torch.cat(grads)).all():
             raise NonFiniteError("gradient", self.current_epoch, self.global_step)
 
+    def on_train_epoch_start(self) -> None:
+        if isinstance(self.net, CorrectedValueNet):
+            correcting = self.current_epoch >= self.cfg.solver.correction_start
+            self.net.set_stage(correcting)  # also after a resume: requires_grad is not saved
+            self.log("train/correcting", float(correcting), on_step=False, on_epoch=True)
+
     def on_train_epoch_end(self) -> None:
         for prm in self.parameters():
             if not torch.isfinite(prm).all():
@@ -183,6 +213,8 @@ class VModule(L.LightningModule):
     # ------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
         s = self.cfg.solver
+        if isinstance(self.net, CorrectedValueNet):
+            return self._two_stage_optimizers()
         opt = torch.optim.Adam(self.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         if s.schedule == "cosine":
             # per step, from lr to lr·lr_min over the run's max_epochs × steps_per_epoch steps
@@ -191,6 +223,29 @@ class VModule(L.LightningModule):
             return {"optimizer": opt, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=s.lr_decay)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+
+    def _two_stage_optimizers(self) -> Any:
+        """Adam on two groups, the first network's and the second's, each with ``solver.schedule`` run over its
+        own stage: the first over epochs ``[0, correction_start)``, the second, from ``correction_lr``, over
+        the rest (docs/solver.md, "The correction stage")."""
+        s = self.cfg.solver
+        net = self.net
+        assert isinstance(net, CorrectedValueNet)
+        lr2 = s.correction_lr if s.correction_lr > 0 else s.lr
+        groups = [
+            {"params": list(net.base.parameters()), "lr": s.lr},
+            {"params": list(net.fine.parameters()), "lr": lr2},
+        ]
+        opt = torch.optim.Adam(groups, lr=s.lr, weight_decay=s.weight_decay)
+        cosine = s.schedule == "cosine"
+        unit = s.steps_per_epoch if cosine else 1  # cosine: per step; exponential: per epoch
+        start, end = s.correction_start * unit, s.max_epochs * unit
+        stages = [
+            StageSchedule(0, start, cosine, s.lr_decay, s.lr_min),
+            StageSchedule(start, end, cosine, s.lr_decay, s.lr_min),
+        ]
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, stages)  # type: ignore[arg-type]
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step" if cosine else "epoch"}}
 
 
 def new_accumulator() -> dict[str, float]:
