@@ -20,6 +20,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lotj.config import load_config
 from lotj.economy.firms import FirmBatch, sample_initial_firms, sample_workers
 from lotj.economy.hjb import make_draws, v_residual
 from lotj.economy.params import EconomyParams
@@ -237,3 +238,26 @@ def test_each_network_has_its_schedule_over_its_own_stage(tmp_path, schedule):
 def test_bad_correction_settings_are_refused(tmp_path, bad):
     with pytest.raises(ConfigError, match="correction"):
         tiny(tmp_path, "solver.max_epochs=4", bad)
+
+
+def test_a_whole_run_simulates_estimates_and_solves_w_on_the_pair(tmp_path):
+    """The joint loop, the error estimate, the panel and the W stage all take the pair as they take one network."""
+    from test_sim_train import CHEAP_ACCURACY, TINY_W
+    from test_sim_train import TINY as JOINT
+
+    cfg = load_config(
+        JOINT
+        + CHEAP_ACCURACY
+        + [
+            "solver.stages=[v,w]",
+            "solver.max_epochs=3",
+            "solver.correction_start=2",
+            *TINY_W,
+            "wsolver.max_epochs=1",
+            f"out_dir={tmp_path}",
+        ]
+    )
+    summary = train(cfg)
+    assert summary["status"] == "ok" and summary["epochs"] == 3
+    assert summary["sim_refreshes"] == 3 and math.isfinite(summary["v_error_mean"])
+    assert math.isfinite(summary["w_residual"]) and (tmp_path / "panel.parquet").is_file()

@@ -28,6 +28,16 @@ TINY = [
     "logging.progress_bar=false",
     "accuracy.enabled=false",  # on in test_train_runs_the_joint_loop, at a small cost
 ]
+#: a short W stage on few states
+TINY_W = [
+    "wsolver.max_epochs=2",
+    "wsolver.steps_per_epoch=4",
+    "wsolver.batch_size=16",
+    "wsolver.n_states=64",
+    "wsolver.n_heldout=32",
+    "wsolver.refresh_years=0.2",
+    "wsolver.burn_in_years=0.5",
+]
 #: a cheap error estimate of V (docs/accuracy.md): few states and chains, short chains
 CHEAP_ACCURACY = [
     "accuracy.enabled=true",
@@ -154,13 +164,7 @@ def test_train_adds_the_simulator_writes_the_panel_and_runs_the_w_stage(tmp_path
             "solver.stages=[v,w]",
             "solver.max_epochs=2",
             "sim.panel_years=2",
-            "wsolver.max_epochs=2",
-            "wsolver.steps_per_epoch=4",
-            "wsolver.batch_size=16",
-            "wsolver.n_states=64",
-            "wsolver.n_heldout=32",
-            "wsolver.refresh_years=0.2",
-            "wsolver.burn_in_years=0.5",
+            *TINY_W,
             f"out_dir={tmp_path}",
         ]
     )
