@@ -250,14 +250,14 @@ def test_a_whole_run_simulates_estimates_and_solves_w_on_the_pair(tmp_path):
         + CHEAP_ACCURACY
         + [
             "solver.stages=[v,w]",
-            "solver.max_epochs=3",
-            "solver.correction_start=2",
+            "solver.max_epochs=2",
+            "solver.correction_start=1",
             *TINY_W,
             "wsolver.max_epochs=1",
             f"out_dir={tmp_path}",
         ]
     )
     summary = train(cfg)
-    assert summary["status"] == "ok" and summary["epochs"] == 3
-    assert summary["sim_refreshes"] == 3 and math.isfinite(summary["v_error_mean"])
+    assert summary["status"] == "ok" and summary["epochs"] == 2
+    assert summary["sim_refreshes"] == 2 and math.isfinite(summary["v_error_mean"])
     assert math.isfinite(summary["w_residual"]) and (tmp_path / "panel.parquet").is_file()
