@@ -13,6 +13,9 @@ Lightning plumbing only. The residual is :func:`lotj.economy.hjb.v_residual`, th
   With a chain-target set (:class:`lotj.train.chain_targets.ChainTargets`, ``solver.chain_states > 0``)
   the loss adds ``solver.chain_weight · mean((V − y)²) / mean(y²)`` on a batch of its states
   (:meth:`VModule.chain_loss`).
+- With ``solver.correction_start > 0`` the network is a :class:`lotj.nets.CorrectedValueNet`: the first network
+  trains alone until that epoch, then only the second (``on_train_epoch_start`` sets the stage), each with the
+  schedule over its own stage (two parameter groups, :class:`StageSchedule`).
 - ``validation_step``: accumulates sums over the held-out batches; at epoch end logs ``val/residual``
   (unbiased, two draw sets), ``val/residual_mc`` (``R₁²``), ``val/residual_state`` (per-state scale)
   and ``val/negative_v`` (:func:`heldout_metrics`).
@@ -192,7 +195,9 @@ class VModule(L.LightningModule):
         self.log("time/elapsed_s", time.perf_counter() - self._t0, on_step=False, on_epoch=True)
         opt = self.optimizers()
         if not isinstance(opt, list):
-            self.log("train/lr", opt.param_groups[0]["lr"], on_step=False, on_epoch=True)
+            # the rate of the network that trains (the second one's during a correction stage)
+            group = -1 if isinstance(self.net, CorrectedValueNet) and self.net.correcting else 0
+            self.log("train/lr", opt.param_groups[group]["lr"], on_step=False, on_epoch=True)
 
     # ------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
