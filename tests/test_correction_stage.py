@@ -240,14 +240,13 @@ def test_bad_correction_settings_are_refused(tmp_path, bad):
         tiny(tmp_path, "solver.max_epochs=4", bad)
 
 
-def test_a_whole_run_simulates_estimates_and_solves_w_on_the_pair(tmp_path):
-    """The joint loop, the error estimate, the panel and the W stage all take the pair as they take one network."""
-    from test_sim_train import CHEAP_ACCURACY, TINY_W
+def test_a_whole_run_simulates_and_solves_w_on_the_pair(tmp_path):
+    """The joint loop, the panel and the W stage all take the pair as they take one network."""
     from test_sim_train import TINY as JOINT
+    from test_sim_train import TINY_W
 
     cfg = load_config(
         JOINT
-        + CHEAP_ACCURACY
         + [
             "solver.stages=[v,w]",
             "solver.max_epochs=2",
@@ -259,5 +258,5 @@ def test_a_whole_run_simulates_estimates_and_solves_w_on_the_pair(tmp_path):
     )
     summary = train(cfg)
     assert summary["status"] == "ok" and summary["epochs"] == 2
-    assert summary["sim_refreshes"] == 2 and math.isfinite(summary["v_error_mean"])
+    assert summary["sim_refreshes"] == 2
     assert math.isfinite(summary["w_residual"]) and (tmp_path / "panel.parquet").is_file()
