@@ -6,7 +6,8 @@
   V residual equals the naive one, and it is invariant to permutations of the workers;
 - in training only V₁ moves before the stage and only D during it; a checkpoint restores the stage;
 - the two learning-rate schedules each run over their own stage;
-- bad settings are refused.
+- bad settings are refused;
+- a whole run (joint loop, panel, W stage) takes the pair as it takes one network.
 """
 
 from __future__ import annotations
