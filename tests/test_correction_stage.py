@@ -34,7 +34,7 @@ from lotj.train.run import build_datamodule, build_module, train
 from lotj.train.vmodule import VModule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import tiny  # noqa: E402
+from test_train import learning_rates, tiny  # noqa: E402
 
 F64 = torch.float64
 EPS = 0.03
@@ -209,14 +209,8 @@ def test_each_network_has_its_schedule_over_its_own_stage(tmp_path, schedule):
         f"solver.schedule={schedule}",
     )
     conf = build_module(cfg, build_datamodule(cfg)).configure_optimizers()
-    opt, sched = conf["optimizer"], conf["lr_scheduler"]
     per_epoch = 4 if schedule == "cosine" else 1
-    lrs = [[g["lr"] for g in opt.param_groups]]
-    for _ in range(5):
-        for _ in range(per_epoch):
-            opt.step()
-            sched["scheduler"].step()
-        lrs.append([g["lr"] for g in opt.param_groups])
+    lrs = learning_rates(conf, epochs=5, per_epoch=per_epoch)
 
     def shape(k: int, length: int) -> float:  # the factor k units into a stage of `length`
         k = min(max(k, 0), length)

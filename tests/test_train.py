@@ -411,6 +411,19 @@ def test_loss_options_train(tmp_path, option):
     assert math.isfinite(summary["loss"]) and summary["best_residual"] < 0.9 * summary["initial_residual"]
 
 
+def learning_rates(conf: dict, epochs: int, per_epoch: int) -> list[list[float]]:
+    """Each parameter group's learning rate at the start of every epoch and after the last, stepping the optimiser
+    and the scheduler of ``configure_optimizers()``'s ``conf`` ``per_epoch`` times an epoch."""
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    out = [[g["lr"] for g in opt.param_groups]]
+    for _ in range(epochs):
+        for _ in range(per_epoch):
+            opt.step()
+            sched.step()
+        out.append([g["lr"] for g in opt.param_groups])
+    return out
+
+
 @pytest.mark.parametrize("schedule", ["exponential", "cosine"])
 def test_learning_rate_schedule(tmp_path, schedule):
     cfg = tiny(
@@ -423,15 +436,8 @@ def test_learning_rate_schedule(tmp_path, schedule):
         f"solver.schedule={schedule}",
     )
     conf = build_module(cfg, build_datamodule(cfg)).configure_optimizers()
-    opt, sched = conf["optimizer"], conf["lr_scheduler"]
-    assert sched["interval"] == ("step" if schedule == "cosine" else "epoch")
-    per_epoch = 10 if schedule == "cosine" else 1
-    lrs = [opt.param_groups[0]["lr"]]
-    for _ in range(4):  # epoch by epoch
-        for _ in range(per_epoch):
-            opt.step()
-            sched["scheduler"].step()
-        lrs.append(opt.param_groups[0]["lr"])
+    assert conf["lr_scheduler"]["interval"] == ("step" if schedule == "cosine" else "epoch")
+    lrs = [group[0] for group in learning_rates(conf, epochs=4, per_epoch=10 if schedule == "cosine" else 1)]
     if schedule == "cosine":
         # lr_min + (lr − lr_min)(1 + cos(π t/T))/2 at t = 0, 10, 20, 30, 40 of T = 40 steps
         floor = 1e-4
