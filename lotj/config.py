@@ -153,6 +153,9 @@ class WSolverConfig:
     chain_reps: int = 1  #: independent pairs of chains averaged into each chain target (noise down as 1/√reps)
     #: each set's fit pools the targets of the last this many sets (0: every set so far; 1: the newest alone)
     chain_memory: int = 1
+    #: share of each chain set's tracked workers whose own wage is drawn across their bargaining set under W as it
+    #: stands (widened by ``wage_margin``), instead of from ``wage_range``: the wages every reset sets
+    chain_bargaining: float = 0.0
     #: share of exploration states (``solver.explore``'s law) in the training pool and the chain-target sets
     explore: float = 0.0
     #: years simulated under the frozen V at the start of the stage, one cross-section a year, on which the
@@ -391,7 +394,7 @@ def _validate_w(cfg: Config) -> None:
     )
     _require_finite_positive("wsolver", ws, ("lr", "tol", "residual_tol"))
     _require_lr_decay("wsolver", ws.lr_decay)
-    for name in ("wage_mix", "explore"):
+    for name in ("wage_mix", "explore", "chain_bargaining"):
         if not 0 <= getattr(ws, name) <= 1:
             raise ConfigError(f"wsolver.{name} = {getattr(ws, name)}: must be in [0, 1]")
     for name in ("wage_margin", "refresh_years", "burn_in_years", "weight_decay", "grad_clip"):

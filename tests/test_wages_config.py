@@ -24,6 +24,7 @@ def test_overrides_reach_the_w_groups():
         ("wsolver.wage_margin=-0.1", "wsolver.wage_margin"),
         ("wsolver.refresh_years=nan", "wsolver.refresh_years"),
         ("wsolver.settle_years=-1", "wsolver.settle_years"),
+        ("wsolver.chain_bargaining=1.5", "wsolver.chain_bargaining"),
     ],
 )
 def test_bad_w_values_are_refused(override, key):

@@ -12,7 +12,7 @@ import torch
 
 from lotj.accuracy.exact_check import TableValue, exact_meeting_draws, exact_rates
 from lotj.accuracy.wage_validation import systematic_poachers
-from lotj.accuracy.worker_targets import WorkerPoints, _target_scale, fit_worker_targets, worker_targets
+from lotj.accuracy.worker_targets import WorkerPoints, _target_scale, _w_of, fit_worker_targets, worker_targets
 from lotj.config import load_config
 from lotj.economy.firms import FirmBatch
 from lotj.economy.worker_value import SetFunctionWorkerValue
@@ -151,3 +151,69 @@ def test_the_pool_keeps_the_last_memory_sets(small):
             torch.Generator().manual_seed(2), rounds=3, steps=0, lr=0.05, memory=memory,
         )  # fmt: skip
         assert out["w_chain_pool"] == pooled * 4, (memory, out)
+
+
+def test_bargaining_wages_span_each_workers_bargaining_set(small):
+    """``bargaining_wages`` under the exact W and V: every pair's draws lie between the wage at ``W = U`` and the wage
+    at ``W = U + Δ``, widened by the margin on both sides, and are
+    uniform across that range."""
+    from lotj.accuracy.worker_market import MIN_SET_WIDTH, bargaining_wages
+
+    p, sol, ew, _ = small
+    curve, prob = ew.curve, ew.curve.problem
+    pair = np.arange(len(prob.pairs))
+    assert (prob.delta > 0).all()  # every pair of exact_small has a bargaining set: the least width never binds
+    lo = curve.invert(pair, prob.u)
+    width = np.maximum(curve.invert(pair, prob.u + np.maximum(prob.delta, 0.0)) - lo, MIN_SET_WIDTH * prob.u)
+    batch, slot = _pair_batch(curve, pair)
+    rows = torch.arange(batch.batch_size)
+    wages = torch.zeros(batch.h.shape, dtype=torch.float64)
+    wages[rows, torch.as_tensor(slot)] = torch.as_tensor(p.b * batch.h[rows, torch.as_tensor(slot)])
+    reps = 12
+    pts = WorkerPoints(batch, torch.as_tensor(slot), wages).repeat(reps)
+    wf, vf = table_worker_value_function(curve), sol.value_function()
+    for margin in (0.0, 0.25):
+        w = bargaining_wages(wf, vf, p, pts, margin, torch.Generator().manual_seed(3)).numpy()
+        f = (w.reshape(reps, -1) - lo) / width  # position in the set: 0 at W = U, 1 at W = U + Δ⁺
+        assert f.min() >= -margin - 1e-6 and f.max() <= 1 + margin + 1e-6, (f.min(), f.max())
+        u = (f + margin) / (1 + 2 * margin)  # uniform on [0, 1]
+        assert abs(u.mean() - 0.5) < 0.03 and abs((u < 0.25).mean() - 0.25) < 0.04, (u.mean(), (u < 0.25).mean())
+
+
+def test_tracked_workers_take_a_share_of_bargaining_set_wages(small):
+    """``tracked_points`` on a market of every occupied exact_small state, no margin: with ``bargaining=1`` every
+    tracked worker's exact W lies in ``[U, U + Δ]``; from the flow range alone some do not (the check can fail);
+    a share outside ``[0, 1]``, or a share without the W network, is refused."""
+    from lotj.accuracy.worker_market import tracked_points
+    from lotj.economy.surplus import surplus
+    from lotj.sim.distributions import EconomySnapshot
+    from lotj.sim.market import Market
+
+    p, sol, ew, _ = small
+    space = sol.space
+    firms = space.firm_batch(np.repeat(np.nonzero(space.size > 0)[0], 4))
+    market = Market(p, seed=0, heldout_fraction=0.2, exact_sums=True)
+    market.refresh(EconomySnapshot(firms, torch.tensor([1.0, 1.4]), torch.tensor([1.0, 1.0])))
+    wf, vf = table_worker_value_function(ew.curve), sol.value_function()
+
+    def band(share: float) -> torch.Tensor:
+        source = tracked_points(
+            market, vf, 200, wage_range="flow", wage_margin=0.0, device=torch.device("cpu"), dtype=torch.float64,
+            wf=wf, bargaining=share,
+        )  # fmt: skip
+        pts = source(torch.Generator().manual_seed(4))
+        rows = torch.arange(pts.slot.numel())
+        u = p.unemployment_coef * pts.states.h[rows, pts.slot]
+        d = surplus(vf, p, pts.states)[rows, pts.slot]
+        return (_w_of(wf, pts) - u) / d  # 0 at W = U, 1 at W = U + Δ
+
+    inside = band(1.0)
+    assert inside.numel() > 100 and float(inside.min()) > -1e-6 and float(inside.max()) < 1 + 1e-6
+    outside = band(0.0)
+    assert bool(((outside < -0.01) | (outside > 1.01)).any())
+    for share, wf_given in ((1.5, wf), (0.5, None)):
+        with pytest.raises(ValueError, match="bargaining"):
+            tracked_points(
+                market, vf, 8, wage_range="flow", wage_margin=0.0, device=torch.device("cpu"), dtype=torch.float64,
+                wf=wf_given, bargaining=share,
+            )  # fmt: skip

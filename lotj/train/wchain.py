@@ -4,7 +4,8 @@
 After the W stage's training on its residual, ``wsolver.chain_rounds`` times: ``wsolver.chain_states`` tracked
 workers (one occupied seat of each of that many training Ω states of the stage's market, a share
 ``wsolver.explore`` of them exploration states, every worker with a wage drawn from the stage's training range,
-``wsolver.wage_range``), their chain targets under the network as it stands (``wsolver.chain_reps`` pairs of
+``wsolver.wage_range``; a share ``wsolver.chain_bargaining`` of them across their bargaining set under the
+network as it stands), their chain targets under the network as it stands (``wsolver.chain_reps`` pairs of
 chains each), and ``wsolver.chain_steps`` Adam steps (``wsolver.chain_lr``) on the squared distance to them,
 scale-free over the set or worker by worker (``wsolver.chain_loss``), the fit pooling the targets of the last
 ``wsolver.chain_memory`` sets. Meeting draws, poachers and chain
@@ -45,6 +46,8 @@ def refine_w(cfg: Config, net: Any, vf: Any, market: Any) -> dict[str, float]:
             device=ref.device,
             dtype=ref.dtype,
             explore=ws.explore,
+            wf=net,
+            bargaining=ws.chain_bargaining,
         ),  # fmt: skip
         market.rates,
         draws,
