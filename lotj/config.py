@@ -106,8 +106,6 @@ class WNetConfig:
     activation: str = "silu"  #: silu | tanh | gelu | softplus
     kinks: int = 8  #: soft kinks of the wage-monotone output m(w/h)
     surplus_input: bool = False  #: take the frozen V's surplus Δ(S, x_i) as input and scale (docs/wages.md)
-    #: where the kinks start: unit (0, 1, 2, ...) | bargaining (spread across the bargaining set; surplus_input)
-    kink_span: str = "unit"
 
 
 @dataclass
@@ -390,12 +388,6 @@ def _validate_w(cfg: Config) -> None:
         "wnet", cfg.wnet, ("embed_dim", "phi_width", "phi_depth", "head_width", "head_depth", "kinks")
     )
     _require_activation("wnet", cfg.wnet.activation)
-    if cfg.wnet.kink_span not in ("unit", "bargaining"):
-        raise ConfigError(f"wnet.kink_span = {cfg.wnet.kink_span!r}: allowed ['unit', 'bargaining']")
-    if cfg.wnet.kink_span == "bargaining" and not cfg.wnet.surplus_input:
-        raise ConfigError(
-            "wnet.kink_span = 'bargaining' spreads the kinks in the surplus units: needs wnet.surplus_input"
-        )
     ws = cfg.wsolver
     _require_at_least_one(
         "wsolver", ws, ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout")

@@ -25,8 +25,6 @@ def test_overrides_reach_the_w_groups():
         ("wsolver.refresh_years=nan", "wsolver.refresh_years"),
         ("wsolver.settle_years=-1", "wsolver.settle_years"),
         ("wsolver.chain_bargaining=1.5", "wsolver.chain_bargaining"),
-        ("wnet.kink_span=even", "wnet.kink_span"),
-        ("wnet.kink_span=bargaining", "wnet.kink_span"),
     ],
 )
 def test_bad_w_values_are_refused(override, key):

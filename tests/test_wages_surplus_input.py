@@ -166,25 +166,3 @@ def test_wage_inversion_with_the_surplus_input(gen):
         W = net.values(s, w_new)
         assert ((W - target)[s.mask].abs() <= 1e-6 * u[s.mask]).all()
         assert res.converged.all() and res.share_non_monotone == 0.0
-
-
-def test_kinks_spread_across_the_bargaining_set_leave_the_initial_guess(gen):
-    """``kink_span="bargaining"``: the initial kinks run evenly from ``x = −ψ^E/r̄`` to ``x = 1`` (the bargaining set
-    in the surplus units), the initial W is still ``U + (w − b h)/r̄`` (equal slopes: no kink bends it), and the
-    span is refused without the surplus input, where those units do not apply."""
-    vf = _value_net()
-    s, w = _firms(gen)
-    net = _net(vf, perturb=False, kinks=6, kink_span="bargaining")
-    k = net.kinks
-    bias = net.head[-1].bias.detach()
-    t = bias[1] + torch.cat(
-        [torch.zeros(1, dtype=bias.dtype), torch.cumsum(torch.nn.functional.softplus(bias[2 : k + 1]), 0)]
-    )
-    expected_t = torch.linspace(-P.psi_e / P.outflow_rate, 1.0, k, dtype=t.dtype)
-    torch.testing.assert_close(t, expected_t, rtol=0, atol=1e-12)
-    expected = P.unemployment_coef * s.h + (w - P.b * s.h) / P.outflow_rate
-    assert torch.allclose(net.values(s, w)[s.mask], expected[s.mask], rtol=1e-10)
-    with pytest.raises(ValueError, match="surplus_input"):
-        WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32, kink_span="bargaining")
-    with pytest.raises(ValueError, match="kink_span"):
-        WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32, surplus_input=True, kink_span="even")

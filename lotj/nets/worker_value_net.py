@@ -26,8 +26,7 @@
   those kinks at O(1) places that vary little across states (for a lone worker whose wage is reset
   only by renegotiation, at exactly ``x = 0`` and ``x = 1`` when ``Δ = (F(S) − F(S⊖x_i))/r̄``).
 
-The last layer of the head starts at zero with biases ``f = 0``, ``g_k = 0`` (kinks at ``0, 1, 2, …``, or with
-``kink_span="bargaining"`` spread across the bargaining set: :meth:`WorkerValueNet.initial_kinks`):
+The last layer of the head starts at zero with biases ``f = 0``, ``g_k = 0`` (kinks at ``0, 1, 2, …``):
 training starts from ``W = U + (w − b h)/r̄``, the exact value of a worker whose wage is never reset and
 whose ``h`` stays put (MODEL.md section 5 with λ = ψ^E = γ^E = 0 and no coworkers).
 
@@ -80,15 +79,10 @@ class WorkerValueNet(nn.Module):
         activation: str = "silu",
         kinks: int = 4,
         surplus_input: bool = False,
-        kink_span: str = "unit",
     ):
         super().__init__()
         if kinks < 1:
             raise ValueError(f"kinks = {kinks}: must be >= 1")
-        if kink_span not in ("unit", "bargaining"):
-            raise ValueError(f"kink_span = {kink_span!r}: allowed 'unit', 'bargaining'")
-        if kink_span == "bargaining" and not surplus_input:
-            raise ValueError("kink_span = 'bargaining' places the kinks in the surplus units: needs surplus_input")
         self.eta = float(p.eta)
         self.u_coef = float(p.unemployment_coef)
         self.b = float(p.b)
@@ -108,31 +102,14 @@ class WorkerValueNet(nn.Module):
         last = self.head[-1]
         assert isinstance(last, nn.Linear)
         nn.init.zeros_(last.weight)
-        first, gap = self.initial_kinks(p, kinks, kink_span)
         with torch.no_grad():
             bias = torch.zeros(n_out)  # edge slopes (surplus_input): exp(0) = 1, no kink
-            bias[1] = first  # t_1
-            bias[2 : kinks + 1] = math.log(math.expm1(gap))  # equal gaps after softplus
+            bias[1] = 0.0  # t_1
+            bias[2 : kinks + 1] = math.log(math.expm1(1.0))  # gaps of 1 after softplus
             # g_0..g_K = 0: unit slopes (no kink)
             bias[2 * kinks + 2] = math.log(math.expm1(0.05))  # τ = 0.05 after softplus
             last.bias.copy_(bias)
         self.to(torch.float64)  # float64 throughout (the project's default); `.to(torch.float32)` for 32-bit runs
-
-    @staticmethod
-    def initial_kinks(p: EconomyParams, kinks: int, span: str) -> tuple[float, float]:
-        """The first kink ``t_1`` and the gap between kinks at initialisation (the slopes start equal, so where
-        the kinks start does not change the initial W, only where they can bend it).
-
-        ``unit``: ``0, 1, 2, …``. ``bargaining`` (with the surplus input): spread evenly from
-        ``x = −ψ^E/r̄`` to ``x = 1``, the bargaining set in the surplus units when ``S ≈ Δ``: ``b h − ψ^E Δ``, the
-        entry wage of a worker whose every outside meeting raises it to its full surplus, to ``b h + r̄ Δ``, the
-        wage that keeps ``W = U + Δ`` until the match ends (:func:`lotj.economy.wages.initial_wage_range`). The
-        true W bends inside the set, at every offer a meeting can bring (W is convex below ``U + Δ``); with
-        ``unit`` all but the first kink start above the set's top and few are moved into it."""
-        if span == "unit":
-            return 0.0, 1.0
-        first = -float(p.psi_e) / float(p.outflow_rate)
-        return first, (1.0 - first) / max(kinks - 1, 1)
 
     @property
     def dtype(self) -> torch.dtype:

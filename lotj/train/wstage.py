@@ -63,7 +63,6 @@ def build_worker_net(cfg: Config) -> WorkerValueNet:
         n.activation,
         n.kinks,
         surplus_input=n.surplus_input,
-        kink_span=n.kink_span,
     )
     return net.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32)
 
