@@ -215,9 +215,14 @@ def test_warm_start_fits_the_frozen_state_oracle(economy):
     assert gap_after < 0.5 * gap_before, (gap_before, gap_after)
 
 
+def chain_cfg_args(base: list[str]) -> list[str]:
+    return [*base, "wsolver.chain_rounds=1", "wsolver.chain_states=32", "wsolver.chain_steps=20"]
+
+
 def test_w_stage_chain_targets_run_and_move_w(tmp_path, economy):
     """``wsolver.chain_rounds``: after the residual training, sets of chain targets are fitted (here one set
-    of 32 tracked workers and 20 steps): the summary says so, and W differs from the same stage without them."""
+        of 32 tracked workers and 20 steps): the summary says so, and W differs from the same stage without them, and
+    from the same set with its wages drawn across the bargaining sets."""
     from lotj.train.wstage import run_w_stage
 
     snap, vf = economy
@@ -230,13 +235,18 @@ def test_w_stage_chain_targets_run_and_move_w(tmp_path, economy):
     torch.manual_seed(5)
     plain = run_w_stage(load_config(base), vf, snap, out_dir=tmp_path / "plain")
     torch.manual_seed(5)
-    chain_cfg = load_config([*base, "wsolver.chain_rounds=1", "wsolver.chain_states=32", "wsolver.chain_steps=20"])
+    chain_cfg = load_config(chain_cfg_args(base))
     chain = run_w_stage(chain_cfg, vf, snap, out_dir=tmp_path / "chain")
     assert "w_chain_rounds" not in plain
     assert chain["w_chain_rounds"] == 1 and chain["w_chain_target_seconds"] > 0 and np.isfinite(chain["w_chain_loss"])
     a = torch.load(tmp_path / "plain" / "w_net.pt")
     b = torch.load(tmp_path / "chain" / "w_net.pt")
     assert any(not torch.equal(a[k], b[k]) for k in a)
+    # the same set with every tracked wage across its bargaining set (wsolver.chain_bargaining): other targets
+    torch.manual_seed(5)
+    run_w_stage(load_config([*chain_cfg_args(base), "wsolver.chain_bargaining=1"]), vf, snap, out_dir=tmp_path / "bar")
+    c = torch.load(tmp_path / "bar" / "w_net.pt")
+    assert any(not torch.equal(b[k], c[k]) for k in b)
     with pytest.raises(ValueError, match="chain_rounds"):
         load_config([*base, "wsolver.chain_rounds=-1"])
 
