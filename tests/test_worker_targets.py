@@ -155,8 +155,7 @@ def test_the_pool_keeps_the_last_memory_sets(small):
 
 def test_bargaining_wages_span_each_workers_bargaining_set(small):
     """``bargaining_wages`` under the exact W and V: every pair's draws lie between the wage at ``W = U`` and the wage
-    at ``W = U + Δ``, widened by the margin on both sides, and are
-    uniform across that range."""
+    at ``W = U + Δ``, widened by the margin on both sides, and are uniform across that range."""
     from lotj.accuracy.worker_market import MIN_SET_WIDTH, bargaining_wages
 
     p, sol, ew, _ = small
