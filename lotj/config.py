@@ -106,6 +106,7 @@ class WNetConfig:
     activation: str = "silu"  #: silu | tanh | gelu | softplus
     kinks: int = 8  #: soft kinks of the wage-monotone output m(w/h)
     surplus_input: bool = False  #: take the frozen V's surplus Δ(S, x_i) as input and scale (docs/wages.md)
+    set_kinks: bool = False  #: kinks at fixed fractions of the bargaining set (needs surplus_input; docs/wages.md)
 
 
 @dataclass
@@ -388,6 +389,8 @@ def _validate_w(cfg: Config) -> None:
         "wnet", cfg.wnet, ("embed_dim", "phi_width", "phi_depth", "head_width", "head_depth", "kinks")
     )
     _require_activation("wnet", cfg.wnet.activation)
+    if cfg.wnet.set_kinks and not cfg.wnet.surplus_input:
+        raise ConfigError("wnet.set_kinks needs wnet.surplus_input=true: the kinks sit at fractions of the surplus")
     ws = cfg.wsolver
     _require_at_least_one(
         "wsolver", ws, ("batch_size", "steps_per_epoch", "max_epochs", "m_n", "m_e", "m_pi", "n_states", "n_heldout")

@@ -25,8 +25,9 @@ def test_overrides_reach_the_w_groups():
         ("wsolver.refresh_years=nan", "wsolver.refresh_years"),
         ("wsolver.settle_years=-1", "wsolver.settle_years"),
         ("wsolver.chain_bargaining=1.5", "wsolver.chain_bargaining"),
+        ("wnet.set_kinks=true wnet.surplus_input=false", "wnet.set_kinks"),
     ],
 )
 def test_bad_w_values_are_refused(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_config(["conf=smoke", override])
+        load_config(["conf=smoke", *override.split()])

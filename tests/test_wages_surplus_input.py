@@ -166,3 +166,45 @@ def test_wage_inversion_with_the_surplus_input(gen):
         W = net.values(s, w_new)
         assert ((W - target)[s.mask].abs() <= 1e-6 * u[s.mask]).all()
         assert res.converged.all() and res.share_non_monotone == 0.0
+
+
+def test_set_kinks_start_as_the_plain_form_and_stay_monotone(gen):
+    """``set_kinks``: with every δ_l = 0 the network is the plain one; with large δ_l of both signs W still rises
+    strictly in the wage (every slope of the map is positive)."""
+    vf = _value_net()
+    s, w = _firms(gen)
+    plain = _net(vf, seed=3)
+    bent = _net(vf, seed=3, perturb=False, set_kinks=True)
+    extra = bent.head[-1].bias.numel() - plain.head[-1].bias.numel()
+    assert extra == len(WorkerValueNet.set_kinks_at())
+    state = bent.state_dict()
+    for key, val in plain.state_dict().items():
+        if state[key].shape == val.shape:
+            state[key] = val
+        else:  # the head's last layer: the plain outputs first, then δ_l = 0
+            state[key] = torch.cat([val, torch.zeros(extra, *val.shape[1:], dtype=val.dtype)])
+    bent.load_state_dict(state)
+    assert torch.allclose(bent.values(s, w)[s.mask], plain.values(s, w)[s.mask], rtol=1e-13, atol=1e-13)
+    with torch.no_grad():  # log slope changes of ±3 at every kink, alternating
+        bent.head[-1].bias[-extra:] = 3.0 * torch.tensor([(-1.0) ** k for k in range(extra)])
+    assert (bent.values(s, w) - plain.values(s, w))[s.mask].abs().max() > 1e-2  # the kinks act
+    grid = torch.linspace(-20.0, 20.0, 400)
+    vals = torch.stack([bent.values(s, torch.full_like(s.h, x)) for x in grid])
+    assert ((vals[1:] - vals[:-1])[:, s.mask] > 0).all()
+
+
+def test_set_kinks_bend_at_their_fractions_of_the_set():
+    """Hand-computed map: slope 2 between the kinks at 0.5 and 0.75 of the set, 1 elsewhere, so
+    ``g(u) = u + max{u − 0.5, 0} − max{u − 0.75, 0}`` in units of the surplus."""
+    net = WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32, surplus_input=True, set_kinks=True)
+    at = list(WorkerValueNet.set_kinks_at())
+    raw = torch.zeros(len(at), dtype=torch.float64)
+    raw[at.index(0.5)] = torch.log(torch.tensor(2.0))
+    raw[at.index(0.75)] = -torch.log(torch.tensor(2.0))
+    scale = torch.tensor(1.7, dtype=torch.float64)
+    u = torch.linspace(-1.0, 2.0, 61, dtype=torch.float64)
+    expected = u + (u - 0.5).clamp_min(0.0) - (u - 0.75).clamp_min(0.0)
+    got = net.set_bends(raw.expand(len(u), -1), scale * u, scale) / scale
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="surplus_input"):
+        WorkerValueNet(P, embed_dim=8, phi_width=16, head_width=32, set_kinks=True)

@@ -46,6 +46,20 @@ ends), the value above ``U`` in units of the surplus, and the last map puts exac
 renegotiation and the meeting cut start to act. W stays strictly increasing in ``w`` and starts from the
 same ``U + (w − b h)/r̄``.
 
+With ``set_kinks`` (``wnet.set_kinks``, needs ``surplus_input``) the value above ``U`` first passes, in units of
+the surplus (``u = y/S``, so the bargaining set is about ``0 ≤ u ≤ 1``), through a piecewise-linear map with
+kinks at fixed fractions ``c_1 < … < c_L`` of the set (``SET_KINKS``: from 0.3 below the set to 0.3 above it,
+densest near its edges):
+
+    y ← S (u + Σ_l (s_l − s_{l−1}) max{u − c_l, 0}),     s_0 = 1,  s_l = exp(δ_1 + … + δ_l),
+
+with ``δ_l`` from the head. Every slope ``s_l`` is positive, so W stays strictly increasing in ``w``; the head
+starts at ``δ = 0`` (all slopes 1), where the map is the identity. The exact W has clusters of kinks right at
+the two edges of the set: a coworker's arrival or departure moves where the neighbouring states'
+renegotiations and meeting cuts start, a little above or below the own state's edges. The free kinks of
+``m`` go where the fit takes them, which is where the training wages are dense; these stay at the edges by
+construction.
+
 ``WorkerValueNet`` implements :class:`lotj.economy.worker_value.WorkerValueFunction`; only real
 workers (and real worker pairs) are evaluated. :meth:`WorkerValueNet.worker_fn` is the same function
 of one worker and an explicit coworker set, for the naive reference
@@ -64,6 +78,11 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.params import EconomyParams
 from lotj.nets.layers import mlp, register_standardisation, standardised_logs
 
+_BELOW_AND_AT_U = (-0.3, -0.2, -0.12, -0.06, -0.03, 0.03, 0.06, 0.12, 0.25)
+#: the kinks of ``set_kinks``, as fractions of the bargaining set (0: ``W = U``, 1: ``W = U + Δ``): from 0.3 below
+#: the set to 0.3 above it, densest near the edges, where the exact W's kinks cluster; symmetric about 0.5
+SET_KINKS = (*_BELOW_AND_AT_U, 0.5, *(round(1.0 - c, 12) for c in reversed(_BELOW_AND_AT_U)))
+
 
 class WorkerValueNet(nn.Module):
     """W(x_i, S) with pooled coworker neighbours and a wage-monotone output (module docstring)."""
@@ -79,10 +98,13 @@ class WorkerValueNet(nn.Module):
         activation: str = "silu",
         kinks: int = 4,
         surplus_input: bool = False,
+        set_kinks: bool = False,
     ):
         super().__init__()
         if kinks < 1:
             raise ValueError(f"kinks = {kinks}: must be >= 1")
+        if set_kinks and not surplus_input:
+            raise ValueError("set_kinks needs surplus_input: the kinks sit at fractions of the surplus")
         self.eta = float(p.eta)
         self.u_coef = float(p.unemployment_coef)
         self.b = float(p.b)
@@ -91,13 +113,16 @@ class WorkerValueNet(nn.Module):
         self.kinks = int(kinks)
         self.embed_dim = int(embed_dim)
         self.surplus_input = bool(surplus_input)
+        self.set_kinks = bool(set_kinks)
+        self.register_buffer("set_kink_at", torch.tensor(SET_KINKS if set_kinks else ()), persistent=False)
         # the frozen V that gives the surplus inputs (attach_value), kept in a list: not a submodule, so it is
         # neither trained nor saved with W
         self._frozen_v: list[nn.Module] = []
         register_standardisation(self, p)  # the moments of G_w and G_f (constants, saved with the model)
         self.phi = mlp(2, phi_width, phi_depth, embed_dim, activation)
         n_surplus = 2 if self.surplus_input else 0  # surplus inputs; and two edge slopes in the output
-        n_out = 2 * kinks + 3 + n_surplus
+        n_set = len(SET_KINKS) if self.set_kinks else 0  # δ_l: log slope changes at the set's kinks
+        n_out = 2 * kinks + 3 + n_surplus + n_set
         self.head = mlp(2 + 2 + 1 + 1 + 1 + embed_dim + n_surplus, head_width, head_depth, n_out, activation)
         last = self.head[-1]
         assert isinstance(last, nn.Linear)
@@ -108,6 +133,7 @@ class WorkerValueNet(nn.Module):
             bias[2 : kinks + 1] = math.log(math.expm1(1.0))  # gaps of 1 after softplus
             # g_0..g_K = 0: unit slopes (no kink)
             bias[2 * kinks + 2] = math.log(math.expm1(0.05))  # τ = 0.05 after softplus
+            # δ_l = 0 (set_kinks): every slope 1, the identity
             last.bias.copy_(bias)
         self.to(torch.float64)  # float64 throughout (the project's default); `.to(torch.float32)` for 32-bit runs
 
@@ -143,9 +169,26 @@ class WorkerValueNet(nn.Module):
         m = f + slopes[..., 0] * x + ((slopes[..., 1:] - slopes[..., :-1]) * ramps).sum(-1)
         y = (h * scale / self.r) * m
         if surplus is not None:
+            if self.set_kinks:
+                y = self.set_bends(raw[..., 2 * k + 5 :], y, self.surplus_scale(surplus, h * scale / self.r))
             edge = torch.exp(raw[..., 2 * k + 3 : 2 * k + 5].clamp(-20.0, 20.0)) - 1.0
             y = y + edge[..., 0] * y.clamp_max(0.0) + edge[..., 1] * (y - surplus.clamp_min(0.0)).clamp_min(0.0)
         return self.u_coef * h + y
+
+    @staticmethod
+    def set_kinks_at() -> tuple[float, ...]:
+        """Where the kinks of ``set_kinks`` sit, as fractions of the bargaining set (``SET_KINKS``)."""
+        return SET_KINKS
+
+    def set_bends(self, raw: Tensor, y: Tensor, scale: Tensor) -> Tensor:
+        """The kinks at fixed fractions of the bargaining set (``set_kinks``, module docstring): ``y`` (the value
+        above ``U``) in units of the surplus ``scale``, ``u``, through ``u + Σ_l (s_l − s_{l−1}) max{u − c_l, 0}``
+        with ``s_0 = 1`` and ``s_l = exp(δ_1 + … + δ_l)`` (``δ = raw``), back to value units. Increasing in ``y``:
+        between kinks its slope is some ``s_l > 0``."""
+        slopes = torch.exp(torch.cumsum(raw, -1).clamp(-20.0, 20.0))
+        steps = slopes - torch.cat([torch.ones_like(slopes[..., :1]), slopes[..., :-1]], -1)
+        u = (y / scale).unsqueeze(-1)
+        return y + scale * (steps * (u - self.set_kink_at.to(u.dtype)).clamp_min(0.0)).sum(-1)
 
     def curve(
         self,

@@ -63,6 +63,7 @@ def build_worker_net(cfg: Config) -> WorkerValueNet:
         n.activation,
         n.kinks,
         surplus_input=n.surplus_input,
+        set_kinks=n.set_kinks,
     )
     return net.to(torch.float64 if cfg.trainer.precision == "64-true" else torch.float32)
 
