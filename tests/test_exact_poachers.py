@@ -180,14 +180,14 @@ def test_the_worker_chains_read_weighted_poachers(small):
     zero, so the estimated error is ~0; the same poachers read unweighted give a visible error."""
     from lotj.accuracy.exact_check import TableValue
     from lotj.accuracy.worker_chains import worker_chain_errors
-    from lotj.validate.wages import _pair_batch, wage_grid
+    from lotj.validate.wages import pair_batch, wage_grid
 
     p, sol, curve = small
     space, market = sol.space, sol.market
     wf = table_worker_value_function(curve)
     pair, wage = wage_grid(curve, points=3, margin=0.0)
     pick = np.arange(1, len(pair), 3)[::8]
-    batch, slot = _pair_batch(curve, pair[pick])
+    batch, slot = pair_batch(curve, pair[pick])
     draws = exact_meeting_draws(space, market, sol.v)
     live = np.nonzero(market.pi > 0)[0]
     poachers = space.firm_batch(live)

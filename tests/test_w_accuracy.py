@@ -20,7 +20,7 @@ from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.exact import solve_equilibrium
 from lotj.exact.table import table_worker_value_function
 from lotj.validate.report import build_report, format_report
-from lotj.validate.wages import _pair_batch, exact_wage_solution, wage_grid
+from lotj.validate.wages import exact_wage_solution, pair_batch, wage_grid
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_chains_find_a_planted_w_error_state_by_state(small):
     pair, wage = wage_grid(ew.curve, points=3, margin=0.0)
     mid = np.arange(1, len(pair), 3)[::12]  # the middle of the bargaining set of every 12th pair
     pair, wage = pair[mid], wage[mid]
-    batch, slot = _pair_batch(ew.curve, pair)
+    batch, slot = pair_batch(ew.curve, pair)
     reps = 40
     draws = exact_meeting_draws(sol.space, sol.market, sol.v)
     res = worker_chain_errors(

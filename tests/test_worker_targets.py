@@ -18,7 +18,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.exact import solve_equilibrium
 from lotj.exact.table import table_worker_value_function
-from lotj.validate.wages import _pair_batch, exact_wage_solution, wage_grid
+from lotj.validate.wages import exact_wage_solution, pair_batch, wage_grid
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def small():
     ew = exact_wage_solution(sol)
     pair, wage = wage_grid(ew.curve, points=3, margin=0.0)
     mid = np.arange(1, len(pair), 3)[::12]  # the middle of the bargaining set of every 12th pair
-    batch, slot = _pair_batch(ew.curve, pair[mid])
+    batch, slot = pair_batch(ew.curve, pair[mid])
     wages = torch.zeros(batch.h.shape, dtype=torch.float64)
     wages[torch.arange(batch.batch_size), torch.as_tensor(slot)] = torch.as_tensor(wage[mid], dtype=torch.float64)
     return cfg.economy, sol, ew, WorkerPoints(batch, torch.as_tensor(slot), wages)
@@ -164,7 +164,7 @@ def test_bargaining_wages_span_each_workers_bargaining_set(small):
     assert (prob.delta > 0).all()  # every pair of exact_small has a bargaining set: the least width never binds
     lo = curve.invert(pair, prob.u)
     width = np.maximum(curve.invert(pair, prob.u + np.maximum(prob.delta, 0.0)) - lo, MIN_SET_WIDTH * prob.u)
-    batch, slot = _pair_batch(curve, pair)
+    batch, slot = pair_batch(curve, pair)
     rows = torch.arange(batch.batch_size)
     wages = torch.zeros(batch.h.shape, dtype=torch.float64)
     wages[rows, torch.as_tensor(slot)] = torch.as_tensor(p.b * batch.h[rows, torch.as_tensor(slot)])

@@ -42,7 +42,7 @@ from lotj.exact.states import StateSpace
 from lotj.exact.wages import CAUSES, ExactWages
 from lotj.exact.worker_value import exact_worker_values
 from lotj.validate.values import network_values
-from lotj.validate.wages import _pair_batch, network_targets, network_w, network_wages, wage_grid
+from lotj.validate.wages import network_targets, network_w, network_wages, pair_batch, wage_grid
 
 __all__ = ["systematic_poachers", "w_estimator_check"]
 
@@ -106,7 +106,7 @@ def w_estimator_check(
     given = exact_worker_values(space, p, v_net, market, w_start=1.0)
 
     def chains(pair: np.ndarray, wage: np.ndarray):
-        batch, slot = _pair_batch(ew.curve, pair)
+        batch, slot = pair_batch(ew.curve, pair)
         est = estimate_w_error(
             wf,
             table,

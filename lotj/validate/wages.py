@@ -63,7 +63,7 @@ def exact_wage_solution(sol: ExactSolution) -> ExactWages:
 # --------------------------------------------------------------------------- network evaluation
 
 
-def _pair_batch(curve: WageCurve, pair: np.ndarray) -> tuple[FirmBatch, np.ndarray]:
+def pair_batch(curve: WageCurve, pair: np.ndarray) -> tuple[FirmBatch, np.ndarray]:
     """The states of ``pair`` as a FirmBatch and the slot of the pair's worker (workers in type order)."""
     prob = curve.problem
     space = prob.space
@@ -87,7 +87,7 @@ def network_w(wf: WorkerValueFunction, curve: WageCurve, pair: np.ndarray, wage:
     with torch.no_grad():
         for start in range(0, len(pair), chunk):
             sel = slice(start, start + chunk)
-            batch, slot = _pair_batch(curve, pair[sel])
+            batch, slot = pair_batch(curve, pair[sel])
             w = torch.zeros(batch.h.shape, dtype=torch.float64)
             rows = torch.arange(batch.batch_size)
             w[rows, torch.as_tensor(slot)] = torch.as_tensor(wage[sel], dtype=torch.float64)
@@ -105,7 +105,7 @@ def network_wages(
     with torch.no_grad():
         for start in range(0, len(pair), chunk):
             sel = slice(start, start + chunk)
-            batch, slot = _pair_batch(curve, pair[sel])
+            batch, slot = pair_batch(curve, pair[sel])
             rows = torch.arange(batch.batch_size)
             slot_t = torch.as_tensor(slot)
             t = torch.zeros(batch.h.shape, dtype=torch.float64)
