@@ -122,8 +122,8 @@ def test_training_lowers_the_heldout_residual(economy):
     assert all(not prm.requires_grad for prm in vf.parameters())
 
 
-@pytest.mark.parametrize("surplus_input", [False, True])
-def test_w_stage_summary(tmp_path, economy, surplus_input):
+@pytest.mark.parametrize("surplus_input, set_kinks", [(False, False), (True, False), (True, True)])
+def test_w_stage_summary(tmp_path, economy, surplus_input, set_kinks):
     from lotj.sim.panel import read_panel
     from lotj.train.wstage import run_w_stage
 
@@ -142,6 +142,7 @@ def test_w_stage_summary(tmp_path, economy, surplus_input):
             "wsolver.burn_in_years=0.5",
             "wnet.head_width=16",
             f"wnet.surplus_input={str(surplus_input).lower()}",
+            f"wnet.set_kinks={str(set_kinks).lower()}",
             "logging.progress_bar=false",
             # a cheap error estimate of W and the wages (docs/accuracy.md; checked in tests/test_w_accuracy.py)
             "accuracy.n_states=8",
@@ -174,6 +175,11 @@ def test_w_stage_summary(tmp_path, economy, surplus_input):
     markdown = np.where(J > 0, W / np.where(J > 0, J, 1.0), np.nan)  # MODEL.md section 5: none where J <= 0
     np.testing.assert_allclose(employed["markdown"].astype(float).to_numpy(), markdown, rtol=1e-12)
     assert summary["markdown_mean"] == pytest.approx(float(markdown[np.isfinite(markdown)].mean()), rel=1e-9)
+    # the saved W loads back in its form (with the set kinks, 19 more head outputs)
+    from lotj.validate.wages import load_worker_net
+
+    wf = load_worker_net(cfg, vf, tmp_path / "w_net.pt")
+    assert wf.set_kinks == set_kinks and wf.surplus_input == surplus_input
 
 
 def test_warm_start_fits_the_frozen_state_oracle(economy):
