@@ -34,16 +34,9 @@ from lotj.exact.worker_value import exact_worker_values
 from lotj.train.wstage import build_worker_net
 from lotj.validate.report import run_networks
 from lotj.validate.values import exact_solution, network_values
-from lotj.validate.wages import GRID_MARGIN, GRID_POINTS, exact_wage_solution, pair_batch, wage_grid
+from lotj.validate.wages import GRID_MARGIN, GRID_POINTS, exact_wage_solution, pair_wages, wage_grid
 
 MARGIN = 0.25  # training wages from a quarter of the set's width below it to a quarter above it
-
-
-def _points(curve, pair: np.ndarray, wage: np.ndarray):
-    batch, slot = pair_batch(curve, pair)
-    w = torch.zeros(batch.h.shape, dtype=torch.float64)
-    w[torch.arange(batch.batch_size), torch.as_tensor(slot)] = torch.as_tensor(wage, dtype=torch.float64)
-    return batch, torch.as_tensor(slot), w
 
 
 def _w(net, batch, slot, w):
@@ -88,10 +81,10 @@ def main(argv: list[str]) -> None:
     wage = lo[pair] + rng.uniform(-MARGIN, 1.0 + MARGIN, n) * width[pair]
     target = torch.as_tensor(given.value(pair, wage))
     scale = torch.maximum(target.abs(), torch.as_tensor(prob.u[pair]))
-    train = _points(curve, pair, wage)
+    train = pair_wages(curve, pair, wage)
 
     grid_pair, grid_wage = wage_grid(curve)
-    grid = _points(curve, grid_pair, grid_wage)
+    grid = pair_wages(curve, grid_pair, grid_wage)
     grid_y = given.value(grid_pair, grid_wage)
     grid_scale = np.maximum(np.abs(grid_y), prob.u[grid_pair])
     positions = np.linspace(-GRID_MARGIN, 1.0 + GRID_MARGIN, GRID_POINTS)

@@ -27,16 +27,11 @@ from lotj.accuracy.worker_targets import WorkerPoints, fit_worker_targets
 from lotj.exact.worker_value import exact_worker_values
 from lotj.validate.report import run_networks
 from lotj.validate.values import exact_solution, network_values
-from lotj.validate.wages import exact_wage_solution, network_w, pair_batch, wage_grid
+from lotj.validate.wages import exact_wage_solution, network_w, pair_wages, wage_grid
 
 
 def grid_points(curve, points: int) -> WorkerPoints:
-    pair, wage = wage_grid(curve, points)
-    batch, slot = pair_batch(curve, pair)
-    wages = torch.zeros(batch.h.shape, dtype=torch.float64)
-    rows = torch.arange(batch.batch_size)
-    wages[rows, torch.as_tensor(slot)] = torch.as_tensor(wage, dtype=torch.float64)
-    return WorkerPoints(batch, torch.as_tensor(slot), wages)
+    return WorkerPoints(*pair_wages(curve, *wage_grid(curve, points)))
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ from lotj.economy.firms import FirmBatch
 from lotj.economy.worker_value import SetFunctionWorkerValue
 from lotj.exact import solve_equilibrium
 from lotj.exact.table import table_worker_value_function
-from lotj.validate.wages import exact_wage_solution, pair_batch, wage_grid
+from lotj.validate.wages import exact_wage_solution, pair_batch, pair_wages, wage_grid
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,7 @@ def small():
     ew = exact_wage_solution(sol)
     pair, wage = wage_grid(ew.curve, points=3, margin=0.0)
     mid = np.arange(1, len(pair), 3)[::12]  # the middle of the bargaining set of every 12th pair
-    batch, slot = pair_batch(ew.curve, pair[mid])
-    wages = torch.zeros(batch.h.shape, dtype=torch.float64)
-    wages[torch.arange(batch.batch_size), torch.as_tensor(slot)] = torch.as_tensor(wage[mid], dtype=torch.float64)
-    return cfg.economy, sol, ew, WorkerPoints(batch, torch.as_tensor(slot), wages)
+    return cfg.economy, sol, ew, WorkerPoints(*pair_wages(ew.curve, pair[mid], wage[mid]))
 
 
 class PlantedW(torch.nn.Module):

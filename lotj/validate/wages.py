@@ -81,18 +81,25 @@ def _to(batch: FirmBatch, t: torch.Tensor, fn: Any) -> tuple[FirmBatch, torch.Te
     return moved, t.to(device, dtype)
 
 
+def pair_wages(curve: WageCurve, pair: np.ndarray, wage: np.ndarray) -> tuple[FirmBatch, torch.Tensor, torch.Tensor]:
+    """The states of ``pair`` (:func:`pair_batch`), the slot of each pair's worker and the wage table ``[B, n_max]``
+    with ``wage[r]`` in that slot (0 elsewhere): W of row ``r``'s worker at its wage is ``W[r, slot[r]]``."""
+    batch, slot = pair_batch(curve, pair)
+    w = torch.zeros(batch.h.shape, dtype=torch.float64)
+    w[torch.arange(batch.batch_size), torch.as_tensor(slot)] = torch.as_tensor(wage, dtype=torch.float64)
+    return batch, torch.as_tensor(slot), w
+
+
 def network_w(wf: WorkerValueFunction, curve: WageCurve, pair: np.ndarray, wage: np.ndarray, chunk: int = 4096):
     """The network's ``W(S, j; w)`` of each ``(pair[r], wage[r])``, float64."""
     out = []
     with torch.no_grad():
         for start in range(0, len(pair), chunk):
             sel = slice(start, start + chunk)
-            batch, slot = pair_batch(curve, pair[sel])
-            w = torch.zeros(batch.h.shape, dtype=torch.float64)
+            batch, slot, w = pair_wages(curve, pair[sel], wage[sel])
             rows = torch.arange(batch.batch_size)
-            w[rows, torch.as_tensor(slot)] = torch.as_tensor(wage[sel], dtype=torch.float64)
             batch, w = _to(batch, w, wf)
-            vals = wf.values(batch, w)[rows.to(w.device), torch.as_tensor(slot, device=w.device)]
+            vals = wf.values(batch, w)[rows.to(w.device), slot.to(w.device)]
             out.append(vals.detach().to("cpu", torch.float64).numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
