@@ -227,7 +227,7 @@ def chain_cfg_args(base: list[str]) -> list[str]:
 
 def test_w_stage_chain_targets_run_and_move_w(tmp_path, economy):
     """``wsolver.chain_rounds``: after the residual training, sets of chain targets are fitted (here one set
-        of 32 tracked workers and 20 steps): the summary says so, and W differs from the same stage without them, and
+    of 32 tracked workers and 20 steps): the summary says so, and W differs from the same stage without them, and
     from the same set with its wages drawn across the bargaining sets."""
     from lotj.train.wstage import run_w_stage
 

@@ -47,11 +47,12 @@ renegotiation and the meeting cut start to act. W stays strictly increasing in `
 same ``U + (w − b h)/r̄``.
 
 With ``set_kinks`` (``wnet.set_kinks``, needs ``surplus_input``) the value above ``U`` first passes, in units of
-the surplus (``u = y/S``, so the bargaining set is about ``0 ≤ u ≤ 1``), through a piecewise-linear map with
+the surplus (``u = y/S_e``, ``S_e = τ_e softplus(Δ/τ_e)`` with ``τ_e = S/10``: ``S_e ≈ S ≈ Δ`` where the surplus
+is clearly positive, so the bargaining set is about ``0 ≤ u ≤ 1``), through a piecewise-linear map with
 kinks at fixed fractions ``c_1 < … < c_L`` of the set (``SET_KINKS``: from 0.3 below the set to 0.3 above it,
 densest near its edges):
 
-    y ← S (u + Σ_l (s_l − s_{l−1}) max{u − c_l, 0}),     s_0 = 1,  s_l = exp(δ_1 + … + δ_l),
+    y ← S_e (u + Σ_l (s_l − s_{l−1}) max{u − c_l, 0}),     s_0 = 1,  s_l = exp(δ_1 + … + δ_l),
 
 with ``δ_l`` from the head. Every slope ``s_l`` is positive, so W stays strictly increasing in ``w``; the head
 starts at ``δ = 0`` (all slopes 1), where the map is the identity. The exact W has clusters of kinks right at
@@ -167,10 +168,11 @@ class WorkerValueNet(nn.Module):
         x = (w.to(self.dtype) / h - self.b) / scale
         ramps = tau.unsqueeze(-1) * nn.functional.softplus((x.unsqueeze(-1) - t) / tau.unsqueeze(-1))
         m = f + slopes[..., 0] * x + ((slopes[..., 1:] - slopes[..., :-1]) * ramps).sum(-1)
-        y = (h * scale / self.r) * m
+        value_scale = h * scale / self.r  # S with the surplus input
+        y = value_scale * m
         if surplus is not None:
-            if self.set_kinks:
-                y = self.set_bends(raw[..., 2 * k + 5 :], y, self.surplus_scale(surplus, h * scale / self.r))
+            if self.set_kinks:  # the unit of the set's kinks: S smoothed once more (≈ Δ⁺ where Δ is clearly positive)
+                y = self.set_bends(raw[..., 2 * k + 5 :], y, self.surplus_scale(surplus, value_scale))
             edge = torch.exp(raw[..., 2 * k + 3 : 2 * k + 5].clamp(-20.0, 20.0)) - 1.0
             y = y + edge[..., 0] * y.clamp_max(0.0) + edge[..., 1] * (y - surplus.clamp_min(0.0)).clamp_min(0.0)
         return self.u_coef * h + y
